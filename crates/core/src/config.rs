@@ -1,0 +1,148 @@
+//! The data dir and `config.toml`: settings the CLI and (later) the GUI share.
+//!
+//! Command-line flags override the file; the file overrides built-in
+//! defaults. A missing file is not an error; a malformed one is.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the config file inside a data dir.
+pub const CONFIG_FILE: &str = "config.toml";
+/// The tracker used when none is configured (the seed's port).
+pub const DEFAULT_TRACKER: &str = "http://127.0.0.1:5000";
+
+/// Where a node keeps its key, config, database and logs: `--data-dir`,
+/// then `SHOAL_DATA_DIR` (both handled by the CLI), then the platform's
+/// data dir.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("shoal")
+}
+
+/// Retry with exponential backoff and jitter, used for every network call
+/// that may meet a passing failure.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included.
+    pub attempts: usize,
+    /// Delay before the second attempt, in milliseconds.
+    pub base_ms: u64,
+    /// Growth of the delay per attempt.
+    pub factor: f32,
+    /// Longest delay, in milliseconds.
+    pub max_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            base_ms: 1000,
+            factor: 2.0,
+            max_ms: 10_000,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Delay before the second attempt.
+    pub fn base(&self) -> Duration {
+        Duration::from_millis(self.base_ms)
+    }
+    /// Longest delay.
+    pub fn max(&self) -> Duration {
+        Duration::from_millis(self.max_ms)
+    }
+}
+
+/// The contents of `config.toml`. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Tracker URL.
+    pub tracker: Option<String>,
+    /// Bearer token for a private tracker.
+    pub tracker_token: Option<String>,
+    /// Name shown to other peers.
+    pub name: Option<String>,
+    /// Folders to share.
+    pub shares: Vec<PathBuf>,
+    /// Node listen address.
+    pub listen: Option<String>,
+    /// Retry policy.
+    pub retry: RetryConfig,
+}
+
+/// `config.toml` exists but cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Reading failed.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or unknown keys.
+    #[error("config file {path} is not valid: {message}; fix or remove it")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+impl crate::HasKind for ConfigError {
+    fn kind(&self) -> crate::ErrorKind {
+        crate::ErrorKind::Usage
+    }
+}
+
+impl Config {
+    /// Loads `config.toml` from `data_dir`; defaults if it does not exist.
+    pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path,
+            message: e.message().to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_gives_defaults_and_bad_file_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Config::load(dir.path()).unwrap(), Config::default());
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "name = \"x\"\n[retry]\nattempts = 5\n",
+        )
+        .unwrap();
+        let c = Config::load(dir.path()).unwrap();
+        assert_eq!(c.name.as_deref(), Some("x"));
+        assert_eq!(c.retry.attempts, 5);
+        assert_eq!(c.retry.base_ms, 1000);
+        std::fs::write(dir.path().join(CONFIG_FILE), "nmae = 1").unwrap();
+        assert!(matches!(
+            Config::load(dir.path()),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

@@ -1,0 +1,443 @@
+//! JSON shapes exchanged between peers, the tracker and scripts.
+//!
+//! Signed messages ([`Registration`], [`Deregistration`], [`Announce`]) are
+//! signed over a domain-separated, length-prefixed transcript of their
+//! fields (never over JSON text, whose spelling is not canonical), so the
+//! tracker can check that a record really comes from the peer it names.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ContentId, Identity, PeerId, SignatureError};
+
+/// Longest peer name accepted.
+pub const MAX_NAME_LEN: usize = 64;
+/// Most addresses one peer may register.
+pub const MAX_ADDRS: usize = 8;
+/// Longest address accepted.
+pub const MAX_ADDR_LEN: usize = 270;
+/// Longest TTL a peer may ask for, in seconds.
+pub const MAX_TTL_SECS: u64 = 24 * 3600;
+
+/// A signature in hex (128 chars).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sig(String);
+
+impl Sig {
+    fn new(bytes: [u8; 64]) -> Self {
+        Self(hex::encode(bytes))
+    }
+
+    fn bytes(&self) -> Option<[u8; 64]> {
+        let mut out = [0u8; 64];
+        hex::decode_to_slice(&self.0, &mut out).ok()?;
+        Some(out)
+    }
+}
+
+impl std::fmt::Debug for Sig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sig({}…)", self.0.get(..8).unwrap_or(&self.0))
+    }
+}
+
+/// Builds the byte string a message is signed over.
+struct Transcript(Vec<u8>);
+
+impl Transcript {
+    fn new(domain: &str) -> Self {
+        let mut t = Self(Vec::with_capacity(256));
+        t.bytes(b"shoal/v1/");
+        t.bytes(domain.as_bytes());
+        t
+    }
+    fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        self.0.extend_from_slice(b);
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+}
+
+/// A message that a peer signs with its identity.
+pub trait Signed {
+    /// The peer that claims to have signed it.
+    fn signer(&self) -> PeerId;
+    /// The bytes covered by the signature.
+    fn transcript(&self) -> Vec<u8>;
+    /// The attached signature.
+    fn sig(&self) -> &Sig;
+    /// Checks the signature against [`Signed::signer`].
+    fn verify(&self) -> Result<(), SignatureError> {
+        let sig = self.sig().bytes().ok_or(SignatureError(self.signer()))?;
+        self.signer().verify(&self.transcript(), &sig)
+    }
+}
+
+/// `PUT /v1/peers/{peer_id}`: "I am here, reach me at these addresses".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    /// Who registers.
+    pub peer_id: PeerId,
+    /// A human name for the peer.
+    pub name: String,
+    /// `host:port` addresses; an empty or unspecified host is filled in by
+    /// the tracker with the address the request came from.
+    pub addrs: Vec<String>,
+    /// Seconds until the record expires unless renewed.
+    pub ttl: u64,
+    /// Unix time of signing, in seconds; must increase between registrations.
+    pub ts: u64,
+    /// Signature over all of the above.
+    pub sig: Sig,
+}
+
+impl Registration {
+    /// A signed registration.
+    pub fn new(id: &Identity, name: &str, addrs: Vec<String>, ttl: u64, ts: u64) -> Self {
+        let mut r = Self {
+            peer_id: id.peer_id(),
+            name: name.to_owned(),
+            addrs,
+            ttl,
+            ts,
+            sig: Sig(String::new()),
+        };
+        r.sig = Sig::new(id.sign(&r.transcript()));
+        r
+    }
+
+    /// Checks sizes and formats (not the signature).
+    pub fn validate(&self) -> Result<(), String> {
+        validate_name(&self.name)?;
+        if self.addrs.is_empty() || self.addrs.len() > MAX_ADDRS {
+            return Err(format!("between 1 and {MAX_ADDRS} addresses are needed"));
+        }
+        for a in &self.addrs {
+            HostPort::parse(a)?;
+        }
+        if self.ttl == 0 || self.ttl > MAX_TTL_SECS {
+            return Err(format!("ttl must be between 1 and {MAX_TTL_SECS} seconds"));
+        }
+        Ok(())
+    }
+}
+
+impl Signed for Registration {
+    fn signer(&self) -> PeerId {
+        self.peer_id
+    }
+    fn transcript(&self) -> Vec<u8> {
+        let mut t = Transcript::new("register");
+        t.bytes(self.peer_id.as_bytes()).bytes(self.name.as_bytes());
+        t.u64(self.addrs.len() as u64);
+        for a in &self.addrs {
+            t.bytes(a.as_bytes());
+        }
+        t.u64(self.ttl).u64(self.ts);
+        t.0
+    }
+    fn sig(&self) -> &Sig {
+        &self.sig
+    }
+}
+
+/// Signed `DELETE /v1/peers/{peer_id}` body: "forget me now".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deregistration {
+    /// Who leaves.
+    pub peer_id: PeerId,
+    /// Unix time of signing, in seconds.
+    pub ts: u64,
+    /// Signature.
+    pub sig: Sig,
+}
+
+impl Deregistration {
+    /// A signed deregistration.
+    pub fn new(id: &Identity, ts: u64) -> Self {
+        let mut d = Self {
+            peer_id: id.peer_id(),
+            ts,
+            sig: Sig(String::new()),
+        };
+        d.sig = Sig::new(id.sign(&d.transcript()));
+        d
+    }
+}
+
+impl Signed for Deregistration {
+    fn signer(&self) -> PeerId {
+        self.peer_id
+    }
+    fn transcript(&self) -> Vec<u8> {
+        let mut t = Transcript::new("deregister");
+        t.bytes(self.peer_id.as_bytes()).u64(self.ts);
+        t.0
+    }
+    fn sig(&self) -> &Sig {
+        &self.sig
+    }
+}
+
+/// `PUT /v1/providers`: the complete set of content ids a peer offers.
+/// Each announce replaces the previous set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Announce {
+    /// Who provides.
+    pub peer_id: PeerId,
+    /// Everything it offers publicly.
+    pub content_ids: Vec<ContentId>,
+    /// Unix time of signing, in seconds.
+    pub ts: u64,
+    /// Signature.
+    pub sig: Sig,
+}
+
+impl Announce {
+    /// A signed announce.
+    pub fn new(id: &Identity, content_ids: Vec<ContentId>, ts: u64) -> Self {
+        let mut a = Self {
+            peer_id: id.peer_id(),
+            content_ids,
+            ts,
+            sig: Sig(String::new()),
+        };
+        a.sig = Sig::new(id.sign(&a.transcript()));
+        a
+    }
+}
+
+impl Signed for Announce {
+    fn signer(&self) -> PeerId {
+        self.peer_id
+    }
+    fn transcript(&self) -> Vec<u8> {
+        let mut t = Transcript::new("announce");
+        t.bytes(self.peer_id.as_bytes());
+        t.u64(self.content_ids.len() as u64);
+        for c in &self.content_ids {
+            t.bytes(c.as_bytes());
+        }
+        t.u64(self.ts);
+        t.0
+    }
+    fn sig(&self) -> &Sig {
+        &self.sig
+    }
+}
+
+/// The tracker's answer to a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registered {
+    /// The TTL the tracker granted (it may cap the one asked for).
+    pub ttl: u64,
+    /// The addresses as stored, with unspecified hosts filled in.
+    pub addrs: Vec<String>,
+    /// How many content ids the tracker holds for this peer; zero after a
+    /// tracker restart, which tells the peer to announce again.
+    pub providing: u64,
+}
+
+/// A live peer as the tracker lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    /// The peer's id.
+    pub peer_id: PeerId,
+    /// Its name.
+    pub name: String,
+    /// Where to reach it.
+    pub addrs: Vec<String>,
+    /// Seconds left before the record expires.
+    pub expires_in: u64,
+}
+
+/// One page of `GET /v1/peers?after=ID&limit=N`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerPage {
+    /// Peers in PeerId order.
+    pub peers: Vec<PeerRecord>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<PeerId>,
+}
+
+/// `GET /v1/providers/{content_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Providers {
+    /// The content asked about.
+    pub content_id: ContentId,
+    /// Live peers that offer it.
+    pub peers: Vec<PeerRecord>,
+}
+
+/// One shared file, as `GET /v1/files` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path relative to the share, `/`-separated.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE3 of the bytes.
+    pub content_id: ContentId,
+    /// Last modification, Unix seconds.
+    pub modified: u64,
+    /// Whether the file is at-rest encrypted (age).
+    pub encrypted: bool,
+}
+
+/// Every error answer of the tracker and the node: `{"error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    pub error: String,
+}
+
+/// Checks a peer name: 1 to 64 characters, no control characters.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(format!("name must have 1 to {MAX_NAME_LEN} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("name must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// A parsed `host:port` address. The host is empty when unspecified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// IPv4, bracketless IPv6, a DNS name, or empty.
+    pub host: String,
+    /// The port, never 0.
+    pub port: u16,
+}
+
+impl HostPort {
+    /// Parses `host:port`, `[v6]:port` or `:port`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "`{}` is not a host:port address",
+                s.chars().take(80).collect::<String>()
+            )
+        };
+        if s.len() > MAX_ADDR_LEN {
+            return Err(bad());
+        }
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if port == 0 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let host = if let Some(v6) = host.strip_prefix('[') {
+            let v6 = v6.strip_suffix(']').ok_or_else(bad)?;
+            v6.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+            v6.to_owned()
+        } else if host.is_empty() || host.parse::<std::net::Ipv4Addr>().is_ok() {
+            host.to_owned()
+        } else if host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+        {
+            host.to_ascii_lowercase()
+        } else {
+            return Err(bad());
+        };
+        Ok(Self { host, port })
+    }
+
+    /// True when the tracker must fill in the host.
+    pub fn is_unspecified(&self) -> bool {
+        self.host.is_empty()
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified())
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_signature_covers_every_field() {
+        let id = Identity::from_seed([3; 32]);
+        let r = Registration::new(&id, "alice", vec!["127.0.0.1:7000".into()], 60, 1000);
+        assert!(r.verify().is_ok());
+        let json = serde_json::to_string(&r).unwrap();
+        let back: Registration = serde_json::from_str(&json).unwrap();
+        assert!(back.verify().is_ok());
+
+        let mut t = r.clone();
+        t.name = "mallory".into();
+        assert!(t.verify().is_err());
+        let mut t = r.clone();
+        t.addrs = vec!["10.0.0.1:7000".into()];
+        assert!(t.verify().is_err());
+        let mut t = r.clone();
+        t.ttl = 61;
+        assert!(t.verify().is_err());
+        let mut t = r.clone();
+        t.ts = 1001;
+        assert!(t.verify().is_err());
+        let mut t = r.clone();
+        t.peer_id = Identity::from_seed([4; 32]).peer_id();
+        assert!(t.verify().is_err());
+    }
+
+    #[test]
+    fn host_port_accepts_addresses_and_rejects_junk() {
+        for ok in [
+            "127.0.0.1:1",
+            ":7000",
+            "0.0.0.0:5",
+            "[::1]:80",
+            "Example.com:443",
+            "a-b.c:9",
+        ] {
+            assert!(HostPort::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "x",
+            "1.2.3.4",
+            "1.2.3.4:0",
+            "1.2.3.4:65536",
+            "[::1:80",
+            "a b:1",
+            "-a:1",
+            "a..b:1",
+            "'x':1",
+            "é:1",
+            "h:1\n",
+        ] {
+            assert!(HostPort::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(HostPort::parse(":7").unwrap().is_unspecified());
+        assert!(HostPort::parse("[::]:7").unwrap().is_unspecified());
+        assert_eq!(HostPort::parse("[::1]:8").unwrap().to_string(), "[::1]:8");
+    }
+}

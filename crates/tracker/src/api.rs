@@ -1,0 +1,353 @@
+//! HTTP handlers of the tracker API (see the crate docs for the protocol).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use shoal_core::wire::{
+    Announce, Deregistration, ErrorBody, HostPort, PeerPage, Providers, Registered, Registration,
+    Signed,
+};
+use shoal_core::{ContentId, PeerId};
+use subtle::ConstantTimeEq;
+use tokio::time::Instant;
+
+use crate::TrackerConfig;
+use crate::metrics::{Metrics, RequestLabels};
+use crate::store::{Store, StoreError, StoredPeer};
+
+/// How far a message's `ts` may be from the tracker's clock.
+const MAX_SKEW_MS: u64 = 5 * 60 * 1000;
+/// Body limit of registrations and deletes.
+const SMALL_BODY: usize = 16 * 1024;
+/// Body limit of announces (about 60,000 content ids).
+const ANNOUNCE_BODY: usize = 4 * 1024 * 1024;
+/// Most content ids in one announce.
+const MAX_ANNOUNCED: usize = 50_000;
+/// Largest page of peers.
+const MAX_PAGE: usize = 1000;
+
+struct AppState<S> {
+    config: TrackerConfig,
+    store: Arc<S>,
+    metrics: Metrics,
+}
+
+type Shared<S> = Arc<AppState<S>>;
+
+/// An error answer: a status and a message for a person.
+#[derive(Debug)]
+pub(crate) struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad(msg: impl Into<String>) -> Self {
+        Self(StatusCode::BAD_REQUEST, msg.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body is too large".into(),
+            )
+        } else {
+            Self::bad(format!("malformed JSON body: {}", r.body_text()))
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self::bad(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::bad(r.body_text())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Stale => Self(StatusCode::CONFLICT, e.to_string()),
+            StoreError::NotRegistered => Self(
+                StatusCode::NOT_FOUND,
+                "peer is not registered; register first".into(),
+            ),
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The tracker's routes over `store`.
+pub fn router<S: Store>(config: TrackerConfig, store: Arc<S>) -> Router {
+    let state = Arc::new(AppState {
+        config,
+        store,
+        metrics: Metrics::new(),
+    });
+    let v1 = Router::new()
+        .route(
+            "/v1/peers/{peer_id}",
+            put(put_peer::<S>)
+                .get(get_peer::<S>)
+                .delete(delete_peer::<S>)
+                .layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route("/v1/peers", get(list_peers::<S>))
+        .route(
+            "/v1/providers",
+            put(put_providers::<S>).layer(DefaultBodyLimit::max(ANNOUNCE_BODY)),
+        )
+        .route("/v1/providers/{content_id}", get(get_providers::<S>))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_token::<S>,
+        ));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::<S>))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), count::<S>))
+        .with_state(state)
+}
+
+async fn count<S: Store>(State(st): State<Shared<S>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    st.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            method,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+async fn require_token<S: Store>(
+    State(st): State<Shared<S>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &st.config.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            return ApiError(
+                StatusCode::UNAUTHORIZED,
+                "this tracker is private: send `Authorization: Bearer TOKEN` (shoal --tracker-token)".into(),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn parse_peer(s: &str) -> ApiResult<PeerId> {
+    s.parse()
+        .map_err(|e: shoal_core::PeerIdError| ApiError::bad(e.to_string()))
+}
+
+fn check_fresh(ts: u64) -> ApiResult<()> {
+    let now = crate::unix_ms();
+    if now.abs_diff(ts) > MAX_SKEW_MS {
+        return Err(ApiError::bad(
+            "message timestamp is more than 5 minutes from the tracker's clock; check the clocks",
+        ));
+    }
+    Ok(())
+}
+
+fn check_sig(m: &impl Signed) -> ApiResult<()> {
+    m.verify().map_err(|_| {
+        ApiError(
+            StatusCode::FORBIDDEN,
+            "signature does not match the peer id: only a peer's own key can speak for it".into(),
+        )
+    })
+}
+
+async fn put_peer<S: Store>(
+    State(st): State<Shared<S>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<Registration>, JsonRejection>,
+) -> ApiResult<Json<Registered>> {
+    let id = parse_peer(&path?.0)?;
+    let Json(reg) = body?;
+    if reg.peer_id != id {
+        return Err(ApiError::bad("peer id in the path and in the body differ"));
+    }
+    reg.validate().map_err(ApiError::bad)?;
+    check_sig(&reg)?;
+    check_fresh(reg.ts)?;
+    let ttl = reg.ttl.min(st.config.max_ttl.as_secs().max(1));
+    let addrs: Vec<String> = reg
+        .addrs
+        .iter()
+        .filter_map(|a| HostPort::parse(a).ok())
+        .map(|mut hp| {
+            if hp.is_unspecified() {
+                hp.host = remote.ip().to_canonical().to_string();
+            }
+            hp.to_string()
+        })
+        .collect();
+    let now = Instant::now();
+    let providing = st
+        .store
+        .put_peer(
+            StoredPeer {
+                peer_id: id,
+                name: reg.name.clone(),
+                addrs: addrs.clone(),
+                ts: reg.ts,
+                expires_at: now + std::time::Duration::from_secs(ttl),
+            },
+            now,
+        )
+        .await?;
+    tracing::debug!(peer = %id.short(), name = %reg.name, ?addrs, ttl, "registered");
+    Ok(Json(Registered {
+        ttl,
+        addrs,
+        providing,
+    }))
+}
+
+async fn get_peer<S: Store>(
+    State(st): State<Shared<S>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = parse_peer(&path?.0)?;
+    let now = Instant::now();
+    match st.store.get_peer(id, now).await {
+        Some(p) => Ok(Json(p.record(now)).into_response()),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("peer {id} is not registered"),
+        )),
+    }
+}
+
+async fn delete_peer<S: Store>(
+    State(st): State<Shared<S>>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<Deregistration>, JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let id = parse_peer(&path?.0)?;
+    let Json(d) = body?;
+    if d.peer_id != id {
+        return Err(ApiError::bad("peer id in the path and in the body differ"));
+    }
+    check_sig(&d)?;
+    check_fresh(d.ts)?;
+    st.store.remove_peer(id, d.ts, Instant::now()).await?;
+    tracing::debug!(peer = %id.short(), "deregistered");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_peers<S: Store>(
+    State(st): State<Shared<S>>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<PeerPage>> {
+    let Query(q) = q?;
+    let after = q.after.as_deref().map(parse_peer).transpose()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let now = Instant::now();
+    let mut peers = st.store.list_peers(after, limit + 1, now).await;
+    let next = if peers.len() > limit {
+        peers.truncate(limit);
+        peers.last().map(|p| p.peer_id)
+    } else {
+        None
+    };
+    Ok(Json(PeerPage {
+        peers: peers.iter().map(|p| p.record(now)).collect(),
+        next,
+    }))
+}
+
+async fn put_providers<S: Store>(
+    State(st): State<Shared<S>>,
+    body: Result<Json<Announce>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Json(a) = body?;
+    if a.content_ids.len() > MAX_ANNOUNCED {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("at most {MAX_ANNOUNCED} content ids per announce"),
+        ));
+    }
+    check_sig(&a)?;
+    check_fresh(a.ts)?;
+    let n = st
+        .store
+        .set_provided(a.peer_id, a.ts, a.content_ids, Instant::now())
+        .await?;
+    Ok(Json(serde_json::json!({ "providing": n })))
+}
+
+async fn get_providers<S: Store>(
+    State(st): State<Shared<S>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Providers>> {
+    let cid: ContentId = path?
+        .0
+        .parse()
+        .map_err(|e: shoal_core::ContentIdError| ApiError::bad(e.to_string()))?;
+    let now = Instant::now();
+    let peers = st.store.providers(cid, 200, now).await;
+    Ok(Json(Providers {
+        content_id: cid,
+        peers: peers.iter().map(|p| p.record(now)).collect(),
+    }))
+}
+
+async fn metrics<S: Store>(State(st): State<Shared<S>>) -> impl IntoResponse {
+    st.metrics
+        .live_peers
+        .set(st.store.live_peers(Instant::now()).await as i64);
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    (h, st.metrics.render())
+}

@@ -1,0 +1,121 @@
+//! The Shoal tracker: a phone book of peers. It never sees file data.
+//!
+//! # Protocol (HTTP/JSON, version 1)
+//!
+//! Participants are *peers* (Shoal nodes, each named by its [`PeerId`](shoal_core::PeerId), the
+//! Ed25519 public key) and the *tracker*. Goals: a peer can find the
+//! addresses of other peers by id or name, and the peers offering a content
+//! id; nobody can register, renew, announce for or delete a peer without
+//! its private key. Non-goals: the tracker does not vouch for addresses
+//! (peers pin each other's keys in TLS, so a wrong address costs only a
+//! failed connection) and stores nothing durable.
+//!
+//! | request | body | answer |
+//! | --- | --- | --- |
+//! | `PUT /v1/peers/{peer_id}` | [`Registration`](shoal_core::wire::Registration) | 200 [`Registered`](shoal_core::wire::Registered) |
+//! | `GET /v1/peers?after=ID&limit=N` | | 200 [`PeerPage`](shoal_core::wire::PeerPage) |
+//! | `GET /v1/peers/{peer_id}` | | 200 [`PeerRecord`] / 404 |
+//! | `DELETE /v1/peers/{peer_id}` | [`Deregistration`](shoal_core::wire::Deregistration) | 204 |
+//! | `PUT /v1/providers` | [`Announce`](shoal_core::wire::Announce) | 200 `{"providing": N}` |
+//! | `GET /v1/providers/{content_id}` | | 200 [`Providers`](shoal_core::wire::Providers) |
+//! | `GET /healthz` | | 200 `ok` |
+//! | `GET /metrics` | | 200 Prometheus text |
+//!
+//! Signed messages carry `ts`, Unix **milliseconds**; the tracker accepts a
+//! `ts` within five minutes of its own clock and only newer than the last
+//! one it accepted from that peer, so a captured message cannot be replayed.
+//! A registration lives for `min(ttl, --ttl)` seconds; re-registering is the
+//! heartbeat. Addresses whose host is empty or unspecified (`:7000`,
+//! `0.0.0.0:7000`) are filled with the address the request came from.
+//! When the tracker was started with `--token`, every `/v1` request needs
+//! `Authorization: Bearer TOKEN`.
+//!
+//! Errors are `{"error": "..."}` with 400 (malformed), 401 (token), 403
+//! (signature), 404, 409 (replayed or stale message), 413 (body too large).
+//!
+//! ```text
+//! → PUT /v1/peers/mfrg…  {"peer_id":"mfrg…","name":"alice","addrs":[":7001"],"ttl":60,"ts":1764100000000,"sig":"…"}
+//! ← 200 {"ttl":60,"addrs":["127.0.0.1:7001"],"providing":0}
+//! → PUT /v1/providers    {"peer_id":"mfrg…","content_ids":["af13…"],"ts":1764100000001,"sig":"…"}
+//! ← 200 {"providing":1}
+//! → GET /v1/providers/af13…
+//! ← 200 {"content_id":"af13…","peers":[{"peer_id":"mfrg…","name":"alice","addrs":["127.0.0.1:7001"],"expires_in":59}]}
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod api;
+mod metrics;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use api::router;
+use store::{MemoryStore, Store};
+use tokio::net::TcpListener;
+
+/// How a tracker behaves.
+#[derive(Debug, Clone)]
+pub struct TrackerConfig {
+    /// Longest TTL granted to a registration.
+    pub max_ttl: Duration,
+    /// Bearer token required on `/v1` (a private network), if any.
+    pub token: Option<String>,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            max_ttl: Duration::from_secs(60),
+            token: None,
+        }
+    }
+}
+
+/// Serves the tracker on `listener` with an in-memory store until
+/// `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: TrackerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    run_with_store(listener, config, Arc::new(MemoryStore::default()), shutdown).await
+}
+
+/// Serves the tracker on `listener` with the given store.
+pub async fn run_with_store<S: Store>(
+    listener: TcpListener,
+    config: TrackerConfig,
+    store: Arc<S>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                store.sweep(tokio::time::Instant::now()).await;
+            }
+        })
+    };
+    let app = router(config, store);
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    sweeper.abort();
+    result
+}
+
+/// Unix time in milliseconds.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
