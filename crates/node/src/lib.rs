@@ -1,1 +1,53 @@
-//! stub
+//! A Shoal peer: it shares folders, serves them to other peers over mutual
+//! TLS, registers with a tracker, and downloads from other peers.
+//!
+//! # Peer protocol (HTTPS, mutual TLS 1.3, version 1)
+//!
+//! Participants: two peers, each named by its PeerId (its Ed25519 public
+//! key). Goals: a peer fetches another's file listing and any file's bytes,
+//! knowing it talks to exactly the peer it named and that the bytes are the
+//! content it asked for. Non-goals: anonymity, and hiding *that* two peers
+//! talk.
+//!
+//! Connection: TLS 1.3 only, Ed25519 self-signed certificates on both
+//! sides ([`tls`]). The client accepts only the certificate whose key is
+//! the PeerId it dialled; the server requires a client certificate and
+//! knows the caller's PeerId from it. A peer without a certificate, or with
+//! the wrong key, fails the handshake before any HTTP is exchanged.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /v1/files` | 200 `[FileEntry]`: `{name, size, content_id, modified, encrypted}` |
+//! | `GET /v1/content/{content_id}` | 200 the bytes; with `Range: bytes=a-b`, 206 and that range |
+//!
+//! `name` is a path relative to the share, `/`-separated. `content_id` is
+//! the BLAKE3 hash of the bytes as 64 lowercase hex characters (`b3sum`'s
+//! output). Files are addressed by content id only, never by path, so no
+//! request can name a file outside the shares. Errors are
+//! `{"error": "..."}`: 400 malformed id, 404 not shared, 409 changed on disk
+//! since it was indexed (retry shortly), 416 bad range.
+//!
+//! ```text
+//! → GET /v1/files
+//! ← 200 [{"name":"docs/a.txt","size":5,"content_id":"ea8f…","modified":1764100000,"encrypted":false}]
+//! → GET /v1/content/ea8f…   Range: bytes=0-1
+//! ← 206 Content-Range: bytes 0-1/5   "he"
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod book;
+pub mod db;
+pub mod download;
+mod error;
+pub mod index;
+mod node;
+pub mod peer_client;
+mod retry;
+pub mod server;
+pub mod tls;
+pub mod tracker_client;
+
+pub use error::{NodeError, Result};
+pub use node::{Node, NodeConfig};
+pub use retry::with_retry;

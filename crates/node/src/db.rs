@@ -1,0 +1,152 @@
+//! The node's embedded database (redb): a content-id cache keyed by path,
+//! size and modification time, so a restart does not re-hash anything that
+//! did not change.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, TableDefinition};
+use shoal_core::ContentId;
+
+use crate::error::{NodeError, Result};
+
+/// File name of the database inside the data dir.
+pub const DB_FILE: &str = "shoal.redb";
+
+/// path bytes → size (8, LE) ‖ mtime ns (8, LE) ‖ content id (32)
+const HASHES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hashes_v1");
+
+/// What a cached entry is valid for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// File size in bytes.
+    pub size: u64,
+    /// Modification time in ns since the Unix epoch.
+    pub mtime_ns: u64,
+}
+
+/// The open database.
+pub struct NodeDb {
+    db: Database,
+    path: PathBuf,
+}
+
+fn path_key(p: &Path) -> &[u8] {
+    p.as_os_str().as_encoded_bytes()
+}
+
+impl NodeDb {
+    /// Opens (or creates) the database in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let path = data_dir.join(DB_FILE);
+        std::fs::create_dir_all(data_dir).map_err(NodeError::file("create", data_dir))?;
+        let db = Database::create(&path).map_err(|e| NodeError::Database {
+            path: path.clone(),
+            reason: match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    "already in use by another shoal node; give each node its own --data-dir".into()
+                }
+                other => other.to_string(),
+            },
+        })?;
+        let this = Self { db, path };
+        let txn = this.db.begin_write().map_err(|e| this.err(e))?;
+        txn.open_table(HASHES).map_err(|e| this.err(e))?;
+        txn.commit().map_err(|e| this.err(e))?;
+        Ok(this)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> NodeError {
+        NodeError::Database {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Looks up many paths at once; `None` where absent or stale.
+    pub fn cached(&self, items: &[(PathBuf, Stamp)]) -> Result<Vec<Option<ContentId>>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(HASHES).map_err(|e| self.err(e))?;
+        items
+            .iter()
+            .map(|(p, stamp)| {
+                let Some(v) = table.get(path_key(p)).map_err(|e| self.err(e))? else {
+                    return Ok(None);
+                };
+                Ok(decode(v.value())
+                    .filter(|(s, _)| s == stamp)
+                    .map(|(_, c)| c))
+            })
+            .collect()
+    }
+
+    /// Stores freshly computed ids and forgets `gone` paths, in one transaction.
+    pub fn update(&self, fresh: &[(PathBuf, Stamp, ContentId)], gone: &[PathBuf]) -> Result<()> {
+        if fresh.is_empty() && gone.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = txn.open_table(HASHES).map_err(|e| self.err(e))?;
+            for (p, stamp, cid) in fresh {
+                table
+                    .insert(path_key(p), encode(*stamp, *cid).as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+            for p in gone {
+                table.remove(path_key(p)).map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+}
+
+fn encode(s: Stamp, c: ContentId) -> [u8; 48] {
+    let mut out = [0u8; 48];
+    out[..8].copy_from_slice(&s.size.to_le_bytes());
+    out[8..16].copy_from_slice(&s.mtime_ns.to_le_bytes());
+    out[16..].copy_from_slice(c.as_bytes());
+    out
+}
+
+fn decode(v: &[u8]) -> Option<(Stamp, ContentId)> {
+    let v: &[u8; 48] = v.try_into().ok()?;
+    let size = u64::from_le_bytes(v[..8].try_into().ok()?);
+    let mtime_ns = u64::from_le_bytes(v[8..16].try_into().ok()?);
+    let cid: [u8; 32] = v[16..].try_into().ok()?;
+    Some((Stamp { size, mtime_ns }, ContentId::from_bytes(cid)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_hits_only_on_same_stamp_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = PathBuf::from("/x/y");
+        let s = Stamp {
+            size: 3,
+            mtime_ns: 7,
+        };
+        let c = ContentId::of(b"abc");
+        {
+            let db = NodeDb::open(dir.path()).unwrap();
+            db.update(&[(p.clone(), s, c)], &[]).unwrap();
+            assert!(matches!(
+                NodeDb::open(dir.path()),
+                Err(NodeError::Database { .. })
+            ));
+        }
+        let db = NodeDb::open(dir.path()).unwrap();
+        let other = Stamp {
+            size: 3,
+            mtime_ns: 8,
+        };
+        assert_eq!(
+            db.cached(&[(p.clone(), s), (p.clone(), other)]).unwrap(),
+            vec![Some(c), None]
+        );
+        db.update(&[], &[p.clone()]).unwrap();
+        assert_eq!(db.cached(&[(p, s)]).unwrap(), vec![None]);
+    }
+}

@@ -1,0 +1,179 @@
+//! Errors of the node library, each mapped to a [`ErrorKind`].
+
+use std::path::PathBuf;
+
+use shoal_core::{ContentId, ErrorKind, HasKind, PeerId};
+
+/// Anything that can go wrong in a node, a download or a tracker call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The tracker could not be reached or answered with a server error.
+    #[error("cannot reach the tracker at {url}: {reason}")]
+    TrackerUnreachable {
+        /// Tracker URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The tracker refused a request.
+    #[error("the tracker at {url} refused the request ({status}): {message}")]
+    TrackerRefused {
+        /// Tracker URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The tracker's explanation.
+        message: String,
+    },
+    /// A peer could not be reached at any of its addresses.
+    #[error("cannot reach peer {peer} ({name}) at {addrs}: {reason}")]
+    PeerUnreachable {
+        /// The peer.
+        peer: PeerId,
+        /// Its name.
+        name: String,
+        /// Addresses tried.
+        addrs: String,
+        /// The last failure.
+        reason: String,
+    },
+    /// The peer at the address is not the one asked for.
+    #[error("{0}")]
+    WrongPeer(#[from] crate::tls::WrongPeer),
+    /// A peer answered with an error status.
+    #[error("peer {peer} answered {status}: {message}")]
+    PeerRefused {
+        /// The peer.
+        peer: PeerId,
+        /// HTTP status.
+        status: u16,
+        /// Its explanation.
+        message: String,
+    },
+    /// A peer broke the protocol (wrong length, bad JSON, ...).
+    #[error("peer {peer} broke the protocol: {reason}")]
+    Protocol {
+        /// The peer.
+        peer: PeerId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// No peer matches the given name or id prefix.
+    #[error("no peer called `{query}` is known{hint}")]
+    UnknownPeer {
+        /// What the user typed.
+        query: String,
+        /// A hint about where we looked.
+        hint: String,
+    },
+    /// Several peers match.
+    #[error("`{query}` matches several peers: {candidates}; use more of the peer id")]
+    AmbiguousPeer {
+        /// What the user typed.
+        query: String,
+        /// The matches.
+        candidates: String,
+    },
+    /// The file is not in the peer's listing.
+    #[error(
+        "peer {peer} shares no file `{path}`; run `shoal ls {peer_short}` to see what it shares"
+    )]
+    NoSuchFile {
+        /// The peer.
+        peer: PeerId,
+        /// Its short id.
+        peer_short: String,
+        /// The path asked for.
+        path: String,
+    },
+    /// Nobody provides a content id.
+    #[error("no live peer provides content {0}")]
+    NoProvider(ContentId),
+    /// Received bytes do not hash to the promised content id.
+    #[error(
+        "downloaded bytes do not match content id {expected} (got {actual}); the peer sent bad data, nothing was kept"
+    )]
+    Integrity {
+        /// The content id asked for.
+        expected: ContentId,
+        /// What arrived.
+        actual: ContentId,
+    },
+    /// The target file exists.
+    #[error("{0} already exists; move it away or choose another folder with -o")]
+    Exists(PathBuf),
+    /// A name from a peer cannot be used as a local file name.
+    #[error("`{0}` cannot be used as a local file name")]
+    UnsafeName(String),
+    /// A local file operation failed.
+    #[error("cannot {action} {path}")]
+    File {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded database failed.
+    #[error("node database {path}: {reason}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// TLS could not be configured.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsSetupError),
+    /// Something else went wrong.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl NodeError {
+    pub(crate) fn file(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| NodeError::File {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+impl HasKind for NodeError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            NodeError::TrackerUnreachable { .. } | NodeError::PeerUnreachable { .. } => {
+                ErrorKind::Network
+            }
+            NodeError::TrackerRefused { status, .. } | NodeError::PeerRefused { status, .. } => {
+                match status {
+                    401 | 403 => ErrorKind::Authentication,
+                    404 => ErrorKind::NotFound,
+                    _ => ErrorKind::Protocol,
+                }
+            }
+            NodeError::WrongPeer(_) => ErrorKind::Authentication,
+            NodeError::Protocol { .. } => ErrorKind::Protocol,
+            NodeError::UnknownPeer { .. }
+            | NodeError::NoSuchFile { .. }
+            | NodeError::NoProvider(_) => ErrorKind::NotFound,
+            NodeError::AmbiguousPeer { .. } => ErrorKind::Usage,
+            NodeError::Integrity { .. } => ErrorKind::Integrity,
+            NodeError::Exists(_) => ErrorKind::Conflict,
+            NodeError::UnsafeName(_) => ErrorKind::Protocol,
+            NodeError::File { .. } | NodeError::Database { .. } => ErrorKind::File,
+            NodeError::Tls(_) | NodeError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Result with [`NodeError`].
+pub type Result<T, E = NodeError> = std::result::Result<T, E>;

@@ -1,0 +1,303 @@
+//! A running node: the index, the HTTPS server, the share watcher and the
+//! tracker heartbeat, started together and stopped together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use shoal_core::wire::{Announce, Deregistration, Registration};
+use shoal_core::{Identity, PeerId};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::NodeDb;
+use crate::error::{NodeError, Result};
+use crate::index::ShareIndex;
+use crate::tracker_client::TrackerClient;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where the key, database and caches live.
+    pub data_dir: PathBuf,
+    /// Folders to share.
+    pub shares: Vec<PathBuf>,
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Name shown to other peers.
+    pub name: String,
+    /// The tracker to register with, if any.
+    pub tracker: Option<TrackerClient>,
+    /// TTL asked of the tracker, in seconds (it may grant less).
+    pub ttl: u64,
+    /// How often shares are rescanned even without change events.
+    pub rescan_every: Duration,
+}
+
+impl NodeConfig {
+    /// Defaults for everything but the essentials.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr, name: String) -> Self {
+        Self {
+            data_dir,
+            shares: Vec::new(),
+            listen,
+            name,
+            tracker: None,
+            ttl: 60,
+            rescan_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running node. Dropping it without [`Node::shutdown`] stops the tasks
+/// but does not deregister.
+pub struct Node {
+    peer_id: PeerId,
+    local_addr: SocketAddr,
+    index: Arc<ShareIndex>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Indexes the shares, binds the listener and starts serving.
+    pub async fn start(config: NodeConfig, identity: Arc<Identity>) -> Result<Node> {
+        shoal_core::wire::validate_name(&config.name)
+            .map_err(|m| NodeError::Internal(format!("invalid --name: {m}")))?;
+        let db = Arc::new(NodeDb::open(&config.data_dir)?);
+        let index = Arc::new(ShareIndex::new(&config.shares, db)?);
+        let started = std::time::Instant::now();
+        let report = {
+            let index = index.clone();
+            tokio::task::spawn_blocking(move || index.scan())
+                .await
+                .map_err(|e| NodeError::Internal(e.to_string()))??
+        };
+        tracing::info!(
+            files = report.files,
+            hashed = report.hashed,
+            hashed_mib = report.hashed_bytes / (1024 * 1024),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "shares indexed"
+        );
+
+        let tls = crate::tls::server_config(&identity)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| NodeError::File {
+                action: "listen on",
+                path: PathBuf::from(config.listen.to_string()),
+                source: e,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        let shutdown = CancellationToken::new();
+        let rescan = Arc::new(Notify::new());
+        let app = crate::server::router(index.clone(), rescan.clone());
+        let mut tasks = vec![tokio::spawn(crate::server::serve(
+            listener,
+            tls,
+            app,
+            shutdown.clone(),
+        ))];
+        tasks.push(tokio::spawn(watch_shares(
+            index.clone(),
+            rescan,
+            config.rescan_every,
+            shutdown.clone(),
+        )));
+        if let Some(tracker) = config.tracker.clone() {
+            let addr = if local_addr.ip().is_unspecified() {
+                format!(":{}", local_addr.port())
+            } else {
+                local_addr.to_string()
+            };
+            tasks.push(tokio::spawn(heartbeat(
+                tracker,
+                identity.clone(),
+                config.name.clone(),
+                vec![addr],
+                config.ttl,
+                index.clone(),
+                shutdown.clone(),
+            )));
+        }
+        Ok(Node {
+            peer_id: identity.peer_id(),
+            local_addr,
+            index,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// This node's id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `https://ADDR`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.local_addr)
+    }
+
+    /// The share index.
+    pub fn index(&self) -> &Arc<ShareIndex> {
+        &self.index
+    }
+
+    /// Stops serving, deregisters from the tracker and waits for the tasks.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Rescans on file-system events (debounced) and every `every` regardless.
+async fn watch_shares(
+    index: Arc<ShareIndex>,
+    rescan: Arc<Notify>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let _watcher = start_watcher(&index, rescan.clone());
+    loop {
+        tokio::select! {
+            () = rescan.notified() => {
+                // Let a burst of events (a copy in progress) settle.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let ix = index.clone();
+        match tokio::task::spawn_blocking(move || ix.scan()).await {
+            Ok(Ok(r)) if r.changed => {
+                tracing::info!(files = r.files, hashed = r.hashed, "shares changed")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "rescanning shares failed"),
+            Err(e) => tracing::warn!(error = %e, "rescan task failed"),
+        }
+    }
+}
+
+fn start_watcher(index: &ShareIndex, rescan: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut w = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok_and(|e| !e.kind.is_access()) {
+            rescan.notify_one();
+        }
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch shares for changes; rescanning periodically instead");
+            return None;
+        }
+    };
+    for root in index.roots() {
+        if let Err(e) = w.watch(root, notify::RecursiveMode::Recursive) {
+            tracing::warn!(root = %root.display(), error = %e, "cannot watch share; rescanning periodically instead");
+        }
+    }
+    Some(w)
+}
+
+/// Unix milliseconds, strictly increasing within this process.
+fn next_ts(last: &AtomicU64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let prev = last.fetch_max(now, Ordering::SeqCst);
+    if prev >= now {
+        last.fetch_add(1, Ordering::SeqCst) + 1
+    } else {
+        now
+    }
+}
+
+/// Registers, re-registers every third of the TTL, announces content ids
+/// whenever they change (or the tracker forgot them), and deregisters on
+/// shutdown. A tracker that is down is retried at every heartbeat; the node
+/// keeps serving meanwhile.
+async fn heartbeat(
+    tracker: TrackerClient,
+    identity: Arc<Identity>,
+    name: String,
+    addrs: Vec<String>,
+    ttl: u64,
+    index: Arc<ShareIndex>,
+    shutdown: CancellationToken,
+) {
+    let clock = AtomicU64::new(0);
+    let mut changes = index.subscribe();
+    let mut announced: Option<u64> = None;
+    let mut online: Option<bool> = None;
+    let default_wait = Duration::from_millis(ttl * 1000 / 3).max(Duration::from_millis(200));
+    loop {
+        let reg = Registration::new(&identity, &name, addrs.clone(), ttl, next_ts(&clock));
+        let register = tokio::select! {
+            r = tracker.register(&reg) => r,
+            () = shutdown.cancelled() => break,
+        };
+        let wait = match register {
+            Ok(r) => {
+                if online != Some(true) {
+                    tracing::info!(tracker = tracker.url(), addrs = ?r.addrs, ttl = r.ttl, "registered with the tracker");
+                    online = Some(true);
+                }
+                let version = *changes.borrow_and_update();
+                let snapshot = index.snapshot();
+                let ids = snapshot.content_ids();
+                if announced != Some(version) || r.providing != ids.len() as u64 {
+                    let a = Announce::new(&identity, ids, next_ts(&clock));
+                    match tracker.announce(&a).await {
+                        Ok(()) => announced = Some(version),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "announcing content to the tracker failed")
+                        }
+                    }
+                }
+                Duration::from_millis(r.ttl * 1000 / 3).max(Duration::from_millis(200))
+            }
+            Err(e) => {
+                if online != Some(false) {
+                    tracing::warn!(error = %e, "tracker unreachable; still serving, will keep trying");
+                    online = Some(false);
+                }
+                default_wait
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            r = changes.changed() => { if r.is_err() { break; } }
+            () = shutdown.cancelled() => break,
+        }
+    }
+    if online == Some(true) {
+        let d = Deregistration::new(&identity, next_ts(&clock));
+        match tokio::time::timeout(Duration::from_secs(3), tracker.deregister(&d)).await {
+            Ok(Ok(())) => tracing::info!("deregistered from the tracker"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "deregistering failed"),
+            Err(_) => tracing::warn!("deregistering timed out"),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The client side of the peer API: mutual TLS with the PeerId pinned.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shoal_core::config::RetryConfig;
+use shoal_core::wire::{ErrorBody, FileEntry, PeerRecord};
+use shoal_core::{ContentId, Identity, PeerId};
+
+use crate::error::{NodeError, Result};
+use crate::retry::with_retry;
+use crate::tls::{self, MismatchSlot};
+use crate::tracker_client::describe;
+
+/// Most bytes of a file listing we accept from a peer.
+const MAX_LISTING: usize = 64 * 1024 * 1024;
+
+/// Connects to peers as `identity`, one pinned HTTPS client per peer.
+pub struct PeerClient {
+    identity: Arc<Identity>,
+    retry: RetryConfig,
+    clients: Mutex<HashMap<PeerId, (reqwest::Client, MismatchSlot)>>,
+}
+
+impl PeerClient {
+    /// A client that presents `identity` to the peers it calls.
+    pub fn new(identity: Arc<Identity>, retry: RetryConfig) -> Self {
+        Self {
+            identity,
+            retry,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, peer: PeerId) -> Result<(reqwest::Client, MismatchSlot)> {
+        let mut map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(&peer) {
+            return Ok(c.clone());
+        }
+        let (cfg, slot) = tls::client_config(&self.identity, peer)?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(cfg)
+            .http1_only()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| NodeError::Internal(format!("cannot build peer client: {e}")))?;
+        map.insert(peer, (client.clone(), slot.clone()));
+        Ok((client, slot))
+    }
+
+    /// Sends `GET path` to the first address of `peer` that answers. Pinning
+    /// failures are final; other connection failures try the next address.
+    async fn get_once(
+        &self,
+        peer: &PeerRecord,
+        path: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<reqwest::Response> {
+        let (client, slot) = self.client(peer.peer_id)?;
+        let mut last = String::from("it has no addresses");
+        for addr in &peer.addrs {
+            let mut req = client.get(format!("https://{addr}{path}"));
+            if let Some((start, end)) = range {
+                req = req.header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1));
+            }
+            match req.send().await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => {
+                    if let Some(wrong) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        return Err(NodeError::WrongPeer(wrong));
+                    }
+                    last = describe(&e);
+                }
+            }
+        }
+        Err(NodeError::PeerUnreachable {
+            peer: peer.peer_id,
+            name: peer.name.clone(),
+            addrs: peer.addrs.join(", "),
+            reason: last,
+        })
+    }
+
+    async fn get_ok(
+        &self,
+        peer: &PeerRecord,
+        path: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<reqwest::Response> {
+        with_retry(&self.retry, "peer request", || async {
+            let resp = self.get_once(peer, path, range).await?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(resp);
+            }
+            let message = resp
+                .json::<ErrorBody>()
+                .await
+                .map_or_else(|_| "no explanation given".into(), |b| b.error);
+            if status.is_server_error() {
+                return Err(NodeError::PeerUnreachable {
+                    peer: peer.peer_id,
+                    name: peer.name.clone(),
+                    addrs: peer.addrs.join(", "),
+                    reason: format!("server error {status}: {message}"),
+                });
+            }
+            Err(NodeError::PeerRefused {
+                peer: peer.peer_id,
+                status: status.as_u16(),
+                message,
+            })
+        })
+        .await
+    }
+
+    /// The files `peer` shares.
+    pub async fn files(&self, peer: &PeerRecord) -> Result<Vec<FileEntry>> {
+        let resp = self.get_ok(peer, "/v1/files", None).await?;
+        let protocol = |reason: String| NodeError::Protocol {
+            peer: peer.peer_id,
+            reason,
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n as usize > MAX_LISTING)
+        {
+            return Err(protocol("file listing is too large".into()));
+        }
+        let mut body = Vec::new();
+        let mut resp = resp;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| NodeError::PeerUnreachable {
+            peer: peer.peer_id,
+            name: peer.name.clone(),
+            addrs: peer.addrs.join(", "),
+            reason: describe(&e),
+        })? {
+            if body.len() + chunk.len() > MAX_LISTING {
+                return Err(protocol("file listing is too large".into()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| protocol(format!("file listing is not valid: {e}")))
+    }
+
+    /// Starts fetching the bytes of `cid` (all of them, or `[start, end)`).
+    pub async fn content(
+        &self,
+        peer: &PeerRecord,
+        cid: ContentId,
+        range: Option<(u64, u64)>,
+    ) -> Result<reqwest::Response> {
+        self.get_ok(peer, &format!("/v1/content/{cid}"), range)
+            .await
+    }
+}

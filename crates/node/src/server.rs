@@ -1,0 +1,305 @@
+//! The peer API over HTTPS with mutual TLS (see the crate docs for the protocol).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use shoal_core::wire::{ErrorBody, FileEntry};
+use shoal_core::{ContentId, PeerId};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::io::ReaderStream;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::index::{ShareIndex, stamp_of};
+use crate::tls::peer_id_of;
+
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 256;
+/// Time allowed for a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read size when streaming a file.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+/// The PeerId of the caller, taken from its client certificate.
+#[derive(Debug, Clone, Copy)]
+pub struct RemotePeer(pub PeerId);
+
+#[derive(Clone)]
+struct ApiState {
+    index: Arc<ShareIndex>,
+    rescan: Arc<Notify>,
+}
+
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+/// The routes of the peer API.
+pub fn router(index: Arc<ShareIndex>, rescan: Arc<Notify>) -> Router {
+    Router::new()
+        .route("/v1/files", get(list_files))
+        .route("/v1/content/{content_id}", get(content))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .with_state(ApiState { index, rescan })
+}
+
+async fn list_files(
+    State(st): State<ApiState>,
+    Extension(peer): Extension<RemotePeer>,
+) -> Json<Vec<FileEntry>> {
+    tracing::debug!(peer = %peer.0.short(), "list files");
+    Json(
+        st.index
+            .snapshot()
+            .files()
+            .map(|f| f.entry.clone())
+            .collect(),
+    )
+}
+
+async fn content(
+    State(st): State<ApiState>,
+    Extension(peer): Extension<RemotePeer>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let cid: ContentId = raw.parse().map_err(|e: shoal_core::ContentIdError| {
+        ApiError(StatusCode::BAD_REQUEST, e.to_string())
+    })?;
+    let Some(shared) = st.index.snapshot().by_content(&cid).cloned() else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("content {cid} is not shared here"),
+        ));
+    };
+    let gone = || {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("content {cid} is no longer shared here"),
+        )
+    };
+    // The path is checked again now: a symlink may have been re-pointed
+    // outside the share since the last scan.
+    let real = tokio::fs::canonicalize(&shared.path)
+        .await
+        .map_err(|_| gone())?;
+    if !real.starts_with(&shared.root) {
+        st.rescan.notify_one();
+        return Err(gone());
+    }
+    let mut file = tokio::fs::File::open(&real).await.map_err(|_| gone())?;
+    let meta = file.metadata().await.map_err(|_| gone())?;
+    if stamp_of(&meta) != shared.stamp {
+        st.rescan.notify_one();
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("content {cid} changed on disk; it is being re-indexed, try again shortly"),
+        ));
+    }
+    let size = shared.stamp.size;
+    let (status, start, len) = match headers.get(header::RANGE) {
+        None => (StatusCode::OK, 0, size),
+        Some(v) => match parse_range(v, size) {
+            Ok(Some((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e - s),
+            Ok(None) => (StatusCode::OK, 0, size),
+            Err(()) => {
+                let mut resp = ApiError(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    format!("range not satisfiable for {size} bytes"),
+                )
+                .into_response();
+                resp.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{size}"))
+                        .unwrap_or(HeaderValue::from_static("*")),
+                );
+                return Ok(resp);
+            }
+        },
+    };
+    tracing::debug!(peer = %peer.0.short(), %cid, start, len, "serving content");
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|_| gone())?;
+    }
+    let body = Body::from_stream(ReaderStream::with_capacity(file.take(len), STREAM_CHUNK));
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{cid}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", start, start + len - 1))
+        {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// Parses a single `bytes=` range into `[start, end)`. `Ok(None)` means
+/// "serve everything" (a multi-range or foreign unit, which HTTP lets a
+/// server ignore); `Err` means unsatisfiable or malformed.
+fn parse_range(v: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let s = v.to_str().map_err(|_| ())?.trim();
+    let Some(spec) = s.strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        (size.saturating_sub(n), size)
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end = if b.is_empty() {
+            size
+        } else {
+            let last: u64 = b.parse().map_err(|_| ())?;
+            if last < start {
+                return Err(());
+            }
+            last.saturating_add(1).min(size)
+        };
+        (start, end)
+    };
+    if start >= size {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+/// Accepts TLS connections on `listener` and serves `app` until `shutdown`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    shutdown: CancellationToken,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = shutdown.cancelled() => break,
+        };
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors or similar: back off a little.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let Some(peer) = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| peer_id_of(c).ok())
+            else {
+                return;
+            };
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(RemotePeer(peer));
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(app.oneshot(req).await.into_response()) }
+                },
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(tls), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%remote, error = %e, "connection ended with an error");
+                    }
+                }
+                () = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+        parse_range(&HeaderValue::from_str(s).unwrap(), size)
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(r("bytes=0-9", 100), Ok(Some((0, 10))));
+        assert_eq!(r("bytes=90-", 100), Ok(Some((90, 100))));
+        assert_eq!(r("bytes=-10", 100), Ok(Some((90, 100))));
+        assert_eq!(r("bytes=95-200", 100), Ok(Some((95, 100))));
+        assert_eq!(r("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(r("items=0-1", 100), Ok(None));
+        assert_eq!(r("bytes=100-", 100), Err(()));
+        assert_eq!(r("bytes=5-4", 100), Err(()));
+        assert_eq!(r("bytes=x-4", 100), Err(()));
+        assert_eq!(r("bytes=-0", 100), Err(()));
+        assert_eq!(r("bytes=0-", 0), Err(()));
+    }
+}

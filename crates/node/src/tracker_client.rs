@@ -1,0 +1,223 @@
+//! The client side of the tracker API, with retry on passing failures.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use shoal_core::config::RetryConfig;
+use shoal_core::wire::{
+    Announce, Deregistration, ErrorBody, PeerPage, PeerRecord, Providers, Registered, Registration,
+};
+use shoal_core::{ContentId, PeerId};
+
+use crate::error::{NodeError, Result};
+use crate::retry::with_retry;
+
+/// Talks to one tracker.
+#[derive(Clone)]
+pub struct TrackerClient {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+    retry: RetryConfig,
+}
+
+impl std::fmt::Debug for TrackerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackerClient")
+            .field("base", &self.base)
+            .finish()
+    }
+}
+
+impl TrackerClient {
+    /// A client for the tracker at `url` (`http://host:port` or `https://...`).
+    pub fn new(url: &str, token: Option<String>, retry: RetryConfig) -> Result<Self> {
+        let base = url.trim_end_matches('/').to_owned();
+        if reqwest::Url::parse(&base).map_or(true, |u| {
+            !matches!(u.scheme(), "http" | "https") || u.host().is_none()
+        }) {
+            return Err(NodeError::TrackerUnreachable {
+                url: url.to_owned(),
+                reason: "not an http:// or https:// URL (example: http://127.0.0.1:5000)".into(),
+            });
+        }
+        crate::tls::provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .no_proxy()
+            .build()
+            .map_err(|e| NodeError::Internal(format!("cannot build HTTP client: {e}")))?;
+        Ok(Self {
+            base,
+            token,
+            http,
+            retry,
+        })
+    }
+
+    /// The tracker's URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    fn unreachable(&self, e: impl std::fmt::Display) -> NodeError {
+        NodeError::TrackerUnreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&(dyn erased::Body + Sync)>,
+    ) -> Result<Option<T>> {
+        with_retry(&self.retry, what, || async {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{}", self.base, path));
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.to_json());
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| self.unreachable(describe(&e)))?;
+            let status = resp.status();
+            if status == reqwest::StatusCode::NOT_FOUND && what.starts_with("look up") {
+                return Ok(None);
+            }
+            if status.is_server_error() {
+                return Err(self.unreachable(format!("server error {status}")));
+            }
+            if !status.is_success() {
+                let message = resp
+                    .json::<ErrorBody>()
+                    .await
+                    .map_or_else(|_| "no explanation given".into(), |b| b.error);
+                return Err(NodeError::TrackerRefused {
+                    url: self.base.clone(),
+                    status: status.as_u16(),
+                    message,
+                });
+            }
+            if status == reqwest::StatusCode::NO_CONTENT {
+                return Ok(None);
+            }
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| self.unreachable(describe(&e)))?;
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                self.unreachable(format!("answer is not what a Shoal tracker sends: {e}"))
+            })
+        })
+        .await
+    }
+
+    fn expect<T>(&self, v: Option<T>) -> Result<T> {
+        v.ok_or_else(|| self.unreachable("empty answer"))
+    }
+
+    /// Registers or renews a peer.
+    pub async fn register(&self, reg: &Registration) -> Result<Registered> {
+        let path = format!("/v1/peers/{}", reg.peer_id);
+        let r = self
+            .call("register", reqwest::Method::PUT, &path, Some(reg))
+            .await?;
+        self.expect(r)
+    }
+
+    /// Removes a peer at once.
+    pub async fn deregister(&self, d: &Deregistration) -> Result<()> {
+        let path = format!("/v1/peers/{}", d.peer_id);
+        self.call::<serde_json::Value>("deregister", reqwest::Method::DELETE, &path, Some(d))
+            .await
+            .map(|_| ())
+    }
+
+    /// Replaces the set of content ids a peer offers.
+    pub async fn announce(&self, a: &Announce) -> Result<()> {
+        self.call::<serde_json::Value>("announce", reqwest::Method::PUT, "/v1/providers", Some(a))
+            .await
+            .map(|_| ())
+    }
+
+    /// Every live peer (all pages).
+    pub async fn peers(&self) -> Result<Vec<PeerRecord>> {
+        let mut out = Vec::new();
+        let mut after: Option<PeerId> = None;
+        // Bounded: a tracker that keeps handing out pages cannot hold us forever.
+        for _ in 0..1000 {
+            let path = match after {
+                Some(a) => format!("/v1/peers?limit=1000&after={a}"),
+                None => "/v1/peers?limit=1000".to_owned(),
+            };
+            let page: PeerPage = self.expect(
+                self.call("list peers", reqwest::Method::GET, &path, None)
+                    .await?,
+            )?;
+            out.extend(page.peers);
+            match page.next {
+                Some(n) if Some(n) != after => after = Some(n),
+                _ => return Ok(out),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One live peer, or `None` if the tracker does not know it.
+    pub async fn peer(&self, id: PeerId) -> Result<Option<PeerRecord>> {
+        self.call(
+            "look up peer",
+            reqwest::Method::GET,
+            &format!("/v1/peers/{id}"),
+            None,
+        )
+        .await
+    }
+
+    /// Live peers offering `cid`.
+    pub async fn providers(&self, cid: ContentId) -> Result<Vec<PeerRecord>> {
+        let p: Option<Providers> = self
+            .call(
+                "look up providers",
+                reqwest::Method::GET,
+                &format!("/v1/providers/{cid}"),
+                None,
+            )
+            .await?;
+        Ok(p.map(|p| p.peers).unwrap_or_default())
+    }
+}
+
+/// The shortest useful description of a reqwest error: its innermost cause.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = s.to_string();
+        src = s.source();
+    }
+    msg
+}
+
+mod erased {
+    /// A JSON body, type-erased so `call` stays one function.
+    pub trait Body {
+        fn to_json(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize> Body for T {
+        fn to_json(&self) -> Vec<u8> {
+            serde_json::to_vec(self).unwrap_or_default()
+        }
+    }
+}
