@@ -1,1 +1,116 @@
-fn main() {}
+//! `shoal`: the command-line face of Shoal. It parses flags, sets up logs
+//! and hands each subcommand to the libraries; errors become a friendly
+//! message and an exit code per kind (see the README).
+
+mod cli;
+mod client;
+mod context;
+mod logging;
+mod progress;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use shoal_core::{ErrorKind, HasKind};
+
+use crate::cli::{Cli, Command};
+use crate::context::Context;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = match Context::new(&cli.global) {
+        Ok(c) => c,
+        Err(e) => return report(&e),
+    };
+    let server = matches!(
+        cli.command,
+        Command::Up(_) | Command::Tracker(_) | Command::Node(_)
+    );
+    let _logs = logging::init(&ctx.data_dir, cli.global.verbose, cli.global.quiet, server);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return report(&anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => serve::up(&ctx, args).await,
+            Command::Tracker(args) => serve::tracker(args).await,
+            Command::Node(args) => serve::node(&ctx, args).await,
+            Command::Id => client::id(&ctx),
+            Command::Peers { json } => client::peers(&ctx, json).await,
+            Command::Ls { peer, json } => client::ls(&ctx, &peer, json).await,
+            Command::Get { target, output } => client::get(&ctx, &target, &output).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
+/// The kind of the first error in the chain that knows its kind.
+fn kind_of(e: &anyhow::Error) -> ErrorKind {
+    for cause in e.chain() {
+        if let Some(k) = cause.downcast_ref::<shoal_node::NodeError>() {
+            return k.kind();
+        }
+        if let Some(k) = cause.downcast_ref::<shoal_core::IdentityError>() {
+            return k.kind();
+        }
+        if let Some(k) = cause.downcast_ref::<shoal_core::config::ConfigError>() {
+            return k.kind();
+        }
+        if cause.is::<client::UsageError>() {
+            return ErrorKind::Usage;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::AddrInUse {
+                return ErrorKind::Network;
+            }
+            return ErrorKind::File;
+        }
+    }
+    ErrorKind::Internal
+}
+
+fn report(e: &anyhow::Error) -> ExitCode {
+    // A closed pipe (`shoal ls x | head`) is the reader's choice, not an error.
+    if e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) {
+        return ExitCode::SUCCESS;
+    }
+    let kind = kind_of(e);
+    tracing::error!(target: logging::FILE_ONLY, "{e:#}");
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  because: {cause}");
+    }
+    if let Some(hint) = hint(kind) {
+        eprintln!("hint: {hint}");
+    }
+    ExitCode::from(kind.exit_code())
+}
+
+fn hint(kind: ErrorKind) -> Option<&'static str> {
+    match kind {
+        ErrorKind::Network => Some(
+            "check that the tracker or peer is running and reachable; --tracker URL (or SHOAL_TRACKER) picks the tracker",
+        ),
+        ErrorKind::Authentication => Some(
+            "a private tracker needs --tracker-token; a peer whose key changed must be looked up again with `shoal peers`",
+        ),
+        ErrorKind::Integrity => {
+            Some("the data was discarded; try again, or get it from another peer")
+        }
+        ErrorKind::Internal => Some(
+            "this looks like a bug; run again with -v and report the log (logs/shoal.log in the data dir)",
+        ),
+        _ => None,
+    }
+}

@@ -1,0 +1,127 @@
+//! The command line: every subcommand and flag of `shoal`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Secure hybrid peer-to-peer file sharing.
+///
+/// A tracker keeps a phone book of peers; files move directly between peers
+/// over mutual TLS, checked against their BLAKE3 content id.
+#[derive(Debug, Parser)]
+#[command(
+    name = "shoal",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Where the identity key, config, database and logs live.
+    #[arg(long, global = true, env = "SHOAL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The tracker to use [default: http://127.0.0.1:5000, or `tracker` in config.toml].
+    #[arg(long, global = true, env = "SHOAL_TRACKER", value_name = "URL")]
+    pub tracker: Option<String>,
+    /// Bearer token of a private tracker.
+    #[arg(
+        long,
+        global = true,
+        env = "SHOAL_TRACKER_TOKEN",
+        value_name = "T",
+        hide_env_values = true
+    )]
+    pub tracker_token: Option<String>,
+    /// More output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a tracker and a node in one process: a whole network in one command.
+    Up(UpArgs),
+    /// Run a tracker (the discovery server).
+    Tracker(TrackerArgs),
+    /// Run a node that shares folders with other peers.
+    Node(NodeArgs),
+    /// Print this data dir's peer id.
+    Id,
+    /// List the peers the tracker knows.
+    Peers {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the files a peer shares.
+    Ls {
+        /// Peer name, peer id, or a unique prefix of one.
+        peer: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a file: `PEER:PATH`, or a content id from whoever has it.
+    Get {
+        /// `PEER:PATH` (as `shoal ls PEER` shows it) or a 64-hex content id.
+        target: String,
+        /// Folder to download into.
+        #[arg(short, long, value_name = "DIR", default_value = ".")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TrackerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Longest time a registration lives without a heartbeat, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub ttl: u64,
+    /// Require this bearer token on every API call (a private network).
+    #[arg(
+        long,
+        env = "SHOAL_TRACKER_TOKEN",
+        value_name = "T",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// A folder to share (repeatable). Default: `shares` in config.toml.
+    #[arg(long = "share", value_name = "DIR")]
+    pub shares: Vec<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:0, a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Name shown to other peers [default: peer-<first 8 chars of the id>].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Registration lifetime asked of the tracker, in seconds; heartbeats
+    /// come every third of it.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub ttl: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Address the tracker listens on.
+    #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR")]
+    pub tracker_listen: SocketAddr,
+}

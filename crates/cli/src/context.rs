@@ -1,0 +1,65 @@
+//! What every command needs: the data dir, its config, its identity, and
+//! clients built from the global flags.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use shoal_core::Identity;
+use shoal_core::config::{Config, DEFAULT_TRACKER, default_data_dir};
+use shoal_node::book::PeerBook;
+use shoal_node::peer_client::PeerClient;
+use shoal_node::tracker_client::TrackerClient;
+
+use crate::cli::Global;
+
+pub struct Context {
+    pub data_dir: PathBuf,
+    pub config: Config,
+    pub tracker_url: String,
+    pub tracker_token: Option<String>,
+    pub quiet: bool,
+}
+
+impl Context {
+    pub fn new(g: &Global) -> Result<Self> {
+        let data_dir = g.data_dir.clone().unwrap_or_else(default_data_dir);
+        let config = Config::load(&data_dir)?;
+        let tracker_url = g
+            .tracker
+            .clone()
+            .or_else(|| config.tracker.clone())
+            .unwrap_or_else(|| DEFAULT_TRACKER.to_owned());
+        let tracker_token = g
+            .tracker_token
+            .clone()
+            .or_else(|| config.tracker_token.clone());
+        Ok(Self {
+            data_dir,
+            config,
+            tracker_url,
+            tracker_token,
+            quiet: g.quiet,
+        })
+    }
+
+    pub fn identity(&self) -> Result<Arc<Identity>> {
+        Ok(Arc::new(Identity::load_or_create(&self.data_dir)?))
+    }
+
+    pub fn tracker(&self) -> Result<TrackerClient> {
+        Ok(TrackerClient::new(
+            &self.tracker_url,
+            self.tracker_token.clone(),
+            self.config.retry,
+        )?)
+    }
+
+    pub fn book(&self) -> Result<PeerBook> {
+        Ok(PeerBook::new(self.tracker()?, &self.data_dir))
+    }
+
+    pub fn peer_client(&self) -> Result<PeerClient> {
+        Ok(PeerClient::new(self.identity()?, self.config.retry))
+    }
+}

@@ -1,0 +1,163 @@
+//! `shoal tracker`, `shoal node` and `shoal up`: the long-running servers.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use shoal_core::config::Config;
+use shoal_node::tracker_client::TrackerClient;
+use shoal_node::{Node, NodeConfig};
+use shoal_tracker::TrackerConfig;
+use tokio::net::TcpListener;
+
+use crate::cli::{NodeArgs, TrackerArgs, UpArgs};
+use crate::context::Context as Ctx;
+
+/// Prints a line on stdout at once (scripts and tests wait for these).
+pub fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn bind_tracker(listen: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}; is another tracker running there? choose another address with --listen"))
+}
+
+pub async fn tracker(args: TrackerArgs) -> Result<()> {
+    let listener = bind_tracker(args.listen).await?;
+    let addr = listener.local_addr()?;
+    announce(&format!("listening on http://{addr}"));
+    tracing::info!(%addr, ttl = args.ttl, private = args.token.is_some(), "tracker started");
+    let config = TrackerConfig {
+        max_ttl: std::time::Duration::from_secs(args.ttl),
+        token: args.token,
+    };
+    shoal_tracker::run(listener, config, shutdown_signal()).await?;
+    tracing::info!("tracker stopped");
+    Ok(())
+}
+
+fn node_config(
+    ctx: &Ctx,
+    args: &NodeArgs,
+    config: &Config,
+    default_name: String,
+) -> Result<NodeConfig> {
+    let shares: Vec<PathBuf> = if args.shares.is_empty() {
+        config.shares.clone()
+    } else {
+        args.shares.clone()
+    };
+    let listen = match (args.listen, &config.listen) {
+        (Some(l), _) => l,
+        (None, Some(s)) => s.parse().with_context(|| {
+            format!("`listen = {s:?}` in config.toml is not an address like 0.0.0.0:7000")
+        })?,
+        (None, None) => SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
+    let name = args
+        .name
+        .clone()
+        .or_else(|| config.name.clone())
+        .unwrap_or(default_name);
+    let mut cfg = NodeConfig::new(ctx.data_dir.clone(), listen, name);
+    cfg.shares = shares;
+    cfg.ttl = args.ttl;
+    Ok(cfg)
+}
+
+async fn run_node(mut cfg: NodeConfig, tracker: TrackerClient, ctx: &Ctx) -> Result<()> {
+    let identity = ctx.identity()?;
+    cfg.tracker = Some(tracker);
+    if cfg.shares.is_empty() {
+        tracing::warn!("sharing nothing: add --share DIR to offer files");
+    }
+    let node = Node::start(cfg, identity.clone()).await?;
+    announce(&format!("listening on {}", node.url()));
+    announce(&format!("peer id {}", node.peer_id()));
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    node.shutdown().await;
+    Ok(())
+}
+
+pub async fn node(ctx: &Ctx, args: NodeArgs) -> Result<()> {
+    let identity = ctx.identity()?;
+    let cfg = node_config(
+        ctx,
+        &args,
+        &ctx.config,
+        format!("peer-{}", identity.peer_id().short()),
+    )?;
+    run_node(cfg, ctx.tracker()?, ctx).await
+}
+
+pub async fn up(ctx: &Ctx, args: UpArgs) -> Result<()> {
+    let identity = ctx.identity()?;
+    let listener = bind_tracker(args.tracker_listen).await?;
+    let taddr = listener.local_addr()?;
+    let local = if taddr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], taddr.port()))
+    } else {
+        taddr
+    };
+    announce(&format!("tracker listening on http://{taddr}"));
+    let tracker_config = TrackerConfig {
+        max_ttl: std::time::Duration::from_secs(args.node.ttl.max(60)),
+        token: ctx.tracker_token.clone(),
+    };
+    let tracker_task = tokio::spawn(shoal_tracker::run(
+        listener,
+        tracker_config,
+        shutdown_signal(),
+    ));
+    let client = TrackerClient::new(
+        &format!("http://{local}"),
+        ctx.tracker_token.clone(),
+        ctx.config.retry,
+    )?;
+    let cfg = node_config(
+        ctx,
+        &args.node,
+        &ctx.config,
+        format!("peer-{}", identity.peer_id().short()),
+    )?;
+    let share_hint = cfg.shares.first().map(|s| s.display().to_string());
+    if !ctx.quiet {
+        eprintln!(
+            "Shoal is up: a tracker on port {} and a node sharing {}.\n\
+             Next, from another terminal (add --tracker http://{local} from another machine's view):\n\
+             \x20 shoal peers                     who is online\n\
+             \x20 shoal ls {name}            what this node shares\n\
+             \x20 shoal get {name}:PATH -o DIR   download a file\n\
+             Stop with Ctrl-C.",
+            taddr.port(),
+            share_hint.as_deref().unwrap_or("nothing (add --share DIR)"),
+            name = cfg.name,
+        );
+    }
+    let result = run_node(cfg, client, ctx).await;
+    let _ = tracker_task.await;
+    result
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
