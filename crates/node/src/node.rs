@@ -252,6 +252,12 @@ async fn heartbeat(
     let mut announced: Option<u64> = None;
     let mut online: Option<bool> = None;
     let default_wait = Duration::from_millis(ttl * 1000 / 3).max(Duration::from_millis(200));
+    // Retries of one heartbeat end well before the next one is due, so a
+    // returning tracker sees the node within one heartbeat.
+    let mut retry = tracker.retry();
+    retry.base_ms = retry.base_ms.min(default_wait.as_millis() as u64 / 4);
+    retry.max_ms = retry.max_ms.min(default_wait.as_millis() as u64 / 2);
+    let tracker = tracker.with_retry(retry);
     loop {
         let reg = Registration::new(&identity, &name, addrs.clone(), ttl, next_ts(&clock));
         let register = tokio::select! {

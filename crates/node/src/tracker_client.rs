@@ -56,6 +56,17 @@ impl TrackerClient {
         })
     }
 
+    /// The same tracker with another retry policy.
+    pub fn with_retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The retry policy in use.
+    pub fn retry(&self) -> RetryConfig {
+        self.retry
+    }
+
     /// The tracker's URL.
     pub fn url(&self) -> &str {
         &self.base

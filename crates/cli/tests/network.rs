@@ -1,0 +1,475 @@
+//! A whole Shoal network of real processes on 127.0.0.1: tracker, nodes, CLI.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+fn write(dir: &Path, rel: &str, data: &[u8]) {
+    let p = dir.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, data).unwrap();
+}
+
+#[test]
+fn three_nodes_list_and_serve_identical_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tracker(30);
+    let mut nodes = Vec::new();
+    for (i, name) in ["alice", "bob", "carol"].iter().enumerate() {
+        let share = tmp.path().join(format!("share-{name}"));
+        fs::create_dir_all(&share).unwrap();
+        for (j, &n) in INTERESTING_SIZES.iter().enumerate() {
+            write(
+                &share,
+                &format!("size-{n}.bin"),
+                &bytes(n, (i * 10 + j) as u64),
+            );
+        }
+        write(
+            &share,
+            "deep/er/nested name.txt",
+            format!("nested of {name}").as_bytes(),
+        );
+        nodes.push((
+            share.clone(),
+            node(
+                &t.url,
+                &tmp.path().join(format!("data-{name}")),
+                &share,
+                name,
+                30,
+                "127.0.0.1:0",
+            ),
+        ));
+    }
+    let client = tmp.path().join("client");
+
+    wait_until("all three peers listed", 20, || {
+        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))) == ["alice", "bob", "carol"]
+    });
+    let human = ok(&shoal(&client, &t.url, &["peers"]));
+    for (_, n) in &nodes {
+        assert!(human.contains(&n.id), "{human}");
+    }
+
+    for (share, n) in &nodes {
+        let listing = json(&shoal(&client, &t.url, &["ls", &n.id[..12], "--json"]));
+        let files = listing.as_array().unwrap();
+        assert_eq!(files.len(), INTERESTING_SIZES.len() + 1);
+        for f in files {
+            let name = f["name"].as_str().unwrap();
+            let local = share.join(name);
+            assert_eq!(
+                f["size"].as_u64().unwrap(),
+                fs::metadata(&local).unwrap().len(),
+                "{name}"
+            );
+            assert_eq!(f["content_id"].as_str().unwrap(), b3sum(&local), "{name}");
+            assert_eq!(f["encrypted"], false);
+        }
+    }
+
+    let (alice_share, _) = &nodes[0];
+    let out = tmp.path().join("downloads");
+    for &n in INTERESTING_SIZES {
+        let name = format!("size-{n}.bin");
+        ok(&shoal(
+            &client,
+            &t.url,
+            &["get", &format!("alice:{name}"), "-o", out.to_str().unwrap()],
+        ));
+        assert_eq!(
+            fs::read(out.join(&name)).unwrap(),
+            fs::read(alice_share.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+    ok(&shoal(
+        &client,
+        &t.url,
+        &[
+            "get",
+            "carol:deep/er/nested name.txt",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        fs::read_to_string(out.join("nested name.txt")).unwrap(),
+        "nested of carol"
+    );
+
+    // By content id, from whoever provides it.
+    let cid = b3sum(&nodes[1].0.join("size-1.bin"));
+    let by_id = tmp.path().join("by-id");
+    ok(&shoal(
+        &client,
+        &t.url,
+        &["get", &cid, "-o", by_id.to_str().unwrap()],
+    ));
+    assert_eq!(
+        fs::read(by_id.join("size-1.bin")).unwrap(),
+        fs::read(nodes[1].0.join("size-1.bin")).unwrap()
+    );
+
+    // An existing file is never overwritten.
+    fs::write(out.join("size-1.bin"), b"mine").unwrap();
+    let again = shoal(
+        &client,
+        &t.url,
+        &["get", "alice:size-1.bin", "-o", out.to_str().unwrap()],
+    );
+    assert_eq!(again.status.code(), Some(9), "{again:?}");
+    assert_eq!(fs::read(out.join("size-1.bin")).unwrap(), b"mine");
+    assert!(!out.join("size-1.bin.part").exists());
+
+    // Unknown files and peers are clear errors with their own exit code.
+    let missing = shoal(
+        &client,
+        &t.url,
+        &["get", "alice:nope", "-o", out.to_str().unwrap()],
+    );
+    assert_eq!(missing.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("shoal ls"));
+    assert_eq!(
+        shoal(&client, &t.url, &["ls", "nobody"]).status.code(),
+        Some(4)
+    );
+}
+
+#[test]
+fn new_and_changed_files_are_noticed_without_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    write(&share, "first", b"1");
+    let t = tracker(30);
+    let _n = node(
+        &t.url,
+        &tmp.path().join("d"),
+        &share,
+        "alice",
+        30,
+        "127.0.0.1:0",
+    );
+    let client = tmp.path().join("c");
+    write(&share, "later/second", b"22");
+    wait_until("new file listed", 20, || {
+        names(&json(&shoal(&client, &t.url, &["ls", "alice", "--json"])))
+            == ["first", "later/second"]
+    });
+    fs::remove_file(share.join("first")).unwrap();
+    write(&share, "later/second", b"changed");
+    let cid = b3sum(&share.join("later/second"));
+    wait_until("removal and change noticed", 20, || {
+        let l = json(&shoal(&client, &t.url, &["ls", "alice", "--json"]));
+        l.as_array().unwrap().len() == 1 && l[0]["content_id"] == cid.as_str()
+    });
+}
+
+#[test]
+fn a_peer_that_stops_heartbeating_expires_and_a_stopped_one_leaves_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    let t = tracker(2);
+    let client = tmp.path().join("c");
+    let mut crashed = node(
+        &t.url,
+        &tmp.path().join("d1"),
+        &share,
+        "crashed",
+        2,
+        "127.0.0.1:0",
+    );
+    let mut polite = node(
+        &t.url,
+        &tmp.path().join("d2"),
+        &share,
+        "polite",
+        60,
+        "127.0.0.1:0",
+    );
+    wait_until("both listed", 20, || {
+        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))) == ["crashed", "polite"]
+    });
+    // Survives several TTLs while heartbeating.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))),
+        ["crashed", "polite"]
+    );
+
+    crashed.proc.kill(); // SIGKILL: no goodbye
+    wait_until("crashed peer expired", 15, || {
+        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))) == ["polite"]
+    });
+    assert!(polite.proc.terminate().success());
+    wait_until("stopped peer deregistered", 5, || {
+        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))).is_empty()
+    });
+}
+
+#[test]
+fn a_different_key_at_the_peers_address_gets_no_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    write(&share, "secret.txt", b"for alice's friends");
+    let t = tracker(60);
+    let client = tmp.path().join("c");
+    let mut alice = node(
+        &t.url,
+        &tmp.path().join("a"),
+        &share,
+        "alice",
+        60,
+        "127.0.0.1:0",
+    );
+    wait_until("alice listed", 20, || {
+        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))) == ["alice"]
+    });
+    let port = alice.port();
+    let alice_id = alice.id.clone();
+    alice.proc.kill();
+    // Mallory takes over alice's address with her own key, sharing the same file.
+    let mallory = node(
+        &t.url,
+        &tmp.path().join("m"),
+        &share,
+        "mallory",
+        60,
+        &format!("127.0.0.1:{port}"),
+    );
+    assert_ne!(mallory.id, alice_id);
+
+    let out = tmp.path().join("out");
+    let r = shoal(
+        &client,
+        &t.url,
+        &[
+            "get",
+            &format!("{alice_id}:secret.txt"),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.status.code(), Some(5), "{r:?}");
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains(&mallory.id) && err.contains("refusing"),
+        "{err}"
+    );
+    assert!(!out.join("secret.txt").exists() && !out.join("secret.txt.part").exists());
+    let r = shoal(&client, &t.url, &["ls", &alice_id]);
+    assert_eq!(r.status.code(), Some(5));
+    assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn with_the_tracker_down_known_peers_still_work_and_nodes_return() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    write(&share, "f.txt", b"still here");
+    let mut t = tracker(3);
+    let addr = t.url.trim_start_matches("http://").to_owned();
+    let client = tmp.path().join("c");
+    let _alice = node(
+        &t.url,
+        &tmp.path().join("a"),
+        &share,
+        "alice",
+        3,
+        "127.0.0.1:0",
+    );
+    wait_until("alice listed", 20, || {
+        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))) == ["alice"]
+    });
+
+    t.proc.kill();
+    let listing = json(&shoal(&client, &t.url, &["ls", "alice", "--json"]));
+    assert_eq!(names(&listing), ["f.txt"]);
+    let out = tmp.path().join("out");
+    let r = shoal(
+        &client,
+        &t.url,
+        &["get", "alice:f.txt", "-o", out.to_str().unwrap()],
+    );
+    ok(&r);
+    assert!(String::from_utf8_lossy(&r.stderr).contains("cached"));
+    assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"still here");
+
+    // The tracker returns empty; the node is back within one heartbeat (1 s here).
+    let t2 = tracker_at(&addr, 3, &[]);
+    let back = std::time::Instant::now();
+    wait_until("alice re-registered", 10, || {
+        names(&json(&shoal(&client, &t2.url, &["peers", "--json"]))) == ["alice"]
+    });
+    eprintln!("re-listed {:?} after the tracker returned", back.elapsed());
+    // Its content is announced again too.
+    let cid = b3sum(&share.join("f.txt"));
+    let out2 = tmp.path().join("out2");
+    wait_until("content provided again", 10, || {
+        shoal(
+            &client,
+            &t2.url,
+            &["get", &cid, "-o", out2.to_str().unwrap()],
+        )
+        .status
+        .success()
+    });
+}
+
+#[test]
+fn killing_get_midway_leaves_nothing_at_the_final_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    let big = share.join("big.bin");
+    // Sparse, so the test is cheap on disk; every byte is still sent and hashed.
+    fs::File::create(&big)
+        .unwrap()
+        .set_len(512 * 1024 * 1024)
+        .unwrap();
+    let t = tracker(30);
+    let _n = node(
+        &t.url,
+        &tmp.path().join("d"),
+        &share,
+        "alice",
+        30,
+        "127.0.0.1:0",
+    );
+    let client = tmp.path().join("c");
+    let out = tmp.path().join("out");
+    wait_until("alice listed", 20, || {
+        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))) == ["alice"]
+    });
+
+    let mut get = std::process::Command::new(BIN)
+        .args([
+            "--data-dir",
+            client.to_str().unwrap(),
+            "--tracker",
+            &t.url,
+            "get",
+            "alice:big.bin",
+            "-o",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let part = out.join("big.bin.part");
+    wait_until("download under way", 30, || {
+        fs::metadata(&part).is_ok_and(|m| m.len() > 0)
+    });
+    get.kill().unwrap();
+    get.wait().unwrap();
+    assert!(
+        !out.join("big.bin").exists(),
+        "a killed download left a file at the final path"
+    );
+
+    ok(&shoal(
+        &client,
+        &t.url,
+        &["get", "alice:big.bin", "-o", out.to_str().unwrap()],
+    ));
+    assert_eq!(b3sum(&out.join("big.bin")), b3sum(&big));
+    assert!(!part.exists());
+}
+
+#[test]
+fn a_private_tracker_needs_its_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    write(&share, "f", b"x");
+    let t = tracker_at("127.0.0.1:0", 30, &["--token", "s3cret"]);
+    let mut n = Proc::spawn(
+        &[
+            "--data-dir",
+            tmp.path().join("d").to_str().unwrap(),
+            "--tracker",
+            &t.url,
+            "node",
+            "--share",
+            share.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "alice",
+        ],
+        &[("SHOAL_TRACKER_TOKEN", "s3cret")],
+    );
+    n.wait_line("peer id ");
+    let client = tmp.path().join("c");
+    let r = shoal(&client, &t.url, &["peers", "--json"]);
+    assert_eq!(r.status.code(), Some(5), "{r:?}");
+    let r = shoal(&client, &t.url, &["--tracker-token", "wrong", "peers"]);
+    assert_eq!(r.status.code(), Some(5));
+    wait_until("listed with the token", 20, || {
+        names(&json(&shoal(
+            &client,
+            &t.url,
+            &["--tracker-token", "s3cret", "peers", "--json"],
+        ))) == ["alice"]
+    });
+}
+
+#[test]
+fn up_runs_a_whole_network_in_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    write(&share, "hello.txt", b"hello from up");
+    let mut up = Proc::spawn(
+        &[
+            "--data-dir",
+            tmp.path().join("d").to_str().unwrap(),
+            "up",
+            "--share",
+            share.to_str().unwrap(),
+            "--tracker-listen",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "solo",
+        ],
+        &[],
+    );
+    let tracker_url = up.wait_line("tracker listening on ");
+    up.wait_line("peer id ");
+    let client = tmp.path().join("c");
+    wait_until("solo listed", 20, || {
+        names(&json(&shoal(&client, &tracker_url, &["peers", "--json"]))) == ["solo"]
+    });
+    let out = tmp.path().join("out");
+    ok(&shoal(
+        &client,
+        &tracker_url,
+        &["get", "solo:hello.txt", "-o", out.to_str().unwrap()],
+    ));
+    assert_eq!(fs::read(out.join("hello.txt")).unwrap(), b"hello from up");
+    assert!(up.terminate().success());
+}
+
+#[test]
+fn id_is_stable_and_the_key_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = ok(&shoal(tmp.path(), "http://127.0.0.1:9", &["id"]));
+    let b = ok(&shoal(tmp.path(), "http://127.0.0.1:9", &["id"]));
+    assert_eq!(a, b);
+    assert_eq!(a.trim().len(), 52);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(tmp.path().join("identity.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
