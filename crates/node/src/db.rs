@@ -146,7 +146,7 @@ mod tests {
             db.cached(&[(p.clone(), s), (p.clone(), other)]).unwrap(),
             vec![Some(c), None]
         );
-        db.update(&[], &[p.clone()]).unwrap();
+        db.update(&[], std::slice::from_ref(&p)).unwrap();
         assert_eq!(db.cached(&[(p, s)]).unwrap(), vec![None]);
     }
 }

@@ -177,13 +177,13 @@ async fn receive(
         reason,
     };
     let mut resp = client.content(peer, entry.content_id, None).await?;
-    if let Some(len) = resp.content_length() {
-        if len != entry.size {
-            return Err(protocol(format!(
-                "announced {len} bytes for a file of {}",
-                entry.size
-            )));
-        }
+    if let Some(len) = resp.content_length()
+        && len != entry.size
+    {
+        return Err(protocol(format!(
+            "announced {len} bytes for a file of {}",
+            entry.size
+        )));
     }
 
     // Hashing and writing run on their own thread so the network never waits for the disk.
@@ -273,10 +273,10 @@ fn publish(part: &Path, target: &Path) -> Result<()> {
 }
 
 fn sync_dir(target: &Path) -> Result<()> {
-    if let Some(dir) = target.parent() {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+    if let Some(dir) = target.parent()
+        && let Ok(d) = File::open(dir)
+    {
+        let _ = d.sync_all();
     }
     Ok(())
 }

@@ -153,11 +153,10 @@ async fn content(
     if let Ok(v) = HeaderValue::from_str(&format!("\"{cid}\"")) {
         h.insert(header::ETAG, v);
     }
-    if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", start, start + len - 1))
-        {
-            h.insert(header::CONTENT_RANGE, v);
-        }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", start, start + len - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
     }
     Ok(resp)
 }
