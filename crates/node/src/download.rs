@@ -6,8 +6,9 @@
 //! is taken) followed by removing the `.part`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use shoal_core::ContentId;
@@ -19,10 +20,12 @@ use crate::index::PART_SUFFIX;
 use crate::peer_client::PeerClient;
 use crate::tracker_client::describe;
 
-/// Chunks buffered between the network and the disk writer.
-const PIPE_DEPTH: usize = 64;
-/// Write buffer of the disk writer.
-const WRITE_BUF: usize = 1024 * 1024;
+/// Batches buffered between the network and the hasher and writer.
+const PIPE_DEPTH: usize = 16;
+/// Bytes handed over in one batch (fewer thread wake-ups than one chunk each).
+const BATCH: usize = 256 * 1024;
+/// Bytes written between two background flushes to disk.
+const FLUSH_EVERY: usize = 8 * 1024 * 1024;
 
 /// Receives progress of a transfer (a progress bar, a GUI, nothing).
 pub trait Progress: Send + Sync {
@@ -130,6 +133,10 @@ pub async fn download(
     std::fs::create_dir_all(out_dir).map_err(NodeError::file("create folder", out_dir))?;
     let part = out_dir.join(format!("{name}{PART_SUFFIX}"));
     let file = open_part(&part)?;
+    if let Err(e) = reserve(&file, &part, entry.size) {
+        let _ = std::fs::remove_file(&part);
+        return Err(e);
+    }
     progress.start(&name, entry.size);
     let result = receive(client, peer, entry, file, &part, progress).await;
     progress.finish();
@@ -164,6 +171,31 @@ fn open_part(part: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// Reserves disk space for the whole file up front: a full disk is
+/// reported before the download starts, and the filesystem lays the file
+/// out in one go instead of block by block.
+fn reserve(file: &File, part: &Path, size: u64) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    if size > 0 {
+        use rustix::fs::{FallocateFlags, fallocate};
+        match fallocate(file, FallocateFlags::KEEP_SIZE, 0, size) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::NOSPC) => {
+                return Err(NodeError::File {
+                    action: "make room for",
+                    path: part.to_owned(),
+                    source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+                });
+            }
+            // Filesystems that cannot preallocate simply grow as we write.
+            Err(_) => {}
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, part, size);
+    Ok(())
+}
+
 async fn receive(
     client: &PeerClient,
     peer: &PeerRecord,
@@ -186,45 +218,81 @@ async fn receive(
         )));
     }
 
-    // Hashing and writing run on their own thread so the network never waits for the disk.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(PIPE_DEPTH);
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<ContentId> {
+    // Hashing and writing each run on their own thread, so the network
+    // never waits for the disk and the two share the cores; a flusher
+    // pushes written data to disk as we go, so the final fsync has little
+    // left to do.
+    let (hash_tx, mut hash_rx) = tokio::sync::mpsc::channel::<Arc<Vec<Bytes>>>(PIPE_DEPTH);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<Bytes>>>(PIPE_DEPTH);
+    let hasher = tokio::task::spawn_blocking(move || {
         let mut hasher = blake3::Hasher::new();
-        let mut out = BufWriter::with_capacity(WRITE_BUF, file);
-        while let Some(chunk) = rx.blocking_recv() {
-            hasher.update(&chunk);
-            out.write_all(&chunk)?;
+        while let Some(batch) = hash_rx.blocking_recv() {
+            for chunk in batch.iter() {
+                hasher.update(chunk);
+            }
         }
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        Ok(hasher.finalize().into())
+        ContentId::from(hasher.finalize())
+    });
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let flusher = Flusher::start(file.try_clone()?);
+        let mut file = file;
+        let mut unflushed = 0usize;
+        while let Some(batch) = rx.blocking_recv() {
+            write_all_vectored(&mut file, &batch)?;
+            unflushed += batch.iter().map(Bytes::len).sum::<usize>();
+            if unflushed >= FLUSH_EVERY {
+                flusher.poke();
+                unflushed = 0;
+            }
+        }
+        flusher.finish()?;
+        file.sync_all()
     });
 
     let mut got: u64 = 0;
     let net: Result<()> = async {
-        while let Some(chunk) = resp.chunk().await.map_err(|e| unreachable(peer, &e))? {
-            got += chunk.len() as u64;
-            if got > entry.size {
-                return Err(protocol(format!(
-                    "sent more than the {} bytes of the file",
-                    entry.size
-                )));
+        let mut batch = Vec::new();
+        let mut batched = 0usize;
+        loop {
+            let chunk = resp.chunk().await.map_err(|e| unreachable(peer, &e))?;
+            let done = chunk.is_none();
+            if let Some(chunk) = chunk {
+                got += chunk.len() as u64;
+                if got > entry.size {
+                    return Err(protocol(format!(
+                        "sent more than the {} bytes of the file",
+                        entry.size
+                    )));
+                }
+                progress.advance(chunk.len() as u64);
+                batched += chunk.len();
+                batch.push(chunk);
             }
-            progress.advance(chunk.len() as u64);
-            if tx.send(chunk).await.is_err() {
-                break; // the writer failed; its error is reported below
+            if batched >= BATCH || (done && !batch.is_empty()) {
+                let b = Arc::new(std::mem::take(&mut batch));
+                batched = 0;
+                if hash_tx.send(b.clone()).await.is_err() || tx.send(b).await.is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+            }
+            if done {
+                break;
             }
         }
         Ok(())
     }
     .await;
     drop(tx);
+    drop(hash_tx);
     let written = writer
         .await
         .map_err(|e| NodeError::Internal(format!("disk writer stopped: {e}")))?
         .map_err(NodeError::file("write", part));
+    let actual = hasher
+        .await
+        .map_err(|e| NodeError::Internal(format!("hasher stopped: {e}")))?;
     net?;
-    let actual = written?;
+    written?;
     if got != entry.size {
         return Err(protocol(format!(
             "connection ended after {got} of {} bytes",
@@ -238,6 +306,54 @@ async fn receive(
         });
     }
     Ok(())
+}
+
+/// Writes every buffer with as few system calls as possible and no copy.
+fn write_all_vectored(file: &mut File, bufs: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Flushes a file to disk on its own thread whenever poked, so disk
+/// writeback overlaps the download instead of following it.
+struct Flusher {
+    poke: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Flusher {
+    fn start(file: File) -> Self {
+        // Capacity 1: pokes while a flush runs coalesce into one more flush.
+        let (poke, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::spawn(move || {
+            while rx.recv().is_ok() {
+                file.sync_data()?;
+            }
+            Ok(())
+        });
+        Self { poke, thread }
+    }
+
+    fn poke(&self) {
+        let _ = self.poke.try_send(());
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        drop(self.poke);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("flusher panicked")))
+    }
 }
 
 fn unreachable(peer: &PeerRecord, e: &reqwest::Error) -> NodeError {

@@ -348,23 +348,45 @@ fn hash_unchanged(path: &Path, before: Stamp) -> Option<ContentId> {
     }
 }
 
-/// The content id of a file, computed with all cores for large files.
+/// The content id of a file. Large files are read on one thread while the
+/// previous buffer is hashed on all cores.
 pub fn hash_file(path: &Path) -> std::io::Result<ContentId> {
     let mut f = File::open(path)?;
-    let mut hasher = blake3::Hasher::new();
     let len = f.metadata()?.len();
-    let mut buf = vec![0u8; HASH_BUF.min(len.max(1) as usize).max(64 * 1024)];
-    loop {
-        let n = read_full(&mut f, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        if n >= 1024 * 1024 {
-            hasher.update_rayon(&buf[..n]);
-        } else {
-            hasher.update(&buf[..n]);
-        }
+    let mut hasher = blake3::Hasher::new();
+    if len <= HASH_BUF as u64 {
+        let mut buf = Vec::with_capacity(len as usize);
+        f.read_to_end(&mut buf)?;
+        hasher.update(&buf);
+        return Ok(hasher.finalize().into());
     }
+    // Two buffers travel between the reader and the hasher.
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(1);
+    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    for _ in 0..2 {
+        let _ = empty_tx.send(vec![0u8; HASH_BUF]);
+    }
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> std::io::Result<()> {
+            while let Ok(mut buf) = empty_rx.recv() {
+                let n = read_full(&mut f, &mut buf)?;
+                if n == 0 || full_tx.send((buf, n)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        while let Ok((buf, n)) = full_rx.recv() {
+            hasher.update_rayon(&buf[..n]);
+            if empty_tx.send(buf).is_err() {
+                break;
+            }
+        }
+        drop(empty_tx);
+        reader
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("hash reader panicked")))
+    })?;
     Ok(hasher.finalize().into())
 }
 

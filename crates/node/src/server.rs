@@ -13,11 +13,12 @@ use axum::{Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use shoal_core::wire::{ErrorBody, FileEntry};
 use shoal_core::{ContentId, PeerId};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use std::io::{Read, Seek};
+
+use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
-use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -104,8 +105,8 @@ async fn content(
         st.rescan.notify_one();
         return Err(gone());
     }
-    let mut file = tokio::fs::File::open(&real).await.map_err(|_| gone())?;
-    let meta = file.metadata().await.map_err(|_| gone())?;
+    let mut file = std::fs::File::open(&real).map_err(|_| gone())?;
+    let meta = file.metadata().map_err(|_| gone())?;
     if stamp_of(&meta) != shared.stamp {
         st.rescan.notify_one();
         return Err(ApiError(
@@ -137,10 +138,9 @@ async fn content(
     tracing::debug!(peer = %peer.0.short(), %cid, start, len, "serving content");
     if start > 0 {
         file.seek(std::io::SeekFrom::Start(start))
-            .await
             .map_err(|_| gone())?;
     }
-    let body = Body::from_stream(ReaderStream::with_capacity(file.take(len), STREAM_CHUNK));
+    let body = Body::from_stream(stream_file(file, len));
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -159,6 +159,34 @@ async fn content(
         h.insert(header::CONTENT_RANGE, v);
     }
     Ok(resp)
+}
+
+/// Streams `len` bytes of `file` from a blocking thread, a few chunks ahead
+/// of the network.
+fn stream_file(
+    file: std::fs::File,
+    len: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut rest = file.take(len);
+        loop {
+            let mut buf = Vec::with_capacity(STREAM_CHUNK);
+            match (&mut rest).take(STREAM_CHUNK as u64).read_to_end(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        break; // the client went away
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Parses a single `bytes=` range into `[start, end)`. `Ok(None)` means
