@@ -98,6 +98,17 @@ pub async fn node(ctx: &Ctx, args: NodeArgs) -> Result<()> {
 
 pub async fn up(ctx: &Ctx, args: UpArgs) -> Result<()> {
     let identity = ctx.identity()?;
+    // The quick start names a folder that may not exist yet.
+    for dir in &args.node.shares {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create share folder {}", dir.display()))?;
+            tracing::info!(
+                "created share folder {}; put files there to share them",
+                dir.display()
+            );
+        }
+    }
     let listener = bind_tracker(args.tracker_listen).await?;
     let taddr = listener.local_addr()?;
     let local = if taddr.ip().is_unspecified() {
