@@ -137,21 +137,33 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> Result<()> {
         &ctx.config,
         format!("peer-{}", identity.peer_id().short()),
     )?;
-    let share_hint = cfg.shares.first().map(|s| s.display().to_string());
+    let shares = if cfg.shares.is_empty() {
+        "nothing (add --share DIR)".to_owned()
+    } else {
+        cfg.shares
+            .iter()
+            .map(|s| s.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if !ctx.quiet {
+        let name = &cfg.name;
         eprintln!(
-            "Shoal is up: a tracker on port {} and a node sharing {}.\n\
-             Next, from another terminal (add --tracker http://{local} from another machine's view):\n\
-             \x20 shoal peers                     who is online\n\
-             \x20 shoal ls {name}            what this node shares\n\
-             \x20 shoal get {name}:PATH -o DIR   download a file\n\
+            "Shoal is up: a tracker on port {port} and a node named {name} sharing {shares}.\n\
+             Try, from another terminal on this machine:\n\
+             \x20 shoal peers                          # who is online\n\
+             \x20 shoal ls {name}                # what this node shares\n\
+             \x20 shoal get {name}:PATH -o DIR   # download a file\n\
+             Other machines reach this network with --tracker http://<this host>:{port}.\n\
              Stop with Ctrl-C.",
-            taddr.port(),
-            share_hint.as_deref().unwrap_or("nothing (add --share DIR)"),
-            name = cfg.name,
+            port = taddr.port(),
         );
     }
     let result = run_node(cfg, client, ctx).await;
+    if result.is_err() {
+        // The node could not start: do not leave the tracker running alone.
+        tracker_task.abort();
+    }
     let _ = tracker_task.await;
     result
 }

@@ -12,8 +12,8 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use shoal_core::wire::{
-    Announce, Deregistration, ErrorBody, HostPort, PeerPage, Providers, Registered, Registration,
-    Signed,
+    Announce, Deregistration, ErrorBody, HostPort, PeerPage, PeerRecord, Providers, Registered,
+    Registration, Signed,
 };
 use shoal_core::{ContentId, PeerId};
 use subtle::ConstantTimeEq;
@@ -33,6 +33,49 @@ const ANNOUNCE_BODY: usize = 4 * 1024 * 1024;
 const MAX_ANNOUNCED: usize = 50_000;
 /// Largest page of peers.
 const MAX_PAGE: usize = 1000;
+
+/// Both ends of a tracker connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Conn {
+    remote: SocketAddr,
+    local: Option<SocketAddr>,
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Conn
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Conn {
+            remote: *stream.remote_addr(),
+            local: stream.io().local_addr().ok(),
+        }
+    }
+}
+
+impl Conn {
+    /// The record as this caller can use it: peers registered from the
+    /// tracker's own machine appear at the address the caller reached the
+    /// tracker on.
+    fn localize(&self, mut rec: PeerRecord) -> PeerRecord {
+        let (Some(local), false) = (self.local, self.remote.ip().to_canonical().is_loopback())
+        else {
+            return rec;
+        };
+        for a in &mut rec.addrs {
+            if let Ok(mut hp) = HostPort::parse(a)
+                && hp
+                    .host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+            {
+                hp.host = local.ip().to_canonical().to_string();
+                *a = hp.to_string();
+            }
+        }
+        rec
+    }
+}
 
 struct AppState<S> {
     config: TrackerConfig,
@@ -198,7 +241,7 @@ fn check_sig(m: &impl Signed) -> ApiResult<()> {
 
 async fn put_peer<S: Store>(
     State(st): State<Shared<S>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<Registration>, JsonRejection>,
 ) -> ApiResult<Json<Registered>> {
@@ -217,7 +260,7 @@ async fn put_peer<S: Store>(
         .filter_map(|a| HostPort::parse(a).ok())
         .map(|mut hp| {
             if hp.is_unspecified() {
-                hp.host = remote.ip().to_canonical().to_string();
+                hp.host = conn.remote.ip().to_canonical().to_string();
             }
             hp.to_string()
         })
@@ -246,12 +289,13 @@ async fn put_peer<S: Store>(
 
 async fn get_peer<S: Store>(
     State(st): State<Shared<S>>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let id = parse_peer(&path?.0)?;
     let now = Instant::now();
     match st.store.get_peer(id, now).await {
-        Some(p) => Ok(Json(p.record(now)).into_response()),
+        Some(p) => Ok(Json(conn.localize(p.record(now))).into_response()),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("peer {id} is not registered"),
@@ -285,6 +329,7 @@ struct PageQuery {
 
 async fn list_peers<S: Store>(
     State(st): State<Shared<S>>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> ApiResult<Json<PeerPage>> {
     let Query(q) = q?;
@@ -299,7 +344,7 @@ async fn list_peers<S: Store>(
         None
     };
     Ok(Json(PeerPage {
-        peers: peers.iter().map(|p| p.record(now)).collect(),
+        peers: peers.iter().map(|p| conn.localize(p.record(now))).collect(),
         next,
     }))
 }
@@ -326,6 +371,7 @@ async fn put_providers<S: Store>(
 
 async fn get_providers<S: Store>(
     State(st): State<Shared<S>>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Providers>> {
     let cid: ContentId = path?
@@ -336,7 +382,7 @@ async fn get_providers<S: Store>(
     let peers = st.store.providers(cid, 200, now).await;
     Ok(Json(Providers {
         content_id: cid,
-        peers: peers.iter().map(|p| p.record(now)).collect(),
+        peers: peers.iter().map(|p| conn.localize(p.record(now))).collect(),
     }))
 }
 
@@ -350,4 +396,32 @@ async fn metrics<S: Store>(State(st): State<Shared<S>>) -> impl IntoResponse {
         header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     (h, st.metrics.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_peers_are_shown_at_the_trackers_address_to_remote_callers() {
+        let rec = PeerRecord {
+            peer_id: shoal_core::Identity::from_seed([1; 32]).peer_id(),
+            name: "n".into(),
+            addrs: vec!["127.0.0.1:7000".into(), "192.168.1.9:7001".into()],
+            expires_in: 5,
+        };
+        let remote = Conn {
+            remote: "192.168.1.20:40000".parse().unwrap(),
+            local: Some("192.168.1.5:5000".parse().unwrap()),
+        };
+        assert_eq!(
+            remote.localize(rec.clone()).addrs,
+            ["192.168.1.5:7000", "192.168.1.9:7001"]
+        );
+        let local = Conn {
+            remote: "127.0.0.1:40000".parse().unwrap(),
+            local: Some("127.0.0.1:5000".parse().unwrap()),
+        };
+        assert_eq!(local.localize(rec.clone()).addrs, rec.addrs);
+    }
 }

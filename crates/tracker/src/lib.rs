@@ -26,7 +26,9 @@
 //! one it accepted from that peer, so a captured message cannot be replayed.
 //! A registration lives for `min(ttl, --ttl)` seconds; re-registering is the
 //! heartbeat. Addresses whose host is empty or unspecified (`:7000`,
-//! `0.0.0.0:7000`) are filled with the address the request came from.
+//! `0.0.0.0:7000`) are filled with the address the request came from. A
+//! loopback address (a peer on the tracker's own machine) is shown to
+//! callers from other machines as the tracker address they connected to.
 //! When the tracker was started with `--token`, every `/v1` request needs
 //! `Authorization: Bearer TOKEN`.
 //!
@@ -49,7 +51,6 @@ mod metrics;
 pub mod store;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,7 +106,7 @@ pub async fn run_with_store<S: Store>(
     let app = router(config, store);
     let result = axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<api::Conn>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
