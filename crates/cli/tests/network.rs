@@ -47,9 +47,7 @@ fn three_nodes_list_and_serve_identical_bytes() {
     }
     let client = tmp.path().join("client");
 
-    wait_until("all three peers listed", 20, || {
-        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))) == ["alice", "bob", "carol"]
-    });
+    wait_for_peers(&client, &t.url, &["alice", "bob", "carol"], 20);
     let human = ok(&shoal(&client, &t.url, &["peers"]));
     for (_, n) in &nodes {
         assert!(human.contains(&n.id), "{human}");
@@ -192,9 +190,7 @@ fn a_peer_that_stops_heartbeating_expires_and_a_stopped_one_leaves_at_once() {
         60,
         "127.0.0.1:0",
     );
-    wait_until("both listed", 20, || {
-        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))) == ["crashed", "polite"]
-    });
+    wait_for_peers(&client, &t.url, &["crashed", "polite"], 20);
     // Survives several TTLs while heartbeating.
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(
@@ -203,13 +199,9 @@ fn a_peer_that_stops_heartbeating_expires_and_a_stopped_one_leaves_at_once() {
     );
 
     crashed.proc.kill(); // SIGKILL: no goodbye
-    wait_until("crashed peer expired", 15, || {
-        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))) == ["polite"]
-    });
+    wait_for_peers(&client, &t.url, &["polite"], 15);
     assert!(polite.proc.terminate().success());
-    wait_until("stopped peer deregistered", 5, || {
-        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))).is_empty()
-    });
+    wait_for_peers(&client, &t.url, &[], 5);
 }
 
 #[test]
@@ -227,9 +219,7 @@ fn a_different_key_at_the_peers_address_gets_no_data() {
         60,
         "127.0.0.1:0",
     );
-    wait_until("alice listed", 20, || {
-        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))) == ["alice"]
-    });
+    wait_for_peers(&client, &t.url, &["alice"], 20);
     let port = alice.port();
     let alice_id = alice.id.clone();
     alice.proc.kill();
@@ -283,9 +273,7 @@ fn with_the_tracker_down_known_peers_still_work_and_nodes_return() {
         3,
         "127.0.0.1:0",
     );
-    wait_until("alice listed", 20, || {
-        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))) == ["alice"]
-    });
+    wait_for_peers(&client, &t.url, &["alice"], 20);
 
     t.proc.kill();
     let listing = json(&shoal(&client, &t.url, &["ls", "alice", "--json"]));
@@ -303,9 +291,7 @@ fn with_the_tracker_down_known_peers_still_work_and_nodes_return() {
     // The tracker returns empty; the node is back within one heartbeat (1 s here).
     let t2 = tracker_at(&addr, 3, &[]);
     let back = std::time::Instant::now();
-    wait_until("alice re-registered", 10, || {
-        names(&json(&shoal(&client, &t2.url, &["peers", "--json"]))) == ["alice"]
-    });
+    wait_for_peers(&client, &t2.url, &["alice"], 10);
     eprintln!("re-listed {:?} after the tracker returned", back.elapsed());
     // Its content is announced again too.
     let cid = b3sum(&share.join("f.txt"));
@@ -343,9 +329,7 @@ fn killing_get_midway_leaves_nothing_at_the_final_path() {
     );
     let client = tmp.path().join("c");
     let out = tmp.path().join("out");
-    wait_until("alice listed", 20, || {
-        names(&json(&shoal(&client, &t.url, &["peers", "--json"]))) == ["alice"]
-    });
+    wait_for_peers(&client, &t.url, &["alice"], 20);
 
     let mut get = std::process::Command::new(BIN)
         .args([
@@ -443,9 +427,7 @@ fn up_runs_a_whole_network_in_one_process() {
     let tracker_url = up.wait_line("tracker listening on ");
     up.wait_line("peer id ");
     let client = tmp.path().join("c");
-    wait_until("solo listed", 20, || {
-        names(&json(&shoal(&client, &tracker_url, &["peers", "--json"]))) == ["solo"]
-    });
+    wait_for_peers(&client, &tracker_url, &["solo"], 20);
     let out = tmp.path().join("out");
     ok(&shoal(
         &client,

@@ -357,12 +357,7 @@ impl Flusher {
 }
 
 fn unreachable(peer: &PeerRecord, e: &reqwest::Error) -> NodeError {
-    NodeError::PeerUnreachable {
-        peer: peer.peer_id,
-        name: peer.name.clone(),
-        addrs: peer.addrs.join(", "),
-        reason: describe(e),
-    }
+    NodeError::unreachable(peer, describe(e))
 }
 
 /// Gives a verified `.part` its final name without ever replacing a file.

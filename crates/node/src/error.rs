@@ -134,6 +134,19 @@ pub enum NodeError {
 }
 
 impl NodeError {
+    /// `peer` could not be reached, or the connection to it broke.
+    pub(crate) fn unreachable(
+        peer: &shoal_core::wire::PeerRecord,
+        reason: impl Into<String>,
+    ) -> Self {
+        NodeError::PeerUnreachable {
+            peer: peer.peer_id,
+            name: peer.name.clone(),
+            addrs: peer.addrs.join(", "),
+            reason: reason.into(),
+        }
+    }
+
     pub(crate) fn file(
         action: &'static str,
         path: impl Into<PathBuf>,

@@ -70,6 +70,9 @@ impl Node {
             .map_err(|m| NodeError::Internal(format!("invalid --name: {m}")))?;
         let db = Arc::new(NodeDb::open(&config.data_dir)?);
         let index = Arc::new(ShareIndex::new(&config.shares, db)?);
+        // Watch before the first scan, so nothing created in between is missed.
+        let rescan = Arc::new(Notify::new());
+        let watcher = start_watcher(&index, rescan.clone());
         let started = std::time::Instant::now();
         let report = {
             let index = index.clone();
@@ -97,7 +100,6 @@ impl Node {
             .local_addr()
             .map_err(|e| NodeError::Internal(e.to_string()))?;
         let shutdown = CancellationToken::new();
-        let rescan = Arc::new(Notify::new());
         let app = crate::server::router(index.clone(), rescan.clone());
         let mut tasks = vec![tokio::spawn(crate::server::serve(
             listener,
@@ -107,6 +109,7 @@ impl Node {
         ))];
         tasks.push(tokio::spawn(watch_shares(
             index.clone(),
+            watcher,
             rescan,
             config.rescan_every,
             shutdown.clone(),
@@ -174,11 +177,11 @@ impl Drop for Node {
 /// Rescans on file-system events (debounced) and every `every` regardless.
 async fn watch_shares(
     index: Arc<ShareIndex>,
+    _watcher: Option<notify::RecommendedWatcher>,
     rescan: Arc<Notify>,
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    let _watcher = start_watcher(&index, rescan.clone());
     loop {
         tokio::select! {
             () = rescan.notified() => {

@@ -78,12 +78,7 @@ impl PeerClient {
                 }
             }
         }
-        Err(NodeError::PeerUnreachable {
-            peer: peer.peer_id,
-            name: peer.name.clone(),
-            addrs: peer.addrs.join(", "),
-            reason: last,
-        })
+        Err(NodeError::unreachable(peer, last))
     }
 
     async fn get_ok(
@@ -103,12 +98,10 @@ impl PeerClient {
                 .await
                 .map_or_else(|_| "no explanation given".into(), |b| b.error);
             if status.is_server_error() {
-                return Err(NodeError::PeerUnreachable {
-                    peer: peer.peer_id,
-                    name: peer.name.clone(),
-                    addrs: peer.addrs.join(", "),
-                    reason: format!("server error {status}: {message}"),
-                });
+                return Err(NodeError::unreachable(
+                    peer,
+                    format!("server error {status}: {message}"),
+                ));
             }
             Err(NodeError::PeerRefused {
                 peer: peer.peer_id,
@@ -134,12 +127,11 @@ impl PeerClient {
         }
         let mut body = Vec::new();
         let mut resp = resp;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| NodeError::PeerUnreachable {
-            peer: peer.peer_id,
-            name: peer.name.clone(),
-            addrs: peer.addrs.join(", "),
-            reason: describe(&e),
-        })? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| NodeError::unreachable(peer, describe(&e)))?
+        {
             if body.len() + chunk.len() > MAX_LISTING {
                 return Err(protocol("file listing is too large".into()));
             }

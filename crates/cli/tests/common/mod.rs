@@ -45,7 +45,7 @@ impl Proc {
             .env_remove("SHOAL_TRACKER")
             .env_remove("SHOAL_DATA_DIR")
             .env_remove("SHOAL_TRACKER_TOKEN")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -256,4 +256,11 @@ pub fn names(v: &serde_json::Value) -> Vec<String> {
         .collect();
     n.sort();
     n
+}
+
+/// Waits until the tracker lists exactly these peer names.
+pub fn wait_for_peers(client: &Path, tracker_url: &str, expected: &[&str], secs: u64) {
+    wait_until(&format!("peers {expected:?}"), secs, || {
+        names(&json(&shoal(client, tracker_url, &["peers", "--json"]))) == expected
+    });
 }
