@@ -41,19 +41,12 @@ pub(crate) struct Conn {
     local: Option<SocketAddr>,
 }
 
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for Conn
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        Conn {
-            remote: *stream.remote_addr(),
-            local: stream.io().local_addr().ok(),
-        }
-    }
-}
-
 impl Conn {
+    /// A connection from `remote` accepted on `local`.
+    pub(crate) fn new(remote: SocketAddr, local: Option<SocketAddr>) -> Self {
+        Self { remote, local }
+    }
+
     /// The record as this caller can use it: peers registered from the
     /// tracker's own machine appear at the address the caller reached the
     /// tracker on.

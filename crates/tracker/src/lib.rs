@@ -55,6 +55,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use api::router;
+use axum::response::IntoResponse;
 use store::{MemoryStore, Store};
 use tokio::net::TcpListener;
 
@@ -104,14 +105,75 @@ pub async fn run_with_store<S: Store>(
         })
     };
     let app = router(config, store);
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<api::Conn>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let result = serve(listener, app, shutdown).await;
     sweeper.abort();
     result
+}
+
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 1024;
+/// Time allowed for a request's headers (also closes idle keep-alives).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Accepts connections until `shutdown`, each with a header timeout, at
+/// most [`MAX_CONNECTIONS`] at once, so slow or idle clients cannot starve
+/// the others.
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use tower::ServiceExt;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = &mut shutdown => break,
+        };
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let conn_info = api::Conn::new(remote, tcp.local_addr().ok());
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(conn_info));
+                    let app = app.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(app.oneshot(req).await.into_response())
+                    }
+                },
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                }
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    Ok(())
 }
 
 /// Unix time in milliseconds.

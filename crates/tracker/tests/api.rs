@@ -377,3 +377,24 @@ async fn providers_pagination_and_metrics() {
     assert!(m.contains("shoal_tracker_live_peers 5"), "{m}");
     assert!(m.contains("shoal_tracker_http_requests_total{"), "{m}");
 }
+
+#[tokio::test]
+async fn idle_and_half_sent_connections_do_not_stop_the_tracker() {
+    let s = start(None).await;
+    let mut held = Vec::new();
+    for i in 0..300 {
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        if i % 2 == 0 {
+            use tokio::io::AsyncWriteExt;
+            c.write_all(b"PUT /v1/peers/x HTTP/1.1\r\nHost: x\r\nContent-Len")
+                .await
+                .unwrap();
+        }
+        held.push(c);
+    }
+    let r = tokio::time::timeout(Duration::from_secs(5), s.get("/healthz"))
+        .await
+        .expect("tracker starved");
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(held);
+}
