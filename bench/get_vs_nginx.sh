@@ -5,6 +5,9 @@
 #
 #   bench/get_vs_nginx.sh [SIZE_MIB=1024] [RUNS=5]
 #
+# COMPARE=/path/to/another/shoal adds that build's `get` to the same
+# interleaved runs (to compare two versions of Shoal on one day).
+#
 # Needs: nginx, curl, openssl, GNU time (apt-get install nginx curl openssl time).
 set -euo pipefail
 SIZE_MIB=${1:-1024}
@@ -61,7 +64,7 @@ for _ in $(seq 1 100); do curl -ks -o /dev/null "https://127.0.0.1:$NGINX_PORT/"
 
 CLIENT="$WORK/client"
 "$SHOAL" --data-dir "$CLIENT" --tracker "$TRACKER" ls bench >/dev/null   # learn the peer once
-declare -a SHOAL_S CURL_S GET_RSS
+declare -a SHOAL_S CURL_S GET_RSS OTHER_S
 secs() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.3f", (e - s) / 1e9 }'; }
 for i in $(seq 1 "$RUNS"); do
   rm -f "$WORK/out/big.bin"; sync
@@ -69,6 +72,14 @@ for i in $(seq 1 "$RUNS"); do
   /usr/bin/time -f "%M" -o "$WORK/get.rss" "$SHOAL" -q --data-dir "$CLIENT" --tracker "$TRACKER" get bench:big.bin -o "$WORK/out"
   e=$(date +%s%N); SHOAL_S+=("$(secs "$s" "$e")"); GET_RSS+=("$(cat "$WORK/get.rss")")
   cmp -s "$WORK/out/big.bin" "$WORK/share/big.bin" || { echo "shoal get produced different bytes" >&2; exit 1; }
+
+  if [ -n "${COMPARE:-}" ]; then
+    rm -f "$WORK/out/big.bin"; sync
+    s=$(date +%s%N)
+    "$COMPARE" -q --data-dir "$CLIENT" --tracker "$TRACKER" get bench:big.bin -o "$WORK/out"
+    e=$(date +%s%N); OTHER_S+=("$(secs "$s" "$e")")
+    cmp -s "$WORK/out/big.bin" "$WORK/share/big.bin" || { echo "$COMPARE produced different bytes" >&2; exit 1; }
+  fi
 
   rm -f "$WORK/out/big.bin"; sync
   s=$(date +%s%N)
@@ -84,6 +95,7 @@ mbps() { awk -v s="$1" -v m="$SIZE_MIB" 'BEGIN { printf "%.0f", m / s }'; }
 echo "file: ${SIZE_MIB} MiB random, ${RUNS} runs each, interleaved, loopback, $(nproc) cores"
 echo "shoal get   runs (s): ${SHOAL_S[*]}"
 echo "curl+nginx  runs (s): ${CURL_S[*]}"
+[ -n "${COMPARE:-}" ] && echo "$COMPARE runs (s): ${OTHER_S[*]} (median $(median "${OTHER_S[@]}") s)"
 echo "median: shoal get ${MS} s ($(mbps "$MS") MiB/s) | curl from nginx ${MC} s ($(mbps "$MC") MiB/s)"
 echo "peak RSS: shoal get median $((MR / 1024)) MiB (max $(( $(printf '%s\n' "${GET_RSS[@]}" | sort -n | tail -1) / 1024 )) MiB); node $((NODE_RSS_KB / 1024)) MiB"
 echo "first start of the node (hashing ${SIZE_MIB} MiB, page cache warm): ${INDEX_MS} ms to 'listening'"

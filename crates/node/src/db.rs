@@ -15,6 +15,9 @@ pub const DB_FILE: &str = "shoal.redb";
 /// path bytes → size (8, LE) ‖ mtime ns (8, LE) ‖ content id (32)
 const HASHES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hashes_v1");
 
+/// content id ‖ piece chunk log → outboard (see [`crate::pieces`]).
+const OUTBOARDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outboards_v1");
+
 /// What a cached entry is valid for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
@@ -51,6 +54,7 @@ impl NodeDb {
         let this = Self { db, path };
         let txn = this.db.begin_write().map_err(|e| this.err(e))?;
         txn.open_table(HASHES).map_err(|e| this.err(e))?;
+        txn.open_table(OUTBOARDS).map_err(|e| this.err(e))?;
         txn.commit().map_err(|e| this.err(e))?;
         Ok(this)
     }
@@ -98,6 +102,38 @@ impl NodeDb {
         }
         txn.commit().map_err(|e| self.err(e))
     }
+}
+
+impl NodeDb {
+    /// The cached outboard of `cid`.
+    pub fn outboard(&self, cid: &ContentId) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(OUTBOARDS).map_err(|e| self.err(e))?;
+        Ok(table
+            .get(outboard_key(cid).as_slice())
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Caches the outboard of `cid`.
+    pub fn put_outboard(&self, cid: &ContentId, outboard: &[u8]) -> Result<()> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = txn.open_table(OUTBOARDS).map_err(|e| self.err(e))?;
+            table
+                .insert(outboard_key(cid).as_slice(), outboard)
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+}
+
+/// Outboards depend on the piece size, so it is part of the key.
+fn outboard_key(cid: &ContentId) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[..32].copy_from_slice(cid.as_bytes());
+    k[32] = crate::pieces::PIECE_CHUNK_LOG;
+    k
 }
 
 fn encode(s: Stamp, c: ContentId) -> [u8; 48] {

@@ -6,7 +6,6 @@
 //! is taken) followed by removing the `.part`.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,14 +17,17 @@ use crate::book::PeerBook;
 use crate::error::{NodeError, Result};
 use crate::index::PART_SUFFIX;
 use crate::peer_client::PeerClient;
+use crate::pieces::{self, PieceState, Verifier};
 use crate::tracker_client::describe;
 
-/// Batches buffered between the network and the hasher and writer.
-const PIPE_DEPTH: usize = 16;
-/// Bytes handed over in one batch (fewer thread wake-ups than one chunk each).
-const BATCH: usize = 256 * 1024;
+/// Pieces buffered between the network, the verifier and the writer.
+const PIPE_DEPTH: usize = 2;
+/// Longest time between two saves of the piece record.
+const STATE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// Most pieces asked for in one range request.
+const MAX_RUN: usize = 4096;
 /// Bytes written between two background flushes to disk.
-const FLUSH_EVERY: usize = 8 * 1024 * 1024;
+const FLUSH_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Receives progress of a transfer (a progress bar, a GUI, nothing).
 pub trait Progress: Send + Sync {
@@ -117,7 +119,8 @@ pub async fn get_content(
     Err(last)
 }
 
-/// Downloads `entry` from `peer` into `out_dir`.
+/// Downloads `entry` from `peer` into `out_dir`, resuming a partial
+/// download of the same content if one is there.
 pub async fn download(
     client: &PeerClient,
     peer: &PeerRecord,
@@ -132,29 +135,48 @@ pub async fn download(
     }
     std::fs::create_dir_all(out_dir).map_err(NodeError::file("create folder", out_dir))?;
     let part = out_dir.join(format!("{name}{PART_SUFFIX}"));
-    let file = open_part(&part)?;
-    if let Err(e) = reserve(&file, &part, entry.size) {
-        let _ = std::fs::remove_file(&part);
-        return Err(e);
-    }
+    let state_path = PieceState::path_for(&part);
+    let (file, state, resumed) = open_part(&part, &state_path, entry)?;
     progress.start(&name, entry.size);
-    let result = receive(client, peer, entry, file, &part, progress).await;
-    progress.finish();
-    match result {
-        Ok(()) => {
-            publish(&part, &target)?;
-            tracing::info!(peer = %peer.name, file = %target.display(), size = entry.size, "downloaded and verified");
-            Ok(target)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&part);
-            Err(e)
-        }
+    let done = entry.size
+        - state
+            .missing()
+            .iter()
+            .map(|&i| piece_len(entry.size, i))
+            .sum::<u64>();
+    if done > 0 {
+        tracing::info!(file = %part.display(), verified = done, "resuming");
+        progress.advance(done);
     }
+    let part_file = PartFile {
+        file,
+        state,
+        resumed,
+        state_path: state_path.clone(),
+    };
+    let result = receive(client, peer, entry, part_file, progress).await;
+    progress.finish();
+    result?;
+    publish(&part, &target)?;
+    let _ = std::fs::remove_file(&state_path);
+    tracing::info!(peer = %peer.name, file = %target.display(), size = entry.size, "downloaded and verified");
+    Ok(target)
 }
 
-fn open_part(part: &Path) -> Result<File> {
+fn piece_len(size: u64, i: u64) -> u64 {
+    let (s, e) = pieces::piece_range(size, i);
+    e - s
+}
+
+/// Opens the `.part` of `entry` with its piece record: the existing one if
+/// it belongs to the same content, a fresh one otherwise.
+fn open_part(
+    part: &Path,
+    state_path: &Path,
+    entry: &FileEntry,
+) -> Result<(File, PieceState, bool)> {
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(false)
@@ -167,8 +189,30 @@ fn open_part(part: &Path) -> Result<File> {
             source: std::io::Error::from(std::io::ErrorKind::ResourceBusy),
         });
     }
+    let len = file
+        .metadata()
+        .map_err(NodeError::file("inspect", part))?
+        .len();
+    match PieceState::load(state_path) {
+        Some(s) if s.content_id != entry.content_id => {
+            return Err(NodeError::ChangedSource {
+                part: part.to_owned(),
+                had: s.content_id,
+                now: entry.content_id,
+            });
+        }
+        Some(s) if s.size == entry.size && len <= entry.size => return Ok((file, s, true)),
+        _ => {}
+    }
+    // Start afresh. The file grows as pieces land at their offsets; its
+    // space is reserved without changing its size.
     file.set_len(0).map_err(NodeError::file("truncate", part))?;
-    Ok(file)
+    reserve(&file, part, entry.size)?;
+    let state = PieceState::new(entry.content_id, entry.size);
+    state
+        .save(state_path)
+        .map_err(NodeError::file("write", state_path))?;
+    Ok((file, state, false))
 }
 
 /// Reserves disk space for the whole file up front: a full disk is
@@ -187,7 +231,7 @@ fn reserve(file: &File, part: &Path, size: u64) -> Result<()> {
                     source: std::io::Error::from(std::io::ErrorKind::StorageFull),
                 });
             }
-            // Filesystems that cannot preallocate simply grow as we write.
+            // Filesystems that cannot preallocate simply fill in as we write.
             Err(_) => {}
         }
     }
@@ -196,168 +240,337 @@ fn reserve(file: &File, part: &Path, size: u64) -> Result<()> {
     Ok(())
 }
 
+/// An open `.part` and what is known about its pieces.
+struct PartFile {
+    file: File,
+    state: PieceState,
+    /// Whether it held an earlier attempt (whose unrecorded pieces may
+    /// still be good).
+    resumed: bool,
+    state_path: PathBuf,
+}
+
+/// A received piece on its way to the disk.
+struct Piece {
+    index: u64,
+    data: Arc<Vec<Bytes>>,
+}
+
+/// Fetches the missing pieces of `entry` from `peer`, verifying each one
+/// against the content id before it is written at its offset.
 async fn receive(
     client: &PeerClient,
     peer: &PeerRecord,
     entry: &FileEntry,
-    file: File,
-    part: &Path,
+    part: PartFile,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let PartFile {
+        file,
+        mut state,
+        resumed,
+        state_path,
+    } = part;
+    let state_path = state_path.as_path();
+    let mut missing = state.missing();
+    if missing.is_empty() {
+        // Nothing to fetch (an empty file, or everything already verified).
+        if entry.size == 0 && entry.content_id != ContentId::of(b"") {
+            return Err(NodeError::Protocol {
+                peer: peer.peer_id,
+                reason: "lists an empty file under a non-empty content id".into(),
+            });
+        }
+        return file.sync_all().map_err(NodeError::file("sync", state_path));
+    }
+    let outboard = client
+        .outboard(
+            peer,
+            entry.content_id,
+            pieces::tree(entry.size).outboard_size(),
+        )
+        .await?;
+    let verifier = Arc::new(
+        Verifier::new(entry.content_id, entry.size, outboard).map_err(|reason| {
+            NodeError::Protocol {
+                peer: peer.peer_id,
+                reason,
+            }
+        })?,
+    );
+    if resumed {
+        // Pieces written after the record was last saved are still good:
+        // find them by checking what the .part holds.
+        let f = file
+            .try_clone()
+            .map_err(NodeError::file("read", state_path))?;
+        let (v, m) = (verifier.clone(), missing.clone());
+        let found = tokio::task::spawn_blocking(move || recover(&f, &v, &m))
+            .await
+            .map_err(|e| NodeError::Internal(format!("recovery stopped: {e}")))?;
+        if !found.is_empty() {
+            let bytes: u64 = found.iter().map(|&i| piece_len(entry.size, i)).sum();
+            tracing::info!(
+                pieces = found.len(),
+                bytes,
+                "recovered verified pieces from the .part"
+            );
+            progress.advance(bytes);
+            state.mark(found);
+            missing = state.missing();
+        }
+    }
+
+    // Verification and writing run on their own threads, so the network
+    // never waits for the CPU or the disk.
+    let (verify_tx, mut verify_rx) = tokio::sync::mpsc::channel::<Piece>(PIPE_DEPTH);
+    let (write_tx, mut write_rx) = tokio::sync::mpsc::channel::<Piece>(PIPE_DEPTH);
+    let verifier_task = tokio::task::spawn_blocking(move || -> Option<u64> {
+        while let Some(p) = verify_rx.blocking_recv() {
+            if !verifier.check(p.index, &p.data) {
+                return Some(p.index);
+            }
+            if write_tx.blocking_send(p).is_err() {
+                break;
+            }
+        }
+        None
+    });
+    let size = entry.size;
+    let state_file = state_path.to_owned();
+    let writer_task = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut flusher = Flusher::start(file.try_clone()?, state, state_file);
+        let mut unflushed = 0u64;
+        let mut written = Vec::new();
+        while let Some(p) = write_rx.blocking_recv() {
+            let (start, end) = pieces::piece_range(size, p.index);
+            write_all_at(&file, &p.data, start)?;
+            written.push(p.index);
+            unflushed += end - start;
+            if unflushed >= FLUSH_EVERY {
+                flusher.flush(std::mem::take(&mut written));
+                unflushed = 0;
+            }
+        }
+        flusher.flush(written);
+        flusher.finish()?;
+        file.set_len(size)?;
+        file.sync_all()
+    });
+
+    let net = fetch(client, peer, entry, &missing, &verify_tx, progress).await;
+    drop(verify_tx);
+    let bad = verifier_task
+        .await
+        .map_err(|e| NodeError::Internal(format!("verifier stopped: {e}")))?;
+    let written = writer_task
+        .await
+        .map_err(|e| NodeError::Internal(format!("disk writer stopped: {e}")))?;
+    if let Some(piece) = bad {
+        return Err(NodeError::BadPiece {
+            peer: peer.peer_id,
+            name: peer.name.clone(),
+            piece,
+        });
+    }
+    written.map_err(NodeError::file("write", state_path.with_extension("")))?;
+    net
+}
+
+/// Requests the missing pieces in runs of consecutive pieces and hands each
+/// complete piece to the verifier.
+async fn fetch(
+    client: &PeerClient,
+    peer: &PeerRecord,
+    entry: &FileEntry,
+    missing: &[u64],
+    verify_tx: &tokio::sync::mpsc::Sender<Piece>,
     progress: &dyn Progress,
 ) -> Result<()> {
     let protocol = |reason: String| NodeError::Protocol {
         peer: peer.peer_id,
         reason,
     };
-    let mut resp = client.content(peer, entry.content_id, None).await?;
-    if let Some(len) = resp.content_length()
-        && len != entry.size
-    {
-        return Err(protocol(format!(
-            "announced {len} bytes for a file of {}",
-            entry.size
-        )));
-    }
-
-    // Hashing and writing each run on their own thread, so the network
-    // never waits for the disk and the two share the cores; a flusher
-    // pushes written data to disk as we go, so the final fsync has little
-    // left to do.
-    let (hash_tx, mut hash_rx) = tokio::sync::mpsc::channel::<Arc<Vec<Bytes>>>(PIPE_DEPTH);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<Bytes>>>(PIPE_DEPTH);
-    let hasher = tokio::task::spawn_blocking(move || {
-        let mut hasher = blake3::Hasher::new();
-        while let Some(batch) = hash_rx.blocking_recv() {
-            for chunk in batch.iter() {
-                hasher.update(chunk);
+    for run in runs(missing, MAX_RUN) {
+        let (start, _) = pieces::piece_range(entry.size, run[0]);
+        let (_, end) = pieces::piece_range(entry.size, run[run.len() - 1]);
+        let mut resp = client
+            .content(peer, entry.content_id, Some((start, end)))
+            .await?;
+        let expected_range = format!("bytes {start}-{}/{}", end - 1, entry.size);
+        let whole = start == 0 && end == entry.size;
+        match resp.status().as_u16() {
+            206 if resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                == Some(expected_range.as_str()) => {}
+            200 if whole => {}
+            200 => return Err(protocol("ignores Range requests".into())),
+            _ => {
+                return Err(protocol(format!(
+                    "answered a range request with {expected_range:?} wrongly"
+                )));
             }
         }
-        ContentId::from(hasher.finalize())
-    });
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let flusher = Flusher::start(file.try_clone()?);
-        let mut file = file;
-        let mut unflushed = 0usize;
-        while let Some(batch) = rx.blocking_recv() {
-            write_all_vectored(&mut file, &batch)?;
-            unflushed += batch.iter().map(Bytes::len).sum::<usize>();
-            if unflushed >= FLUSH_EVERY {
-                flusher.poke();
-                unflushed = 0;
-            }
+        if let Some(len) = resp.content_length()
+            && len != end - start
+        {
+            return Err(protocol(format!(
+                "announced {len} bytes for a range of {}",
+                end - start
+            )));
         }
-        flusher.finish()?;
-        file.sync_all()
-    });
-
-    let mut got: u64 = 0;
-    let net: Result<()> = async {
-        let mut batch = Vec::new();
-        let mut batched = 0usize;
-        loop {
-            let chunk = resp.chunk().await.map_err(|e| unreachable(peer, &e))?;
-            let done = chunk.is_none();
-            if let Some(chunk) = chunk {
-                got += chunk.len() as u64;
-                if got > entry.size {
-                    return Err(protocol(format!(
-                        "sent more than the {} bytes of the file",
-                        entry.size
-                    )));
+        let mut index = run[0];
+        let mut need = piece_len(entry.size, index);
+        let mut segments: Vec<Bytes> = Vec::new();
+        let mut got = 0u64;
+        while let Some(mut chunk) = resp.chunk().await.map_err(|e| unreachable(peer, &e))? {
+            got += chunk.len() as u64;
+            if got > end - start {
+                return Err(protocol(format!(
+                    "sent more than the {} bytes asked for",
+                    end - start
+                )));
+            }
+            progress.advance(chunk.len() as u64);
+            while !chunk.is_empty() {
+                if need == 0 {
+                    return Err(protocol("sent bytes past the pieces asked for".into()));
                 }
-                progress.advance(chunk.len() as u64);
-                batched += chunk.len();
-                batch.push(chunk);
-            }
-            if batched >= BATCH || (done && !batch.is_empty()) {
-                let b = Arc::new(std::mem::take(&mut batch));
-                batched = 0;
-                if hash_tx.send(b.clone()).await.is_err() || tx.send(b).await.is_err() {
-                    break; // the writer failed; its error is reported below
+                let take = need.min(chunk.len() as u64) as usize;
+                segments.push(chunk.split_to(take));
+                need -= take as u64;
+                if need == 0 {
+                    let piece = Piece {
+                        index,
+                        data: Arc::new(std::mem::take(&mut segments)),
+                    };
+                    if verify_tx.send(piece).await.is_err() {
+                        return Ok(()); // the verifier stopped; it reports why
+                    }
+                    index += 1;
+                    need = if index <= run[run.len() - 1] {
+                        piece_len(entry.size, index)
+                    } else {
+                        0
+                    };
                 }
             }
-            if done {
-                break;
-            }
         }
-        Ok(())
-    }
-    .await;
-    drop(tx);
-    drop(hash_tx);
-    let written = writer
-        .await
-        .map_err(|e| NodeError::Internal(format!("disk writer stopped: {e}")))?
-        .map_err(NodeError::file("write", part));
-    let actual = hasher
-        .await
-        .map_err(|e| NodeError::Internal(format!("hasher stopped: {e}")))?;
-    net?;
-    written?;
-    if got != entry.size {
-        return Err(protocol(format!(
-            "connection ended after {got} of {} bytes",
-            entry.size
-        )));
-    }
-    if actual != entry.content_id {
-        return Err(NodeError::Integrity {
-            expected: entry.content_id,
-            actual,
-        });
-    }
-    Ok(())
-}
-
-/// Writes every buffer with as few system calls as possible and no copy.
-fn write_all_vectored(file: &mut File, bufs: &[Bytes]) -> std::io::Result<()> {
-    let mut slices: Vec<std::io::IoSlice<'_>> =
-        bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        match file.write_vectored(rest) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        if got != end - start {
+            return Err(NodeError::unreachable(
+                peer,
+                format!("connection ended after {got} of {} bytes", end - start),
+            ));
         }
     }
     Ok(())
 }
 
-/// Flushes a file to disk on its own thread whenever poked, so disk
-/// writeback overlaps the download instead of following it.
-struct Flusher {
-    poke: std::sync::mpsc::SyncSender<()>,
-    thread: std::thread::JoinHandle<std::io::Result<()>>,
+/// The pieces among `missing` whose bytes in `file` already verify.
+fn recover(file: &File, verifier: &Verifier, missing: &[u64]) -> Vec<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; pieces::PIECE_SIZE as usize];
+    let size = verifier.size();
+    missing
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let (start, end) = pieces::piece_range(size, i);
+            let piece = &mut buf[..(end - start) as usize];
+            file.read_exact_at(piece, start).is_ok() && verifier.check(i, &[&*piece])
+        })
+        .collect()
 }
 
-impl Flusher {
-    fn start(file: File) -> Self {
-        // Capacity 1: pokes while a flush runs coalesce into one more flush.
-        let (poke, rx) = std::sync::mpsc::sync_channel::<()>(1);
-        let thread = std::thread::spawn(move || {
-            while rx.recv().is_ok() {
-                file.sync_data()?;
-            }
-            Ok(())
-        });
-        Self { poke, thread }
+/// Splits sorted piece indices into runs of consecutive pieces, at most `max` long.
+fn runs(pieces: &[u64], max: usize) -> Vec<Vec<u64>> {
+    let mut out: Vec<Vec<u64>> = Vec::new();
+    for &p in pieces {
+        match out.last_mut() {
+            Some(run) if run.len() < max && run.last().is_some_and(|&l| l + 1 == p) => run.push(p),
+            _ => out.push(vec![p]),
+        }
     }
-
-    fn poke(&self) {
-        let _ = self.poke.try_send(());
-    }
-
-    fn finish(self) -> std::io::Result<()> {
-        drop(self.poke);
-        self.thread
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("flusher panicked")))
-    }
+    out
 }
 
 fn unreachable(peer: &PeerRecord, e: &reqwest::Error) -> NodeError {
     NodeError::unreachable(peer, describe(e))
+}
+
+/// Writes every buffer at `offset` with as few system calls as possible.
+fn write_all_at(file: &File, bufs: &[Bytes], mut offset: u64) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match rustix::io::pwritev(file, rest, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                offset += n as u64;
+                std::io::IoSlice::advance_slices(&mut rest, n);
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Makes written pieces durable on its own thread: it syncs the file, then
+/// records the pieces as verified, so the record never claims a piece the
+/// disk might not have, and disk writeback overlaps the download.
+struct Flusher {
+    tx: std::sync::mpsc::Sender<Vec<u64>>,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Flusher {
+    fn start(file: File, mut state: PieceState, path: PathBuf) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u64>>();
+        let thread = std::thread::spawn(move || {
+            let mut saved = std::time::Instant::now();
+            let mut dirty = false;
+            while let Ok(mut pieces) = rx.recv() {
+                // Coalesce whatever queued up while the last sync ran.
+                while let Ok(more) = rx.try_recv() {
+                    pieces.extend(more);
+                }
+                if pieces.is_empty() {
+                    continue;
+                }
+                file.sync_data()?;
+                state.mark(pieces);
+                dirty = true;
+                // The record is a shortcut for resuming (pieces it lists are
+                // not re-checked); pieces written since are found by
+                // re-verifying the .part, so saving it now and then is enough.
+                if saved.elapsed() >= STATE_EVERY {
+                    state.save(&path)?;
+                    saved = std::time::Instant::now();
+                    dirty = false;
+                }
+            }
+            if dirty {
+                state.save(&path)?;
+            }
+            Ok(())
+        });
+        Self { tx, thread }
+    }
+
+    fn flush(&mut self, pieces: Vec<u64>) {
+        let _ = self.tx.send(pieces);
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        drop(self.tx);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("flusher panicked")))
+    }
 }
 
 /// Gives a verified `.part` its final name without ever replacing a file.

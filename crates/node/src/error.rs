@@ -100,6 +100,30 @@ pub enum NodeError {
         /// What arrived.
         actual: ContentId,
     },
+    /// A piece did not match the content id.
+    #[error(
+        "peer {name} ({peer}) sent a piece ({piece}) that does not match the content id; it was discarded and nothing bad was written"
+    )]
+    BadPiece {
+        /// The peer.
+        peer: PeerId,
+        /// Its name.
+        name: String,
+        /// The piece index.
+        piece: u64,
+    },
+    /// A partial download belongs to other content than the one asked for now.
+    #[error(
+        "{part} holds part of content {had}, but the file is now {now}; remove it (and its .state) to start over"
+    )]
+    ChangedSource {
+        /// The partial file.
+        part: PathBuf,
+        /// The content it holds part of.
+        had: ContentId,
+        /// The content asked for now.
+        now: ContentId,
+    },
     /// The target file exists.
     #[error("{0} already exists; move it away or choose another folder with -o")]
     Exists(PathBuf),
@@ -179,7 +203,8 @@ impl HasKind for NodeError {
             | NodeError::NoSuchFile { .. }
             | NodeError::NoProvider(_) => ErrorKind::NotFound,
             NodeError::AmbiguousPeer { .. } => ErrorKind::Usage,
-            NodeError::Integrity { .. } => ErrorKind::Integrity,
+            NodeError::Integrity { .. } | NodeError::BadPiece { .. } => ErrorKind::Integrity,
+            NodeError::ChangedSource { .. } => ErrorKind::Conflict,
             NodeError::Exists(_) => ErrorKind::Conflict,
             NodeError::UnsafeName(_) => ErrorKind::Protocol,
             NodeError::File { .. } | NodeError::Database { .. } => ErrorKind::File,

@@ -5,7 +5,8 @@
 //! relative to it; with several, each name starts with its share's folder
 //! name, so nothing collides. Symlinks are followed only when they resolve
 //! to a file inside the same share; links that leave it, directory links
-//! and `*.part` files (downloads in progress) are never listed. Content ids
+//! and `*.part` files (downloads in progress, with their `.part.state`)
+//! are never listed. Content ids
 //! are cached in the node database by path, size and mtime, and a scan
 //! hashes only new or changed files, large ones with all cores.
 
@@ -188,17 +189,21 @@ impl ShareIndex {
         }
 
         let to_hash: Vec<usize> = (0..found.len()).filter(|&i| known[i].is_none()).collect();
-        let hashed: Vec<(usize, Option<ContentId>)> = to_hash
+        let hashed: Vec<(usize, Option<(ContentId, Vec<u8>)>)> = to_hash
             .par_iter()
             .map(|&i| (i, hash_unchanged(&found[i].path, found[i].stamp)))
             .collect();
         let mut fresh = Vec::new();
+        let mut outboards = Vec::new();
         let mut hashed_bytes = 0;
-        for (i, cid) in hashed {
-            if let Some(c) = cid {
+        for (i, hashed) in hashed {
+            if let Some((c, outboard)) = hashed {
                 known[i] = Some(c);
                 hashed_bytes += found[i].stamp.size;
                 fresh.push((found[i].path.clone(), found[i].stamp, c));
+                if !outboard.is_empty() {
+                    outboards.push((c, outboard));
+                }
             }
         }
         let seen: std::collections::HashSet<&Path> =
@@ -210,6 +215,9 @@ impl ShareIndex {
             .map(|o| o.path.clone())
             .collect();
         self.db.update(&fresh, &gone)?;
+        for (cid, outboard) in &outboards {
+            self.db.put_outboard(cid, outboard)?;
+        }
 
         let mut snap = Snapshot::default();
         for (f, cid) in found.into_iter().zip(known) {
@@ -280,7 +288,10 @@ impl ShareIndex {
                     tracing::warn!(path = %item.path().display(), "not sharing a file whose name is not UTF-8");
                     continue;
                 };
-                if rel.ends_with(PART_SUFFIX) {
+                if rel.ends_with(PART_SUFFIX)
+                    || rel.ends_with(crate::pieces::STATE_SUFFIX)
+                    || rel.ends_with(".state-new")
+                {
                     continue;
                 }
                 let name = match &root.prefix {
@@ -335,11 +346,18 @@ fn relative_name(path: &Path, root: &Path) -> Option<String> {
 }
 
 /// Hashes a file, or `None` if it is unreadable or changed meanwhile.
-fn hash_unchanged(path: &Path, before: Stamp) -> Option<ContentId> {
-    match hash_file(path) {
-        Ok(cid) => {
+/// Files of more than one piece get their outboard made in the same pass,
+/// so the first download of them does not wait for it.
+fn hash_unchanged(path: &Path, before: Stamp) -> Option<(ContentId, Vec<u8>)> {
+    let hashed = if before.size > crate::pieces::PIECE_SIZE {
+        File::open(path).and_then(|f| crate::pieces::outboard_of(f, before.size))
+    } else {
+        hash_file(path).map(|c| (c, Vec::new()))
+    };
+    match hashed {
+        Ok(h) => {
             let after = fs::metadata(path).ok().map(|m| stamp_of(&m));
-            (after == Some(before)).then_some(cid)
+            (after == Some(before)).then_some(h)
         }
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot hash shared file");

@@ -19,6 +19,7 @@
 //! | --- | --- |
 //! | `GET /v1/files` | 200 `[FileEntry]`: `{name, size, content_id, modified, encrypted}` |
 //! | `GET /v1/content/{content_id}` | 200 the bytes; with `Range: bytes=a-b`, 206 and that range |
+//! | `GET /v1/content/{content_id}/outboard` | 200 the BLAKE3 tree's parent hashes (see [`pieces`]) |
 //!
 //! `name` is a path relative to the share, `/`-separated. `content_id` is
 //! the BLAKE3 hash of the bytes as 64 lowercase hex characters (`b3sum`'s
@@ -43,6 +44,7 @@ mod error;
 pub mod index;
 mod node;
 pub mod peer_client;
+pub mod pieces;
 mod retry;
 pub mod server;
 pub mod tls;

@@ -69,7 +69,7 @@ impl Node {
         shoal_core::wire::validate_name(&config.name)
             .map_err(|m| NodeError::Internal(format!("invalid --name: {m}")))?;
         let db = Arc::new(NodeDb::open(&config.data_dir)?);
-        let index = Arc::new(ShareIndex::new(&config.shares, db)?);
+        let index = Arc::new(ShareIndex::new(&config.shares, db.clone())?);
         // Watch before the first scan, so nothing created in between is missed.
         let rescan = Arc::new(Notify::new());
         let watcher = start_watcher(&index, rescan.clone());
@@ -100,7 +100,7 @@ impl Node {
             .local_addr()
             .map_err(|e| NodeError::Internal(e.to_string()))?;
         let shutdown = CancellationToken::new();
-        let app = crate::server::router(index.clone(), rescan.clone());
+        let app = crate::server::router(index.clone(), db, rescan.clone());
         let mut tasks = vec![tokio::spawn(crate::server::serve(
             listener,
             tls,

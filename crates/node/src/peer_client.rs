@@ -141,6 +141,28 @@ impl PeerClient {
             .map_err(|e| protocol(format!("file listing is not valid: {e}")))
     }
 
+    /// The outboard of `cid` (see [`crate::pieces`]); at most `max` bytes.
+    pub async fn outboard(&self, peer: &PeerRecord, cid: ContentId, max: u64) -> Result<Vec<u8>> {
+        let mut resp = self
+            .get_ok(peer, &format!("/v1/content/{cid}/outboard"), None)
+            .await?;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| NodeError::unreachable(peer, describe(&e)))?
+        {
+            if (body.len() + chunk.len()) as u64 > max {
+                return Err(NodeError::Protocol {
+                    peer: peer.peer_id,
+                    reason: "outboard is larger than the file needs".into(),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
     /// Starts fetching the bytes of `cid` (all of them, or `[start, end)`).
     pub async fn content(
         &self,

@@ -22,7 +22,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::index::{ShareIndex, stamp_of};
+use crate::db::NodeDb;
+use crate::index::{ShareIndex, SharedFile, stamp_of};
 use crate::tls::peer_id_of;
 
 /// Connections served at once; more wait in the kernel's backlog.
@@ -41,6 +42,7 @@ pub struct RemotePeer(pub PeerId);
 #[derive(Clone)]
 struct ApiState {
     index: Arc<ShareIndex>,
+    db: Arc<NodeDb>,
     rescan: Arc<Notify>,
 }
 
@@ -53,12 +55,13 @@ impl IntoResponse for ApiError {
 }
 
 /// The routes of the peer API.
-pub fn router(index: Arc<ShareIndex>, rescan: Arc<Notify>) -> Router {
+pub fn router(index: Arc<ShareIndex>, db: Arc<NodeDb>, rescan: Arc<Notify>) -> Router {
     Router::new()
         .route("/v1/files", get(list_files))
         .route("/v1/content/{content_id}", get(content))
+        .route("/v1/content/{content_id}/outboard", get(outboard))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
-        .with_state(ApiState { index, rescan })
+        .with_state(ApiState { index, db, rescan })
 }
 
 async fn list_files(
@@ -75,12 +78,9 @@ async fn list_files(
     )
 }
 
-async fn content(
-    State(st): State<ApiState>,
-    Extension(peer): Extension<RemotePeer>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+/// Opens the file behind `raw` (a content id) if it is still shared and
+/// unchanged since it was indexed.
+fn open_shared(st: &ApiState, raw: &str) -> Result<(std::fs::File, SharedFile), ApiError> {
     let cid: ContentId = raw.parse().map_err(|e: shoal_core::ContentIdError| {
         ApiError(StatusCode::BAD_REQUEST, e.to_string())
     })?;
@@ -98,22 +98,86 @@ async fn content(
     };
     // The path is checked again now: a symlink may have been re-pointed
     // outside the share since the last scan.
-    let real = tokio::fs::canonicalize(&shared.path)
-        .await
-        .map_err(|_| gone())?;
+    let real = std::fs::canonicalize(&shared.path).map_err(|_| gone())?;
     if !real.starts_with(&shared.root) {
         st.rescan.notify_one();
         return Err(gone());
     }
-    let mut file = std::fs::File::open(&real).map_err(|_| gone())?;
+    let file = std::fs::File::open(&real).map_err(|_| gone())?;
     let meta = file.metadata().map_err(|_| gone())?;
     if stamp_of(&meta) != shared.stamp {
         st.rescan.notify_one();
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            format!("content {cid} changed on disk; it is being re-indexed, try again shortly"),
-        ));
+        return Err(changed(cid));
     }
+    Ok((file, shared))
+}
+
+fn changed(cid: ContentId) -> ApiError {
+    ApiError(
+        StatusCode::CONFLICT,
+        format!("content {cid} changed on disk; it is being re-indexed, try again shortly"),
+    )
+}
+
+async fn outboard(
+    State(st): State<ApiState>,
+    Extension(peer): Extension<RemotePeer>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let (file, shared) = open_shared(&st, &raw)?;
+    let cid = shared.entry.content_id;
+    tracing::debug!(peer = %peer.0.short(), %cid, "serving outboard");
+    let size = shared.stamp.size;
+    let cached = st.db.outboard(&cid).map_err(internal)?;
+    let outboard = match cached {
+        Some(o) => o,
+        None if size <= crate::pieces::PIECE_SIZE => Vec::new(),
+        None => {
+            let (root, o) =
+                tokio::task::spawn_blocking(move || crate::pieces::outboard_of(file, size))
+                    .await
+                    .map_err(internal)?
+                    .map_err(internal)?;
+            if root != cid {
+                st.rescan.notify_one();
+                return Err(changed(cid));
+            }
+            st.db.put_outboard(&cid, &o).map_err(internal)?;
+            o
+        }
+    };
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )],
+        outboard,
+    )
+        .into_response())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "request failed");
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see the node's log".into(),
+    )
+}
+
+async fn content(
+    State(st): State<ApiState>,
+    Extension(peer): Extension<RemotePeer>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (mut file, shared) = open_shared(&st, &raw)?;
+    let cid = shared.entry.content_id;
+    let gone = || {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("content {cid} is no longer shared here"),
+        )
+    };
     let size = shared.stamp.size;
     let (status, start, len) = match headers.get(header::RANGE) {
         None => (StatusCode::OK, 0, size),

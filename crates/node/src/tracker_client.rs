@@ -147,12 +147,17 @@ impl TrackerClient {
         self.expect(r)
     }
 
-    /// Removes a peer at once.
+    /// Removes a peer at once. A tracker that does not know the peer (it
+    /// restarted, or the record expired) has nothing to remove: success.
     pub async fn deregister(&self, d: &Deregistration) -> Result<()> {
         let path = format!("/v1/peers/{}", d.peer_id);
-        self.call::<serde_json::Value>("deregister", reqwest::Method::DELETE, &path, Some(d))
+        match self
+            .call::<serde_json::Value>("deregister", reqwest::Method::DELETE, &path, Some(d))
             .await
-            .map(|_| ())
+        {
+            Ok(_) | Err(NodeError::TrackerRefused { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Replaces the set of content ids a peer offers.
