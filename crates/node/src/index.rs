@@ -189,7 +189,7 @@ impl ShareIndex {
         }
 
         let to_hash: Vec<usize> = (0..found.len()).filter(|&i| known[i].is_none()).collect();
-        let hashed: Vec<(usize, Option<(ContentId, Vec<u8>)>)> = to_hash
+        let hashed: Vec<(usize, Option<Hashed>)> = to_hash
             .par_iter()
             .map(|&i| (i, hash_unchanged(&found[i].path, found[i].stamp)))
             .collect();
@@ -345,10 +345,13 @@ fn relative_name(path: &Path, root: &Path) -> Option<String> {
     Some(parts?.join("/"))
 }
 
+/// A content id and the outboard made with it (empty for one-piece files).
+type Hashed = (ContentId, Vec<u8>);
+
 /// Hashes a file, or `None` if it is unreadable or changed meanwhile.
 /// Files of more than one piece get their outboard made in the same pass,
 /// so the first download of them does not wait for it.
-fn hash_unchanged(path: &Path, before: Stamp) -> Option<(ContentId, Vec<u8>)> {
+fn hash_unchanged(path: &Path, before: Stamp) -> Option<Hashed> {
     let hashed = if before.size > crate::pieces::PIECE_SIZE {
         File::open(path).and_then(|f| crate::pieces::outboard_of(f, before.size))
     } else {
