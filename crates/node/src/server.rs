@@ -292,7 +292,7 @@ fn parse_range(v: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, ()> {
 }
 
 /// Accepts TLS connections on `listener` and serves `app` until `shutdown`.
-pub(crate) async fn serve(
+pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,

@@ -1,0 +1,245 @@
+//! Downloads from peers that misbehave: every kind of lie is an error for
+//! that peer, and nothing unverified ever reaches the final path.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use shoal_core::config::RetryConfig;
+use shoal_core::wire::{FileEntry, PeerRecord};
+use shoal_core::{ErrorKind, HasKind, Identity};
+use shoal_node::download::{NoProgress, download};
+use shoal_node::peer_client::PeerClient;
+use shoal_node::pieces::{self, PIECE_SIZE};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    Honest,
+    CorruptByte,
+    WrongOutboard,
+    TruncatedOutboard,
+    IgnoresRange,
+    ExtraBytes,
+    ShortBody,
+}
+
+#[derive(Clone)]
+struct Fake {
+    data: Arc<Vec<u8>>,
+    outboard: Arc<Vec<u8>>,
+    fault: Fault,
+}
+
+async fn outboard(State(f): State<Fake>) -> Vec<u8> {
+    let mut o = f.outboard.to_vec();
+    match f.fault {
+        Fault::WrongOutboard => o[10] ^= 1,
+        Fault::TruncatedOutboard => {
+            o.pop();
+        }
+        _ => {}
+    }
+    o
+}
+
+async fn content(State(f): State<Fake>, Path(_cid): Path<String>, headers: HeaderMap) -> Response {
+    let size = f.data.len() as u64;
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()? + 1)));
+    let (start, end) = match (range, f.fault) {
+        (_, Fault::IgnoresRange) | (None, _) => {
+            return (StatusCode::OK, f.data.to_vec()).into_response();
+        }
+        (Some(r), _) => r,
+    };
+    let mut body = f.data[start as usize..end as usize].to_vec();
+    match f.fault {
+        // A bad byte in the second piece of the file.
+        Fault::CorruptByte if start <= PIECE_SIZE + 7 && PIECE_SIZE + 7 < end => {
+            body[(PIECE_SIZE + 7 - start) as usize] ^= 0x40;
+        }
+        Fault::ExtraBytes => body.extend_from_slice(b"and then some"),
+        Fault::ShortBody => {
+            // Promise everything, send half, then break the connection.
+            let len = body.len();
+            let half = bytes::Bytes::from(body[..len / 2].to_vec());
+            let stream = futures_util::stream::iter(vec![
+                Ok(half),
+                Err(std::io::Error::other("connection lost")),
+            ]);
+            let mut resp = Response::new(axum::body::Body::from_stream(stream));
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, len.into());
+            resp.headers_mut().insert(
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{}/{size}", end - 1).parse().unwrap(),
+            );
+            return resp;
+        }
+        _ => {}
+    }
+    let mut resp = (StatusCode::PARTIAL_CONTENT, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_RANGE,
+        format!("bytes {start}-{}/{size}", end - 1).parse().unwrap(),
+    );
+    resp
+}
+
+struct Peer {
+    record: PeerRecord,
+    entry: FileEntry,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+async fn fake_peer(data: Arc<Vec<u8>>, fault: Fault) -> Peer {
+    let (cid, ob) = pieces::outboard_of(&data[..], data.len() as u64).unwrap();
+    let identity = Identity::from_seed([77; 32]);
+    let app = Router::new()
+        .route("/v1/content/{cid}", get(content))
+        .route("/v1/content/{cid}/outboard", get(outboard))
+        .with_state(Fake {
+            data: data.clone(),
+            outboard: Arc::new(ob),
+            fault,
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let tls = shoal_node::tls::server_config(&identity).unwrap();
+    tokio::spawn(shoal_node::server::serve(listener, tls, app, stop.clone()));
+    Peer {
+        record: PeerRecord {
+            peer_id: identity.peer_id(),
+            name: format!("{fault:?}"),
+            addrs: vec![addr.to_string()],
+            expires_in: 60,
+        },
+        entry: FileEntry {
+            name: "file.bin".into(),
+            size: data.len() as u64,
+            content_id: cid,
+            modified: 0,
+            encrypted: false,
+        },
+        _stop: stop.drop_guard(),
+    }
+}
+
+fn client() -> PeerClient {
+    let retry = RetryConfig {
+        attempts: 1,
+        ..RetryConfig::default()
+    };
+    PeerClient::new(Arc::new(Identity::from_seed([1; 32])), retry)
+}
+
+fn sample() -> Arc<Vec<u8>> {
+    Arc::new(
+        (0..(5 * PIECE_SIZE + 333))
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn every_lie_is_an_error_and_never_a_file() {
+    let data = sample();
+    let cases = [
+        (Fault::CorruptByte, ErrorKind::Integrity),
+        (Fault::WrongOutboard, ErrorKind::Protocol),
+        (Fault::TruncatedOutboard, ErrorKind::Protocol),
+        (Fault::IgnoresRange, ErrorKind::Protocol),
+        (Fault::ExtraBytes, ErrorKind::Protocol),
+        (Fault::ShortBody, ErrorKind::Network),
+    ];
+    for (fault, kind) in cases {
+        let out = tempfile::tempdir().unwrap();
+        if fault == Fault::IgnoresRange {
+            // Ignoring Range only shows when part of the file is asked for:
+            // get half of it first.
+            let half = fake_peer(data.clone(), Fault::ShortBody).await;
+            assert!(
+                download(
+                    &client(),
+                    &half.record,
+                    &half.entry,
+                    out.path(),
+                    &NoProgress
+                )
+                .await
+                .is_err()
+            );
+        }
+        let peer = fake_peer(data.clone(), fault).await;
+        let err = download(
+            &client(),
+            &peer.record,
+            &peer.entry,
+            out.path(),
+            &NoProgress,
+        )
+        .await
+        .expect_err(&format!("{fault:?} was accepted"));
+        assert_eq!(err.kind(), kind, "{fault:?}: {err}");
+        assert!(
+            !out.path().join("file.bin").exists(),
+            "{fault:?} left a file at the final path"
+        );
+        // Whatever reached the .part was verified: an honest peer finishes it.
+        let honest = fake_peer(data.clone(), Fault::Honest).await;
+        let path = download(
+            &client(),
+            &honest.record,
+            &honest.entry,
+            out.path(),
+            &NoProgress,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("honest peer after {fault:?}: {e}"));
+        assert_eq!(std::fs::read(path).unwrap(), *data, "after {fault:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_partial_file_of_other_content_is_a_clear_error() {
+    let data = sample();
+    let out = tempfile::tempdir().unwrap();
+    let short = fake_peer(data.clone(), Fault::ShortBody).await;
+    assert!(
+        download(
+            &client(),
+            &short.record,
+            &short.entry,
+            out.path(),
+            &NoProgress
+        )
+        .await
+        .is_err()
+    );
+    // The same name now stands for other bytes.
+    let mut other = data.to_vec();
+    other[0] ^= 1;
+    let changed = fake_peer(Arc::new(other), Fault::Honest).await;
+    let err = download(
+        &client(),
+        &changed.record,
+        &changed.entry,
+        out.path(),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains("remove it"), "{err}");
+    assert!(!out.path().join("file.bin").exists());
+}
