@@ -455,3 +455,64 @@ fn id_is_stable_and_the_key_private() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+#[test]
+fn a_provider_that_dies_mid_download_costs_nothing_but_its_pieces_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tracker(30);
+    let mut nodes = Vec::new();
+    for name in ["one", "two"] {
+        let share = tmp.path().join(format!("share-{name}"));
+        fs::create_dir_all(&share).unwrap();
+        fs::File::create(share.join("big.bin"))
+            .unwrap()
+            .set_len(512 * 1024 * 1024)
+            .unwrap();
+        nodes.push(node(
+            &t.url,
+            &tmp.path().join(format!("d-{name}")),
+            &share,
+            name,
+            30,
+            "127.0.0.1:0",
+        ));
+    }
+    let client = tmp.path().join("c");
+    let out = tmp.path().join("out");
+    wait_for_peers(&client, &t.url, &["one", "two"], 20);
+    let cid = b3sum(&tmp.path().join("share-one/big.bin"));
+    wait_until("both provide it", 20, || {
+        http_get(&t.url, &format!("/v1/providers/{cid}"))
+            .matches("peer_id")
+            .count()
+            == 2
+    });
+
+    let get = std::process::Command::new(BIN)
+        .args([
+            "--data-dir",
+            client.to_str().unwrap(),
+            "--tracker",
+            &t.url,
+            "get",
+            "one:big.bin",
+            "-o",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let part = out.join("big.bin.part");
+    wait_until("download under way", 30, || {
+        fs::metadata(&part).is_ok_and(|m| m.len() > 0)
+    });
+    nodes[0].proc.kill();
+    let done = get.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(b3sum(&out.join("big.bin")), cid);
+}

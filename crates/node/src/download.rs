@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use shoal_core::ContentId;
 use shoal_core::wire::{FileEntry, PeerRecord};
+use shoal_core::{ContentId, PeerId};
 
 use crate::book::PeerBook;
 use crate::error::{NodeError, Result};
@@ -60,7 +60,8 @@ pub fn local_name(remote: &str) -> Result<String> {
 }
 
 /// `get PEER:PATH`: resolves the peer, finds the file in its listing and
-/// downloads it into `out_dir`.
+/// downloads it into `out_dir`, from that peer and every other provider
+/// of the same content the tracker knows.
 pub async fn get_path(
     book: &PeerBook,
     client: &PeerClient,
@@ -83,11 +84,25 @@ pub async fn get_path(
             peer_short: peer.name.clone(),
             path: path.to_owned(),
         })?;
-    download(client, &peer, &entry, out_dir, progress).await
+    let mut peers = vec![peer];
+    match book.tracker().providers(entry.content_id).await {
+        Ok(more) => add_peers(&mut peers, more, client),
+        Err(e) => tracing::debug!(error = %e, "no other providers: tracker lookup failed"),
+    }
+    download_from(client, &peers, &entry, out_dir, progress).await
 }
 
-/// `get CONTENT_ID`: asks the tracker who has it and downloads from the
-/// first provider that lists it.
+/// Adds providers not already listed (and not ourselves).
+fn add_peers(peers: &mut Vec<PeerRecord>, more: Vec<PeerRecord>, client: &PeerClient) {
+    for p in more {
+        if p.peer_id != client.peer_id() && !peers.iter().any(|q| q.peer_id == p.peer_id) {
+            peers.push(p);
+        }
+    }
+}
+
+/// `get CONTENT_ID`: asks the tracker who has it and downloads from all of
+/// them at once, under the name the first of them lists it by.
 pub async fn get_content(
     book: &PeerBook,
     client: &PeerClient,
@@ -95,23 +110,18 @@ pub async fn get_content(
     out_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<PathBuf> {
-    let providers = book.tracker().providers(cid).await?;
+    let mut providers = Vec::new();
+    add_peers(&mut providers, book.tracker().providers(cid).await?, client);
     let mut last = NodeError::NoProvider(cid);
-    for peer in providers {
-        let entry = match client.files(&peer).await {
-            Ok(files) => files.into_iter().find(|f| f.content_id == cid),
+    for peer in &providers {
+        match client.files(peer).await {
+            Ok(files) => {
+                if let Some(entry) = files.into_iter().find(|f| f.content_id == cid) {
+                    return download_from(client, &providers, &entry, out_dir, progress).await;
+                }
+            }
             Err(e) => {
                 tracing::warn!(peer = %peer.name, error = %e, "provider unreachable");
-                last = e;
-                continue;
-            }
-        };
-        let Some(entry) = entry else { continue };
-        match download(client, &peer, &entry, out_dir, progress).await {
-            Ok(p) => return Ok(p),
-            Err(e @ (NodeError::Exists(_) | NodeError::File { .. })) => return Err(e),
-            Err(e) => {
-                tracing::warn!(peer = %peer.name, error = %e, "download from provider failed");
                 last = e;
             }
         }
@@ -124,6 +134,18 @@ pub async fn get_content(
 pub async fn download(
     client: &PeerClient,
     peer: &PeerRecord,
+    entry: &FileEntry,
+    out_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<PathBuf> {
+    download_from(client, std::slice::from_ref(peer), entry, out_dir, progress).await
+}
+
+/// Downloads `entry` from all of `peers` at once (pieces from each, by
+/// speed) into `out_dir`, resuming a partial download if one is there.
+pub async fn download_from(
+    client: &PeerClient,
+    peers: &[PeerRecord],
     entry: &FileEntry,
     out_dir: &Path,
     progress: &dyn Progress,
@@ -154,12 +176,12 @@ pub async fn download(
         resumed,
         state_path: state_path.clone(),
     };
-    let result = receive(client, peer, entry, part_file, progress).await;
+    let result = receive(client, peers, entry, part_file, progress).await;
     progress.finish();
     result?;
     publish(&part, &target)?;
     let _ = std::fs::remove_file(&state_path);
-    tracing::info!(peer = %peer.name, file = %target.display(), size = entry.size, "downloaded and verified");
+    tracing::info!(peers = peers.len(), file = %target.display(), size = entry.size, "downloaded and verified");
     Ok(target)
 }
 
@@ -256,11 +278,107 @@ struct Piece {
     data: Arc<Vec<Bytes>>,
 }
 
-/// Fetches the missing pieces of `entry` from `peer`, verifying each one
-/// against the content id before it is written at its offset.
+/// Which pieces are wanted, asked for, done; and which peers are dropped.
+/// Shared by the peer workers, the verifier and the writer.
+struct Sched {
+    /// Pieces nobody is fetching, in file order.
+    queue: std::collections::VecDeque<u64>,
+    /// Pieces being fetched (or verified, or written), with how many copies.
+    asked: std::collections::HashMap<u64, u32>,
+    /// Pieces written.
+    done: u64,
+    total: u64,
+    /// Pieces received and handed to the verifier (not worth a copy).
+    received: std::collections::HashSet<u64>,
+    /// Peers caught sending a bad piece.
+    banned: std::collections::HashSet<usize>,
+}
+
+impl Sched {
+    fn new(missing: &[u64]) -> Self {
+        Self {
+            queue: missing.iter().copied().collect(),
+            asked: Default::default(),
+            done: 0,
+            total: missing.len() as u64,
+            received: Default::default(),
+            banned: Default::default(),
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.done == self.total
+    }
+
+    /// Up to `max` consecutive pieces from the front of the queue; when the
+    /// queue is empty (the end game), one piece others are still fetching.
+    fn take(&mut self, max: usize) -> Vec<u64> {
+        let mut run: Vec<u64> = Vec::new();
+        while run.len() < max {
+            match self.queue.front() {
+                Some(&p) if run.last().is_none_or(|&l| l + 1 == p) => {
+                    self.queue.pop_front();
+                    run.push(p);
+                }
+                _ => break,
+            }
+        }
+        if run.is_empty()
+            && let Some((&p, _)) = self
+                .asked
+                .iter()
+                .filter(|(p, _)| !self.received.contains(p))
+                .min_by_key(|(p, n)| (**n, **p))
+        {
+            run.push(p);
+        }
+        for p in &run {
+            *self.asked.entry(*p).or_insert(0) += 1;
+        }
+        run
+    }
+
+    /// A copy of piece `p` will not arrive (or arrived bad).
+    fn give_back(&mut self, p: u64) {
+        self.received.remove(&p);
+        if let Some(n) = self.asked.get_mut(&p) {
+            *n -= 1;
+            if *n == 0 {
+                self.asked.remove(&p);
+                // Retried pieces go first, to keep the file filling in order.
+                self.queue.push_front(p);
+            }
+        }
+    }
+
+    /// Piece `p` is written; later copies are dropped.
+    fn complete(&mut self, p: u64) {
+        self.received.remove(&p);
+        if self.asked.remove(&p).is_some() {
+            self.done += 1;
+        }
+    }
+}
+
+type SharedSched = Arc<(std::sync::Mutex<Sched>, tokio::sync::Notify)>;
+
+fn lock(s: &SharedSched) -> std::sync::MutexGuard<'_, Sched> {
+    s.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A received piece on its way to the disk, and who sent it.
+struct FromPeer {
+    piece: Piece,
+    peer: usize,
+}
+
+/// Fetches the missing pieces of `entry` from all `peers` at once, checking
+/// each piece against the content id before it is written at its offset.
+/// A peer that fails is dropped from this download; one that sends a bad
+/// piece is dropped at once and its piece fetched elsewhere.
 async fn receive(
     client: &PeerClient,
-    peer: &PeerRecord,
+    peers: &[PeerRecord],
     entry: &FileEntry,
     part: PartFile,
     progress: &dyn Progress,
@@ -277,27 +395,50 @@ async fn receive(
         // Nothing to fetch (an empty file, or everything already verified).
         if entry.size == 0 && entry.content_id != ContentId::of(b"") {
             return Err(NodeError::Protocol {
-                peer: peer.peer_id,
+                peer: peers
+                    .first()
+                    .map_or(PeerId::from_bytes([0; 32]), |p| p.peer_id),
                 reason: "lists an empty file under a non-empty content id".into(),
             });
         }
         return file.sync_all().map_err(NodeError::file("sync", state_path));
     }
-    let outboard = client
-        .outboard(
-            peer,
-            entry.content_id,
-            pieces::tree(entry.size).outboard_size(),
-        )
-        .await?;
-    let verifier = Arc::new(
-        Verifier::new(entry.content_id, entry.size, outboard).map_err(|reason| {
-            NodeError::Protocol {
-                peer: peer.peer_id,
-                reason,
+
+    // The outboard from the first peer that gives a correct one.
+    let mut errors: Vec<NodeError> = Vec::new();
+    let mut verifier = None;
+    for peer in peers {
+        let got = client
+            .outboard(
+                peer,
+                entry.content_id,
+                pieces::tree(entry.size).outboard_size(),
+            )
+            .await
+            .and_then(|o| {
+                Verifier::new(entry.content_id, entry.size, o).map_err(|reason| {
+                    NodeError::Protocol {
+                        peer: peer.peer_id,
+                        reason,
+                    }
+                })
+            });
+        match got {
+            Ok(v) => {
+                verifier = Some(Arc::new(v));
+                break;
             }
-        })?,
-    );
+            Err(e) => {
+                tracing::warn!(peer = %peer.name, error = %e, "no usable outboard from this peer");
+                errors.push(e);
+            }
+        }
+    }
+    let Some(verifier) = verifier else {
+        return Err(errors
+            .pop()
+            .unwrap_or(NodeError::NoProvider(entry.content_id)));
+    };
     if resumed {
         // Pieces written after the record was last saved are still good:
         // find them by checking what the .part holds.
@@ -321,149 +462,248 @@ async fn receive(
         }
     }
 
+    let sched: SharedSched = Arc::new((
+        std::sync::Mutex::new(Sched::new(&missing)),
+        tokio::sync::Notify::new(),
+    ));
     // Verification and writing run on their own threads, so the network
     // never waits for the CPU or the disk.
-    let (verify_tx, mut verify_rx) = tokio::sync::mpsc::channel::<Piece>(PIPE_DEPTH);
+    let (verify_tx, mut verify_rx) = tokio::sync::mpsc::channel::<FromPeer>(PIPE_DEPTH);
     let (write_tx, mut write_rx) = tokio::sync::mpsc::channel::<Piece>(PIPE_DEPTH);
-    let verifier_task = tokio::task::spawn_blocking(move || -> Option<u64> {
-        while let Some(p) = verify_rx.blocking_recv() {
-            if !verifier.check(p.index, &p.data) {
-                return Some(p.index);
+    let (bad_tx, mut bad_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64)>();
+    let verifier_task = {
+        let sched = sched.clone();
+        tokio::task::spawn_blocking(move || {
+            while let Some(FromPeer { piece, peer }) = verify_rx.blocking_recv() {
+                if !verifier.check(piece.index, &piece.data) {
+                    {
+                        let mut s = lock(&sched);
+                        s.banned.insert(peer);
+                        s.give_back(piece.index);
+                    }
+                    sched.1.notify_waiters();
+                    let _ = bad_tx.send((peer, piece.index));
+                    continue;
+                }
+                if write_tx.blocking_send(piece).is_err() {
+                    break;
+                }
             }
-            if write_tx.blocking_send(p).is_err() {
-                break;
-            }
-        }
-        None
-    });
+        })
+    };
     let size = entry.size;
     let state_file = state_path.to_owned();
-    let writer_task = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let mut flusher = Flusher::start(file.try_clone()?, state, state_file);
-        let mut unflushed = 0u64;
-        let mut written = Vec::new();
-        while let Some(p) = write_rx.blocking_recv() {
-            let (start, end) = pieces::piece_range(size, p.index);
-            write_all_at(&file, &p.data, start)?;
-            written.push(p.index);
-            unflushed += end - start;
-            if unflushed >= FLUSH_EVERY {
-                flusher.flush(std::mem::take(&mut written));
-                unflushed = 0;
+    let writer_task = {
+        let sched = sched.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut flusher = Flusher::start(file.try_clone()?, state, state_file);
+            let mut unflushed = 0u64;
+            let mut written = Vec::new();
+            while let Some(p) = write_rx.blocking_recv() {
+                if !lock(&sched).asked.contains_key(&p.index) {
+                    continue; // an end-game copy of a piece already written
+                }
+                let (start, end) = pieces::piece_range(size, p.index);
+                write_all_at(&file, &p.data, start)?;
+                lock(&sched).complete(p.index);
+                sched.1.notify_waiters();
+                written.push(p.index);
+                unflushed += end - start;
+                if unflushed >= FLUSH_EVERY {
+                    flusher.flush(std::mem::take(&mut written));
+                    unflushed = 0;
+                }
             }
-        }
-        flusher.flush(written);
-        flusher.finish()?;
-        file.set_len(size)?;
-        file.sync_all()
-    });
+            flusher.flush(written);
+            flusher.finish()?;
+            file.set_len(size)?;
+            file.sync_all()
+        })
+    };
 
-    let net = fetch(client, peer, entry, &missing, &verify_tx, progress).await;
+    let workers = peers
+        .iter()
+        .enumerate()
+        .map(|(i, peer)| worker(client, i, peer, entry, &sched, &verify_tx, progress));
+    let results = futures_util::future::join_all(workers).await;
     drop(verify_tx);
-    let bad = verifier_task
+    verifier_task
         .await
         .map_err(|e| NodeError::Internal(format!("verifier stopped: {e}")))?;
     let written = writer_task
         .await
         .map_err(|e| NodeError::Internal(format!("disk writer stopped: {e}")))?;
-    if let Some(piece) = bad {
-        return Err(NodeError::BadPiece {
-            peer: peer.peer_id,
-            name: peer.name.clone(),
+    written.map_err(NodeError::file("write", state_path.with_extension("")))?;
+    let mut bad_pieces = Vec::new();
+    while let Ok((peer, piece)) = bad_rx.try_recv() {
+        let p = &peers[peer];
+        tracing::warn!(peer = %p.name, piece, "bad piece: peer dropped from this download");
+        bad_pieces.push(NodeError::BadPiece {
+            peer: p.peer_id,
+            name: p.name.clone(),
             piece,
         });
     }
-    written.map_err(NodeError::file("write", state_path.with_extension("")))?;
-    net
+    if lock(&sched).finished() {
+        return Ok(());
+    }
+    // Nobody could deliver everything: report what went wrong, bad data first.
+    errors.extend(results.into_iter().filter_map(|r| r.err()));
+    Err(bad_pieces
+        .into_iter()
+        .next()
+        .or_else(|| errors.pop())
+        .unwrap_or_else(|| NodeError::Internal("download stopped with pieces missing".into())))
 }
 
-/// Requests the missing pieces in runs of consecutive pieces and hands each
-/// complete piece to the verifier.
-async fn fetch(
+/// Fetches pieces from one peer until the download is finished, the peer
+/// fails, or it is caught sending a bad piece. Runs grow with the peer's
+/// measured speed (about half a second of data each), so a fast peer takes
+/// more of the file; in the end game idle peers fetch copies of the pieces
+/// still outstanding, so a slow peer cannot hold up the last piece.
+async fn worker(
     client: &PeerClient,
+    me: usize,
     peer: &PeerRecord,
     entry: &FileEntry,
-    missing: &[u64],
-    verify_tx: &tokio::sync::mpsc::Sender<Piece>,
+    sched: &SharedSched,
+    verify_tx: &tokio::sync::mpsc::Sender<FromPeer>,
     progress: &dyn Progress,
+) -> Result<()> {
+    let mut run_len = 16usize;
+    loop {
+        let notified = sched.1.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let run = {
+            let mut s = lock(sched);
+            if s.finished() || s.banned.contains(&me) {
+                return Ok(());
+            }
+            s.take(run_len)
+        };
+        if run.is_empty() {
+            // Everything is asked for and nothing is free to copy yet.
+            notified.await;
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let mut sent = 0usize;
+        let result = fetch_run(
+            client, me, peer, entry, &run, sched, verify_tx, progress, &mut sent,
+        )
+        .await;
+        {
+            let mut s = lock(sched);
+            for &p in &run[sent..] {
+                s.give_back(p);
+            }
+        }
+        sched.1.notify_waiters();
+        match result {
+            Ok(()) => {
+                let bytes = (run.len() as u64 * pieces::PIECE_SIZE) as f64;
+                let rate = bytes / started.elapsed().as_secs_f64().max(1e-3);
+                run_len = ((rate * 0.5 / pieces::PIECE_SIZE as f64) as usize).clamp(1, MAX_RUN);
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer.name, error = %e, "peer dropped from this download");
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Requests one run of consecutive pieces and hands each complete piece to
+/// the verifier; `sent` counts the pieces handed over.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_run(
+    client: &PeerClient,
+    me: usize,
+    peer: &PeerRecord,
+    entry: &FileEntry,
+    run: &[u64],
+    sched: &SharedSched,
+    verify_tx: &tokio::sync::mpsc::Sender<FromPeer>,
+    progress: &dyn Progress,
+    sent: &mut usize,
 ) -> Result<()> {
     let protocol = |reason: String| NodeError::Protocol {
         peer: peer.peer_id,
         reason,
     };
-    for run in runs(missing, MAX_RUN) {
-        let (start, _) = pieces::piece_range(entry.size, run[0]);
-        let (_, end) = pieces::piece_range(entry.size, run[run.len() - 1]);
-        let mut resp = client
-            .content(peer, entry.content_id, Some((start, end)))
-            .await?;
-        let expected_range = format!("bytes {start}-{}/{}", end - 1, entry.size);
-        let whole = start == 0 && end == entry.size;
-        match resp.status().as_u16() {
-            206 if resp
-                .headers()
-                .get(reqwest::header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                == Some(expected_range.as_str()) => {}
-            200 if whole => {}
-            200 => return Err(protocol("ignores Range requests".into())),
-            _ => {
-                return Err(protocol(format!(
-                    "answered a range request with {expected_range:?} wrongly"
-                )));
-            }
-        }
-        if let Some(len) = resp.content_length()
-            && len != end - start
-        {
+    let (start, _) = pieces::piece_range(entry.size, run[0]);
+    let (_, end) = pieces::piece_range(entry.size, run[run.len() - 1]);
+    let mut resp = client
+        .content(peer, entry.content_id, Some((start, end)))
+        .await?;
+    let expected_range = format!("bytes {start}-{}/{}", end - 1, entry.size);
+    let whole = start == 0 && end == entry.size;
+    match resp.status().as_u16() {
+        206 if resp
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            == Some(expected_range.as_str()) => {}
+        200 if whole => {}
+        200 => return Err(protocol("ignores Range requests".into())),
+        _ => {
             return Err(protocol(format!(
-                "announced {len} bytes for a range of {}",
+                "answered a request for {expected_range:?} wrongly"
+            )));
+        }
+    }
+    if let Some(len) = resp.content_length()
+        && len != end - start
+    {
+        return Err(protocol(format!(
+            "announced {len} bytes for a range of {}",
+            end - start
+        )));
+    }
+    let mut k = 0usize;
+    let mut need = piece_len(entry.size, run[0]);
+    let mut segments: Vec<Bytes> = Vec::new();
+    let mut got = 0u64;
+    while let Some(mut chunk) = resp.chunk().await.map_err(|e| unreachable(peer, &e))? {
+        got += chunk.len() as u64;
+        if got > end - start {
+            return Err(protocol(format!(
+                "sent more than the {} bytes asked for",
                 end - start
             )));
         }
-        let mut index = run[0];
-        let mut need = piece_len(entry.size, index);
-        let mut segments: Vec<Bytes> = Vec::new();
-        let mut got = 0u64;
-        while let Some(mut chunk) = resp.chunk().await.map_err(|e| unreachable(peer, &e))? {
-            got += chunk.len() as u64;
-            if got > end - start {
-                return Err(protocol(format!(
-                    "sent more than the {} bytes asked for",
-                    end - start
-                )));
+        progress.advance(chunk.len() as u64);
+        while !chunk.is_empty() {
+            if need == 0 {
+                return Err(protocol("sent bytes past the pieces asked for".into()));
             }
-            progress.advance(chunk.len() as u64);
-            while !chunk.is_empty() {
-                if need == 0 {
-                    return Err(protocol("sent bytes past the pieces asked for".into()));
+            let take = need.min(chunk.len() as u64) as usize;
+            segments.push(chunk.split_to(take));
+            need -= take as u64;
+            if need == 0 {
+                let piece = Piece {
+                    index: run[k],
+                    data: Arc::new(std::mem::take(&mut segments)),
+                };
+                lock(sched).received.insert(run[k]);
+                if verify_tx.send(FromPeer { piece, peer: me }).await.is_err() {
+                    return Ok(());
                 }
-                let take = need.min(chunk.len() as u64) as usize;
-                segments.push(chunk.split_to(take));
-                need -= take as u64;
-                if need == 0 {
-                    let piece = Piece {
-                        index,
-                        data: Arc::new(std::mem::take(&mut segments)),
-                    };
-                    if verify_tx.send(piece).await.is_err() {
-                        return Ok(()); // the verifier stopped; it reports why
-                    }
-                    index += 1;
-                    need = if index <= run[run.len() - 1] {
-                        piece_len(entry.size, index)
-                    } else {
-                        0
-                    };
+                k += 1;
+                *sent = k;
+                if lock(sched).banned.contains(&me) {
+                    return Ok(()); // caught sending a bad piece: stop at once
                 }
+                need = run.get(k).map_or(0, |&i| piece_len(entry.size, i));
             }
         }
-        if got != end - start {
-            return Err(NodeError::unreachable(
-                peer,
-                format!("connection ended after {got} of {} bytes", end - start),
-            ));
-        }
+    }
+    if got != end - start {
+        return Err(NodeError::unreachable(
+            peer,
+            format!("connection ended after {got} of {} bytes", end - start),
+        ));
     }
     Ok(())
 }
@@ -482,18 +722,6 @@ fn recover(file: &File, verifier: &Verifier, missing: &[u64]) -> Vec<u64> {
             file.read_exact_at(piece, start).is_ok() && verifier.check(i, &[&*piece])
         })
         .collect()
-}
-
-/// Splits sorted piece indices into runs of consecutive pieces, at most `max` long.
-fn runs(pieces: &[u64], max: usize) -> Vec<Vec<u64>> {
-    let mut out: Vec<Vec<u64>> = Vec::new();
-    for &p in pieces {
-        match out.last_mut() {
-            Some(run) if run.len() < max && run.last().is_some_and(|&l| l + 1 == p) => run.push(p),
-            _ => out.push(vec![p]),
-        }
-    }
-    out
 }
 
 fn unreachable(peer: &PeerRecord, e: &reqwest::Error) -> NodeError {

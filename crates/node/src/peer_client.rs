@@ -33,6 +33,11 @@ impl PeerClient {
         }
     }
 
+    /// The id this client presents.
+    pub fn peer_id(&self) -> PeerId {
+        self.identity.peer_id()
+    }
+
     fn client(&self, peer: PeerId) -> Result<(reqwest::Client, MismatchSlot)> {
         let mut map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(&peer) {

@@ -103,7 +103,9 @@ struct Peer {
 
 async fn fake_peer(data: Arc<Vec<u8>>, fault: Fault) -> Peer {
     let (cid, ob) = pieces::outboard_of(&data[..], data.len() as u64).unwrap();
-    let identity = Identity::from_seed([77; 32]);
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(100);
+    let identity =
+        Identity::from_seed([NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed); 32]);
     let app = Router::new()
         .route("/v1/content/{cid}", get(content))
         .route("/v1/content/{cid}/outboard", get(outboard))
@@ -242,4 +244,31 @@ async fn a_partial_file_of_other_content_is_a_clear_error() {
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(err.to_string().contains("remove it"), "{err}");
     assert!(!out.path().join("file.bin").exists());
+}
+
+#[tokio::test]
+async fn honest_peers_finish_what_liars_and_quitters_started() {
+    let data = sample();
+    for fault in [
+        Fault::CorruptByte,
+        Fault::ShortBody,
+        Fault::WrongOutboard,
+        Fault::ExtraBytes,
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        // The misbehaving peer comes first, so it is asked first.
+        let bad = fake_peer(data.clone(), fault).await;
+        let good = fake_peer(data.clone(), Fault::Honest).await;
+        let peers = vec![bad.record.clone(), good.record.clone()];
+        let path = shoal_node::download::download_from(
+            &client(),
+            &peers,
+            &bad.entry,
+            out.path(),
+            &NoProgress,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{fault:?} with an honest peer beside it: {e}"));
+        assert_eq!(std::fs::read(path).unwrap(), *data, "{fault:?}");
+    }
 }

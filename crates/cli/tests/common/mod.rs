@@ -264,3 +264,22 @@ pub fn wait_for_peers(client: &Path, tracker_url: &str, expected: &[&str], secs:
         names(&json(&shoal(client, tracker_url, &["peers", "--json"]))) == expected
     });
 }
+
+/// A plain HTTP GET of `path` from `base` (`http://host:port`); the body.
+pub fn http_get(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let Ok(mut s) = std::net::TcpStream::connect(host) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
