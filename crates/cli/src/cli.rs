@@ -79,6 +79,9 @@ pub enum Command {
         /// Folder to download into.
         #[arg(short, long, value_name = "DIR", default_value = ".")]
         output: PathBuf,
+        /// Receive at most this fast, e.g. `2MiB` or `500kB` (per second).
+        #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+        max_download_rate: Option<u64>,
     },
 }
 
@@ -115,6 +118,24 @@ pub struct NodeArgs {
     /// come every third of it.
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub ttl: u64,
+    /// Send at most this fast to all peers together, e.g. `10MiB` (per second).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_upload_rate: Option<u64>,
+    /// Downloads served at once; further peers are told to try later.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_uploads: u64,
+}
+
+/// A byte rate such as `10MiB`, `500kB`, `1.5 MB/s` or plain bytes.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim().trim_end_matches("/s").trim();
+    let bytes: bytesize::ByteSize = t
+        .parse()
+        .map_err(|_| format!("`{s}` is not a rate; use e.g. 10MiB, 500kB or 1048576"))?;
+    if bytes.as_u64() == 0 {
+        return Err("a rate must be more than 0".into());
+    }
+    Ok(bytes.as_u64())
 }
 
 #[derive(Debug, Args)]
@@ -124,4 +145,19 @@ pub struct UpArgs {
     /// Address the tracker listens on.
     #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR")]
     pub tracker_listen: SocketAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_parse_with_units() {
+        assert_eq!(parse_rate("1048576"), Ok(1_048_576));
+        assert_eq!(parse_rate("1MiB"), Ok(1_048_576));
+        assert_eq!(parse_rate("2 MiB/s"), Ok(2 * 1_048_576));
+        assert_eq!(parse_rate("500kB"), Ok(500_000));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("0").is_err());
+    }
 }

@@ -74,9 +74,16 @@ pub async fn ls(ctx: &Context, peer: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn get(ctx: &Context, target: &str, out_dir: &std::path::Path) -> Result<()> {
+pub async fn get(
+    ctx: &Context,
+    target: &str,
+    out_dir: &std::path::Path,
+    max_rate: Option<u64>,
+) -> Result<()> {
     let book = ctx.book()?;
-    let client = ctx.peer_client()?;
+    let client = ctx
+        .peer_client()?
+        .with_download_limit(shoal_node::rate::RateLimit::new(max_rate));
     let bar = Bar::new(ctx.quiet);
     let path = if let Ok(cid) = target.parse::<ContentId>() {
         download::get_content(&book, &client, cid, out_dir, &bar).await?

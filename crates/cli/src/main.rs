@@ -43,7 +43,11 @@ fn main() -> ExitCode {
             Command::Id => client::id(&ctx),
             Command::Peers { json } => client::peers(&ctx, json).await,
             Command::Ls { peer, json } => client::ls(&ctx, &peer, json).await,
-            Command::Get { target, output } => client::get(&ctx, &target, &output).await,
+            Command::Get {
+                target,
+                output,
+                max_download_rate,
+            } => client::get(&ctx, &target, &output, max_download_rate).await,
         }
     });
     match result {

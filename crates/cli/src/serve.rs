@@ -67,6 +67,8 @@ fn node_config(
     let mut cfg = NodeConfig::new(ctx.data_dir.clone(), listen, name);
     cfg.shares = shares;
     cfg.ttl = args.ttl;
+    cfg.max_upload_rate = args.max_upload_rate;
+    cfg.max_uploads = args.max_uploads as usize;
     Ok(cfg)
 }
 

@@ -316,16 +316,18 @@ fn killing_get_midway_leaves_nothing_at_the_final_path() {
     // Sparse, so the test is cheap on disk; every byte is still sent and hashed.
     fs::File::create(&big)
         .unwrap()
-        .set_len(512 * 1024 * 1024)
+        .set_len(256 * 1024 * 1024)
         .unwrap();
     let t = tracker(30);
-    let _n = node(
+    // Rate-limited, so the download is surely under way when it is killed.
+    let _n = node_with(
         &t.url,
         &tmp.path().join("d"),
         &share,
         "alice",
         30,
         "127.0.0.1:0",
+        &["--max-upload-rate", "64MiB"],
     );
     let client = tmp.path().join("c");
     let out = tmp.path().join("out");
@@ -466,15 +468,17 @@ fn a_provider_that_dies_mid_download_costs_nothing_but_its_pieces_in_flight() {
         fs::create_dir_all(&share).unwrap();
         fs::File::create(share.join("big.bin"))
             .unwrap()
-            .set_len(512 * 1024 * 1024)
+            .set_len(128 * 1024 * 1024)
             .unwrap();
-        nodes.push(node(
+        // Rate-limited, so the download is surely under way when one dies.
+        nodes.push(node_with(
             &t.url,
             &tmp.path().join(format!("d-{name}")),
             &share,
             name,
             30,
             "127.0.0.1:0",
+            &["--max-upload-rate", "32MiB"],
         ));
     }
     let client = tmp.path().join("c");
@@ -515,4 +519,58 @@ fn a_provider_that_dies_mid_download_costs_nothing_but_its_pieces_in_flight() {
         String::from_utf8_lossy(&done.stderr)
     );
     assert_eq!(b3sum(&out.join("big.bin")), cid);
+}
+
+#[test]
+fn upload_and_download_rates_are_limited() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Different bytes on each node, so no other provider can help.
+    let (slow_share, fast_share) = (tmp.path().join("slow"), tmp.path().join("fast"));
+    write(&slow_share, "f.bin", &bytes(12 * 1024 * 1024, 5));
+    write(&fast_share, "f.bin", &bytes(12 * 1024 * 1024, 6));
+    let t = tracker(30);
+    let _slow = node_with(
+        &t.url,
+        &tmp.path().join("d1"),
+        &slow_share,
+        "slow",
+        30,
+        "127.0.0.1:0",
+        &["--max-upload-rate", "4MiB"],
+    );
+    let _fast = node(
+        &t.url,
+        &tmp.path().join("d2"),
+        &fast_share,
+        "fast",
+        30,
+        "127.0.0.1:0",
+    );
+    let client = tmp.path().join("c");
+    wait_for_peers(&client, &t.url, &["fast", "slow"], 20);
+    // 12 MiB at 4 MiB/s, the first second's worth at once: at least 2 s.
+    // Only a lower bound is checked; a slow machine cannot make it fail.
+    for (args, what, share) in [
+        (vec!["get", "slow:f.bin", "-o"], "upload limit", &slow_share),
+        (
+            vec!["get", "fast:f.bin", "--max-download-rate", "4MiB", "-o"],
+            "download limit",
+            &fast_share,
+        ),
+    ] {
+        let out = tmp.path().join(what.replace(' ', "-"));
+        let mut args = args;
+        args.push(out.to_str().unwrap());
+        let started = std::time::Instant::now();
+        ok(&shoal(&client, &t.url, &args));
+        let secs = started.elapsed().as_secs_f64();
+        assert!(
+            secs >= 1.8,
+            "{what}: 12 MiB at 4 MiB/s took only {secs:.2}s"
+        );
+        assert_eq!(
+            fs::read(out.join("f.bin")).unwrap(),
+            fs::read(share.join("f.bin")).unwrap()
+        );
+    }
 }

@@ -674,6 +674,7 @@ async fn fetch_run(
             )));
         }
         progress.advance(chunk.len() as u64);
+        client.download_limit().take(chunk.len()).await;
         while !chunk.is_empty() {
             if need == 0 {
                 return Err(protocol("sent bytes past the pieces asked for".into()));

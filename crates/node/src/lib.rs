@@ -45,6 +45,7 @@ pub mod index;
 mod node;
 pub mod peer_client;
 pub mod pieces;
+pub mod rate;
 mod retry;
 pub mod server;
 pub mod tls;

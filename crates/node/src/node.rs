@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::db::NodeDb;
 use crate::error::{NodeError, Result};
 use crate::index::ShareIndex;
+use crate::rate::RateLimit;
 use crate::tracker_client::TrackerClient;
 
 /// Everything a node needs to start.
@@ -36,6 +37,10 @@ pub struct NodeConfig {
     pub ttl: u64,
     /// How often shares are rescanned even without change events.
     pub rescan_every: Duration,
+    /// Upload limit in bytes per second over all peers (`None`: unlimited).
+    pub max_upload_rate: Option<u64>,
+    /// Content streams served at once.
+    pub max_uploads: usize,
 }
 
 impl NodeConfig {
@@ -49,6 +54,8 @@ impl NodeConfig {
             tracker: None,
             ttl: 60,
             rescan_every: Duration::from_secs(60),
+            max_upload_rate: None,
+            max_uploads: 16,
         }
     }
 }
@@ -100,7 +107,12 @@ impl Node {
             .local_addr()
             .map_err(|e| NodeError::Internal(e.to_string()))?;
         let shutdown = CancellationToken::new();
-        let app = crate::server::router(index.clone(), db, rescan.clone());
+        let app = crate::server::router(
+            index.clone(),
+            db,
+            rescan.clone(),
+            crate::server::Uploads::new(RateLimit::new(config.max_upload_rate), config.max_uploads),
+        );
         let mut tasks = vec![tokio::spawn(crate::server::serve(
             listener,
             tls,

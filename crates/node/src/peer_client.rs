@@ -9,6 +9,7 @@ use shoal_core::wire::{ErrorBody, FileEntry, PeerRecord};
 use shoal_core::{ContentId, Identity, PeerId};
 
 use crate::error::{NodeError, Result};
+use crate::rate::RateLimit;
 use crate::retry::with_retry;
 use crate::tls::{self, MismatchSlot};
 use crate::tracker_client::describe;
@@ -20,6 +21,7 @@ const MAX_LISTING: usize = 64 * 1024 * 1024;
 pub struct PeerClient {
     identity: Arc<Identity>,
     retry: RetryConfig,
+    download: RateLimit,
     clients: Mutex<HashMap<PeerId, (reqwest::Client, MismatchSlot)>>,
 }
 
@@ -29,8 +31,20 @@ impl PeerClient {
         Self {
             identity,
             retry,
+            download: RateLimit::unlimited(),
             clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same client, receiving at most this fast in all.
+    pub fn with_download_limit(mut self, limit: RateLimit) -> Self {
+        self.download = limit;
+        self
+    }
+
+    /// The download limit of this client.
+    pub fn download_limit(&self) -> &RateLimit {
+        &self.download
     }
 
     /// The id this client presents.

@@ -24,6 +24,7 @@ use tower::ServiceExt;
 
 use crate::db::NodeDb;
 use crate::index::{ShareIndex, SharedFile, stamp_of};
+use crate::rate::RateLimit;
 use crate::tls::peer_id_of;
 
 /// Connections served at once; more wait in the kernel's backlog.
@@ -44,6 +45,27 @@ struct ApiState {
     index: Arc<ShareIndex>,
     db: Arc<NodeDb>,
     rescan: Arc<Notify>,
+    limits: Uploads,
+}
+
+/// How much a node gives: a byte rate shared by all uploads, and a cap on
+/// uploads streaming at once.
+#[derive(Clone, Debug)]
+pub struct Uploads {
+    /// Bytes per second over all uploads.
+    pub rate: RateLimit,
+    /// Content streams served at once; more get 503 and try another peer.
+    pub slots: Arc<Semaphore>,
+}
+
+impl Uploads {
+    /// `max_streams` uploads at once, at most `rate` bytes per second in all.
+    pub fn new(rate: RateLimit, max_streams: usize) -> Self {
+        Self {
+            rate,
+            slots: Arc::new(Semaphore::new(max_streams.max(1))),
+        }
+    }
 }
 
 struct ApiError(StatusCode, String);
@@ -55,13 +77,23 @@ impl IntoResponse for ApiError {
 }
 
 /// The routes of the peer API.
-pub fn router(index: Arc<ShareIndex>, db: Arc<NodeDb>, rescan: Arc<Notify>) -> Router {
+pub fn router(
+    index: Arc<ShareIndex>,
+    db: Arc<NodeDb>,
+    rescan: Arc<Notify>,
+    limits: Uploads,
+) -> Router {
     Router::new()
         .route("/v1/files", get(list_files))
         .route("/v1/content/{content_id}", get(content))
         .route("/v1/content/{content_id}/outboard", get(outboard))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
-        .with_state(ApiState { index, db, rescan })
+        .with_state(ApiState {
+            index,
+            db,
+            rescan,
+            limits,
+        })
 }
 
 async fn list_files(
@@ -204,7 +236,13 @@ async fn content(
         file.seek(std::io::SeekFrom::Start(start))
             .map_err(|_| gone())?;
     }
-    let body = Body::from_stream(stream_file(file, len));
+    let Ok(slot) = st.limits.slots.clone().try_acquire_owned() else {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many downloads from this node right now; try again or another peer".into(),
+        ));
+    };
+    let body = Body::from_stream(stream_file(file, len, st.limits.rate.clone(), slot));
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -230,8 +268,10 @@ async fn content(
 fn stream_file(
     file: std::fs::File,
     len: u64,
+    rate: RateLimit,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         let mut rest = file.take(len);
         loop {
@@ -250,7 +290,14 @@ fn stream_file(
             }
         }
     });
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    // The upload slot is held until the stream ends or is dropped.
+    futures_util::stream::unfold((rx, rate, slot), |(mut rx, rate, slot)| async move {
+        let item = rx.recv().await?;
+        if let Ok(b) = &item {
+            rate.take(b.len()).await;
+        }
+        Some((item, (rx, rate, slot)))
+    })
 }
 
 /// Parses a single `bytes=` range into `[start, end)`. `Ok(None)` means

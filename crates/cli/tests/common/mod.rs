@@ -155,25 +155,37 @@ pub fn node(
     ttl: u64,
     listen: &str,
 ) -> NodeProc {
+    node_with(tracker_url, data, share, name, ttl, listen, &[])
+}
+
+/// [`node`] with extra `node` flags.
+pub fn node_with(
+    tracker_url: &str,
+    data: &Path,
+    share: &Path,
+    name: &str,
+    ttl: u64,
+    listen: &str,
+    extra: &[&str],
+) -> NodeProc {
     let ttl = ttl.to_string();
-    let mut proc = Proc::spawn(
-        &[
-            "--data-dir",
-            data.to_str().expect("utf8"),
-            "--tracker",
-            tracker_url,
-            "node",
-            "--share",
-            share.to_str().expect("utf8"),
-            "--listen",
-            listen,
-            "--name",
-            name,
-            "--ttl",
-            &ttl,
-        ],
-        &[],
-    );
+    let mut args = vec![
+        "--data-dir",
+        data.to_str().expect("utf8"),
+        "--tracker",
+        tracker_url,
+        "node",
+        "--share",
+        share.to_str().expect("utf8"),
+        "--listen",
+        listen,
+        "--name",
+        name,
+        "--ttl",
+        &ttl,
+    ];
+    args.extend_from_slice(extra);
+    let mut proc = Proc::spawn(&args, &[]);
     let url = proc.wait_line("listening on ");
     let id = proc.wait_line("peer id ");
     NodeProc {
