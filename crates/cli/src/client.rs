@@ -93,7 +93,11 @@ pub async fn get(
                 "`{target}` is neither PEER:PATH nor a 64-hex content id; example: shoal get alice:docs/report.pdf"
             )));
         };
-        download::get_path(&book, &client, peer, path, out_dir, &bar).await?
+        if path.ends_with('/') {
+            download::get_folder(&book, &client, peer, path, out_dir, &bar).await?
+        } else {
+            download::get_path(&book, &client, peer, path, out_dir, &bar).await?
+        }
     };
     if !ctx.quiet {
         eprintln!("saved {}", path.display());

@@ -7,6 +7,7 @@ use shoal_node::download::Progress;
 
 pub struct Bar {
     bar: Option<ProgressBar>,
+    name: std::sync::Mutex<String>,
 }
 
 impl Bar {
@@ -16,14 +17,17 @@ impl Bar {
             let b = ProgressBar::hidden();
             b.set_style(
                 ProgressStyle::with_template(
-                    "{msg:20!} [{bar:30.cyan/blue}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                    "{msg:32!} [{bar:30.cyan/blue}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
             b
         });
-        Self { bar }
+        Self {
+            bar,
+            name: std::sync::Mutex::new(String::new()),
+        }
     }
 }
 
@@ -34,6 +38,19 @@ impl Progress for Bar {
             b.set_length(total);
             b.set_position(0);
             b.set_message(name.to_owned());
+        }
+        *self.name.lock().unwrap_or_else(|p| p.into_inner()) = name.to_owned();
+    }
+
+    fn sources(&self, n: usize) {
+        if let Some(b) = &self.bar {
+            let name = self.name.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let peers = if n == 1 {
+                "1 peer".to_owned()
+            } else {
+                format!("{n} peers")
+            };
+            b.set_message(format!("{name} ({peers})"));
         }
     }
 

@@ -574,3 +574,83 @@ fn upload_and_download_rates_are_limited() {
         );
     }
 }
+
+#[test]
+fn a_whole_folder_keeps_its_tree_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    write(&share, "docs/a.txt", b"alpha");
+    write(&share, "docs/sub/b.bin", &bytes(300 * 1024, 9));
+    write(&share, "docs/sub/deeper/empty", b"");
+    for i in 0..50 {
+        write(
+            &share,
+            &format!("docs/many/{i:02}.txt"),
+            format!("small file {i}").as_bytes(),
+        );
+    }
+    write(&share, "other/x", b"not part of docs");
+    let t = tracker(30);
+    let _n = node(
+        &t.url,
+        &tmp.path().join("d"),
+        &share,
+        "alice",
+        30,
+        "127.0.0.1:0",
+    );
+    let client = tmp.path().join("c");
+    wait_for_peers(&client, &t.url, &["alice"], 20);
+    let out = tmp.path().join("out");
+    ok(&shoal(
+        &client,
+        &t.url,
+        &["get", "alice:docs/", "-o", out.to_str().unwrap()],
+    ));
+    for rel in [
+        "a.txt",
+        "sub/b.bin",
+        "sub/deeper/empty",
+        "many/00.txt",
+        "many/49.txt",
+    ] {
+        assert_eq!(
+            fs::read(out.join("docs").join(rel)).unwrap(),
+            fs::read(share.join("docs").join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert_eq!(fs::read_dir(out.join("docs/many")).unwrap().count(), 50);
+    assert!(!out.join("other").exists() && !out.join("docs/x").exists());
+
+    // Again: what is there is kept, what is missing is fetched.
+    fs::remove_file(out.join("docs/many/07.txt")).unwrap();
+    ok(&shoal(
+        &client,
+        &t.url,
+        &["get", "alice:docs/", "-o", out.to_str().unwrap()],
+    ));
+    assert_eq!(
+        fs::read_to_string(out.join("docs/many/07.txt")).unwrap(),
+        "small file 7"
+    );
+    // A file changed locally is never overwritten.
+    fs::write(out.join("docs/a.txt"), b"mine").unwrap();
+    let r = shoal(
+        &client,
+        &t.url,
+        &["get", "alice:docs/", "-o", out.to_str().unwrap()],
+    );
+    assert_eq!(r.status.code(), Some(9), "{r:?}");
+    assert_eq!(fs::read(out.join("docs/a.txt")).unwrap(), b"mine");
+    assert_eq!(
+        shoal(
+            &client,
+            &t.url,
+            &["get", "alice:nothing/", "-o", out.to_str().unwrap()]
+        )
+        .status
+        .code(),
+        Some(4)
+    );
+}

@@ -35,6 +35,8 @@ pub trait Progress: Send + Sync {
     fn start(&self, _name: &str, _total: u64) {}
     /// `n` more bytes arrived.
     fn advance(&self, _n: u64) {}
+    /// `n` peers are serving the transfer now.
+    fn sources(&self, _n: usize) {}
     /// The transfer ended (successfully or not).
     fn finish(&self) {}
 }
@@ -90,6 +92,115 @@ pub async fn get_path(
         Err(e) => tracing::debug!(error = %e, "no other providers: tracker lookup failed"),
     }
     download_from(client, &peers, &entry, out_dir, progress).await
+}
+
+/// `get PEER:DIR/`: every file the peer shares under `DIR`, into
+/// `out_dir/<last part of DIR>/`, keeping the tree. Files are fetched
+/// several at a time over the peer's kept-alive connections. A file that
+/// is already there with the same content is skipped, so an interrupted
+/// folder download picks up where it stopped.
+pub async fn get_folder(
+    book: &PeerBook,
+    client: &PeerClient,
+    peer_query: &str,
+    dir: &str,
+    out_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<PathBuf> {
+    use futures_util::StreamExt;
+    let (peer, source) = book.resolve(peer_query).await?;
+    if let crate::book::Source::Cache(why) = &source {
+        tracing::warn!("using the cached address of {}: {why}", peer.name);
+    }
+    let dir = dir.trim_matches('/');
+    let root_name = local_name(dir)?;
+    let prefix = format!("{dir}/");
+    let files: Vec<FileEntry> = client
+        .files(&peer)
+        .await?
+        .into_iter()
+        .filter(|f| f.name.starts_with(&prefix))
+        .collect();
+    if files.is_empty() {
+        return Err(NodeError::NoSuchFile {
+            peer: peer.peer_id,
+            peer_short: peer.name.clone(),
+            path: prefix,
+        });
+    }
+    let root = out_dir.join(&root_name);
+    let plan = plan_folder(files, &prefix, &root)?;
+    let total: u64 = plan.iter().map(|(f, _)| f.size).sum();
+    progress.start(&format!("{root_name}/ ({} files)", plan.len()), total);
+    let quiet = Forward(progress);
+    let peers = [peer];
+    let results: Vec<Result<PathBuf>> = futures_util::stream::iter(plan)
+        .map(|(entry, target_dir)| {
+            let (peers, quiet) = (&peers, &quiet);
+            async move {
+                let target = target_dir.join(local_name(&entry.name)?);
+                if already_there(&target, &entry) {
+                    quiet.advance(entry.size);
+                    return Ok(target);
+                }
+                download_from(client, peers, &entry, &target_dir, quiet).await
+            }
+        })
+        .buffer_unordered(FOLDER_PARALLEL)
+        .collect()
+        .await;
+    progress.finish();
+    let failed: Vec<NodeError> = results.into_iter().filter_map(|r| r.err()).collect();
+    let n = failed.len();
+    match failed.into_iter().next() {
+        None => Ok(root),
+        Some(first) => {
+            tracing::warn!(failed = n, "some files of the folder were not downloaded");
+            Err(first)
+        }
+    }
+}
+
+/// Where each file of a folder goes: under `root`, by its path below
+/// `prefix`, every component checked, so a hostile listing cannot place a
+/// file anywhere else.
+fn plan_folder(
+    files: Vec<FileEntry>,
+    prefix: &str,
+    root: &Path,
+) -> Result<Vec<(FileEntry, PathBuf)>> {
+    let mut plan = Vec::new();
+    for f in files {
+        let Some(rel) = f.name.strip_prefix(prefix) else {
+            continue;
+        };
+        let parts: Vec<&str> = rel.split('/').collect();
+        let mut target_dir = root.to_owned();
+        for part in &parts[..parts.len() - 1] {
+            target_dir.push(local_name(part)?);
+        }
+        local_name(parts[parts.len() - 1])?;
+        plan.push((f, target_dir));
+    }
+    Ok(plan)
+}
+
+/// Files fetched at once by a folder download.
+const FOLDER_PARALLEL: usize = 8;
+
+/// Whether `target` already holds exactly `entry`'s bytes.
+fn already_there(target: &Path, entry: &FileEntry) -> bool {
+    std::fs::metadata(target).is_ok_and(|m| m.is_file() && m.len() == entry.size)
+        && crate::index::hash_file(target).is_ok_and(|c| c == entry.content_id)
+}
+
+/// Passes byte counts on to a folder's single bar, ignoring per-file starts.
+struct Forward<'a>(&'a dyn Progress);
+
+impl Progress for Forward<'_> {
+    fn advance(&self, n: u64) {
+        self.0.advance(n);
+    }
 }
 
 /// Adds providers not already listed (and not ourselves).
@@ -407,22 +518,20 @@ async fn receive(
     // The outboard from the first peer that gives a correct one.
     let mut errors: Vec<NodeError> = Vec::new();
     let mut verifier = None;
+    let outboard_size = pieces::tree(entry.size).outboard_size();
     for peer in peers {
-        let got = client
-            .outboard(
-                peer,
-                entry.content_id,
-                pieces::tree(entry.size).outboard_size(),
-            )
-            .await
-            .and_then(|o| {
-                Verifier::new(entry.content_id, entry.size, o).map_err(|reason| {
-                    NodeError::Protocol {
-                        peer: peer.peer_id,
-                        reason,
-                    }
-                })
-            });
+        // A file of one piece has an empty outboard: nothing to ask for.
+        let got = if outboard_size == 0 {
+            Ok(Vec::new())
+        } else {
+            client.outboard(peer, entry.content_id, outboard_size).await
+        };
+        let got = got.and_then(|o| {
+            Verifier::new(entry.content_id, entry.size, o).map_err(|reason| NodeError::Protocol {
+                peer: peer.peer_id,
+                reason,
+            })
+        });
         match got {
             Ok(v) => {
                 verifier = Some(Arc::new(v));
@@ -521,10 +630,17 @@ async fn receive(
         })
     };
 
-    let workers = peers
-        .iter()
-        .enumerate()
-        .map(|(i, peer)| worker(client, i, peer, entry, &sched, &verify_tx, progress));
+    let live = std::sync::atomic::AtomicUsize::new(peers.len());
+    progress.sources(peers.len());
+    let (sched_ref, verify_ref, live_ref) = (&sched, &verify_tx, &live);
+    let workers = peers.iter().enumerate().map(|(i, peer)| async move {
+        let r = worker(client, i, peer, entry, sched_ref, verify_ref, progress).await;
+        if !lock(sched_ref).finished() {
+            let left = live_ref.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) - 1;
+            progress.sources(left);
+        }
+        r
+    });
     let results = futures_util::future::join_all(workers).await;
     drop(verify_tx);
     verifier_task
@@ -837,6 +953,39 @@ fn sync_dir(target: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folder_plans_stay_inside_the_target() {
+        let entry = |name: &str| FileEntry {
+            name: name.into(),
+            size: 0,
+            content_id: ContentId::of(b""),
+            modified: 0,
+            encrypted: false,
+        };
+        let root = Path::new("/out/docs");
+        let plan = plan_folder(
+            vec![entry("docs/a"), entry("docs/x/y/b"), entry("other/c")],
+            "docs/",
+            root,
+        )
+        .unwrap();
+        let dirs: Vec<&Path> = plan.iter().map(|(_, d)| d.as_path()).collect();
+        assert_eq!(dirs, [Path::new("/out/docs"), Path::new("/out/docs/x/y")]);
+        for evil in [
+            "docs/../../etc/passwd",
+            "docs/x/../../y",
+            "docs//abs",
+            "docs/a\\..\\b/c",
+            "docs/nul\0/x",
+            "docs/./x",
+        ] {
+            assert!(
+                plan_folder(vec![entry(evil)], "docs/", root).is_err(),
+                "{evil:?} was planned"
+            );
+        }
+    }
 
     #[test]
     fn local_names_are_single_safe_components() {
