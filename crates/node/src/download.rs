@@ -439,7 +439,9 @@ impl Sched {
                 .asked
                 .iter()
                 .filter(|(p, _)| !self.received.contains(p))
-                .min_by_key(|(p, n)| (**n, **p))
+                // Fewest copies first; of those the last piece, which its
+                // peer will reach last.
+                .min_by_key(|(p, n)| (**n, std::cmp::Reverse(**p)))
         {
             run.push(p);
         }
@@ -634,7 +636,17 @@ async fn receive(
     progress.sources(peers.len());
     let (sched_ref, verify_ref, live_ref) = (&sched, &verify_tx, &live);
     let workers = peers.iter().enumerate().map(|(i, peer)| async move {
-        let r = worker(client, i, peer, entry, sched_ref, verify_ref, progress).await;
+        let r = worker(
+            client,
+            i,
+            peers.len(),
+            peer,
+            entry,
+            sched_ref,
+            verify_ref,
+            progress,
+        )
+        .await;
         if !lock(sched_ref).finished() {
             let left = live_ref.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) - 1;
             progress.sources(left);
@@ -677,9 +689,11 @@ async fn receive(
 /// measured speed (about half a second of data each), so a fast peer takes
 /// more of the file; in the end game idle peers fetch copies of the pieces
 /// still outstanding, so a slow peer cannot hold up the last piece.
+#[allow(clippy::too_many_arguments)]
 async fn worker(
     client: &PeerClient,
     me: usize,
+    peers_len: usize,
     peer: &PeerRecord,
     entry: &FileEntry,
     sched: &SharedSched,
@@ -696,7 +710,10 @@ async fn worker(
             if s.finished() || s.banned.contains(&me) {
                 return Ok(());
             }
-            s.take(run_len)
+            // Never more than a fair share of what is left, so one peer
+            // cannot take the whole file while the others wait.
+            let fair = (s.queue.len() / (2 * peers_len.max(1))).max(1);
+            s.take(run_len.min(fair))
         };
         if run.is_empty() {
             // Everything is asked for and nothing is free to copy yet.
