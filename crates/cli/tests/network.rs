@@ -333,25 +333,8 @@ fn killing_get_midway_leaves_nothing_at_the_final_path() {
     let out = tmp.path().join("out");
     wait_for_peers(&client, &t.url, &["alice"], 20);
 
-    let mut get = std::process::Command::new(BIN)
-        .args([
-            "--data-dir",
-            client.to_str().unwrap(),
-            "--tracker",
-            &t.url,
-            "get",
-            "alice:big.bin",
-            "-o",
-        ])
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut get = spawn_get_until_under_way(&client, &t.url, "alice:big.bin", &out, "big.bin.part");
     let part = out.join("big.bin.part");
-    wait_until("download under way", 30, || {
-        fs::metadata(&part).is_ok_and(|m| m.len() > 0)
-    });
     get.kill().unwrap();
     get.wait().unwrap();
     assert!(
@@ -492,25 +475,7 @@ fn a_provider_that_dies_mid_download_costs_nothing_but_its_pieces_in_flight() {
             == 2
     });
 
-    let get = std::process::Command::new(BIN)
-        .args([
-            "--data-dir",
-            client.to_str().unwrap(),
-            "--tracker",
-            &t.url,
-            "get",
-            "one:big.bin",
-            "-o",
-        ])
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let part = out.join("big.bin.part");
-    wait_until("download under way", 30, || {
-        fs::metadata(&part).is_ok_and(|m| m.len() > 0)
-    });
+    let get = spawn_get_until_under_way(&client, &t.url, "one:big.bin", &out, "big.bin.part");
     nodes[0].proc.kill();
     let done = get.wait_with_output().unwrap();
     assert!(

@@ -61,6 +61,21 @@ pub fn local_name(remote: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
+/// Resolves a peer (saying so when only its cached address is known) and
+/// fetches its file listing.
+async fn listing(
+    book: &PeerBook,
+    client: &PeerClient,
+    peer_query: &str,
+) -> Result<(PeerRecord, Vec<FileEntry>)> {
+    let (peer, source) = book.resolve(peer_query).await?;
+    if let crate::book::Source::Cache(why) = &source {
+        tracing::warn!("using the cached address of {}: {why}", peer.name);
+    }
+    let files = client.files(&peer).await?;
+    Ok((peer, files))
+}
+
 /// `get PEER:PATH`: resolves the peer, finds the file in its listing and
 /// downloads it into `out_dir`, from that peer and every other provider
 /// of the same content the tracker knows.
@@ -72,11 +87,7 @@ pub async fn get_path(
     out_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<PathBuf> {
-    let (peer, source) = book.resolve(peer_query).await?;
-    if let crate::book::Source::Cache(why) = &source {
-        tracing::warn!("using the cached address of {}: {why}", peer.name);
-    }
-    let files = client.files(&peer).await?;
+    let (peer, files) = listing(book, client, peer_query).await?;
     let wanted = path.trim_start_matches('/');
     let entry = files
         .into_iter()
@@ -108,16 +119,11 @@ pub async fn get_folder(
     progress: &dyn Progress,
 ) -> Result<PathBuf> {
     use futures_util::StreamExt;
-    let (peer, source) = book.resolve(peer_query).await?;
-    if let crate::book::Source::Cache(why) = &source {
-        tracing::warn!("using the cached address of {}: {why}", peer.name);
-    }
+    let (peer, files) = listing(book, client, peer_query).await?;
     let dir = dir.trim_matches('/');
     let root_name = local_name(dir)?;
     let prefix = format!("{dir}/");
-    let files: Vec<FileEntry> = client
-        .files(&peer)
-        .await?
+    let files: Vec<FileEntry> = files
         .into_iter()
         .filter(|f| f.name.starts_with(&prefix))
         .collect();

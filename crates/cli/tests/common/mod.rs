@@ -295,3 +295,34 @@ pub fn http_get(base: &str, path: &str) -> String {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default()
 }
+
+/// Starts `shoal get TARGET -o OUT` and returns once its `.part` (named
+/// `part`) holds data: the download is under way.
+pub fn spawn_get_until_under_way(
+    client: &Path,
+    tracker_url: &str,
+    target: &str,
+    out: &Path,
+    part: &str,
+) -> Child {
+    let child = Command::new(BIN)
+        .args([
+            "--data-dir",
+            client.to_str().expect("utf8"),
+            "--tracker",
+            tracker_url,
+            "get",
+            target,
+            "-o",
+        ])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn get");
+    let part = out.join(part);
+    wait_until("download under way", 30, || {
+        std::fs::metadata(&part).is_ok_and(|m| m.len() > 0)
+    });
+    child
+}
