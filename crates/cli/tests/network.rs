@@ -619,3 +619,74 @@ fn a_whole_folder_keeps_its_tree_and_resumes() {
         Some(4)
     );
 }
+
+/// Unmounts a test tmpfs when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_get_resumes_once_there_is_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = tmp.path().join("small");
+    fs::create_dir_all(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "SKIPPED a_full_disk_is_a_clear_error...: cannot mount a small tmpfs here (needs root); CI runs it"
+        );
+        return;
+    }
+    let _mount = Mount(small.clone());
+    let share = tmp.path().join("share");
+    write(&share, "big.bin", &bytes(12 * 1024 * 1024, 3));
+    let t = tracker(30);
+    let _n = node(
+        &t.url,
+        &tmp.path().join("d"),
+        &share,
+        "alice",
+        30,
+        "127.0.0.1:0",
+    );
+    let client = tmp.path().join("c");
+    wait_for_peers(&client, &t.url, &["alice"], 20);
+
+    let r = shoal(
+        &client,
+        &t.url,
+        &["get", "alice:big.bin", "-o", small.to_str().unwrap()],
+    );
+    assert_eq!(r.status.code(), Some(8), "{r:?}");
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("make room") && err.to_lowercase().contains("space"),
+        "{err}"
+    );
+    assert!(!small.join("big.bin").exists());
+
+    // Room again: the same command finishes the job.
+    let grown = std::process::Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    ok(&shoal(
+        &client,
+        &t.url,
+        &["get", "alice:big.bin", "-o", small.to_str().unwrap()],
+    ));
+    assert_eq!(
+        fs::read(small.join("big.bin")).unwrap(),
+        fs::read(share.join("big.bin")).unwrap()
+    );
+}
