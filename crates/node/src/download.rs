@@ -718,7 +718,11 @@ async fn worker(
             }
             // Never more than a fair share of what is left, so one peer
             // cannot take the whole file while the others wait.
-            let fair = (s.queue.len() / (2 * peers_len.max(1))).max(1);
+            let fair = if peers_len > 1 {
+                (s.queue.len() / (2 * peers_len)).max(1)
+            } else {
+                usize::MAX
+            };
             s.take(run_len.min(fair))
         };
         if run.is_empty() {
