@@ -555,17 +555,8 @@ fn a_whole_folder_keeps_its_tree_and_resumes() {
         );
     }
     write(&share, "other/x", b"not part of docs");
-    let t = tracker(30);
-    let _n = node(
-        &t.url,
-        &tmp.path().join("d"),
-        &share,
-        "alice",
-        30,
-        "127.0.0.1:0",
-    );
-    let client = tmp.path().join("c");
-    wait_for_peers(&client, &t.url, &["alice"], 20);
+    let net = alice_sharing(tmp.path(), &share, &[]);
+    let (t, client) = (&net.tracker, net.client.clone());
     let out = tmp.path().join("out");
     ok(&shoal(
         &client,
@@ -648,17 +639,8 @@ fn a_full_disk_is_a_clear_error_and_get_resumes_once_there_is_room() {
     let _mount = Mount(small.clone());
     let share = tmp.path().join("share");
     write(&share, "big.bin", &bytes(12 * 1024 * 1024, 3));
-    let t = tracker(30);
-    let _n = node(
-        &t.url,
-        &tmp.path().join("d"),
-        &share,
-        "alice",
-        30,
-        "127.0.0.1:0",
-    );
-    let client = tmp.path().join("c");
-    wait_for_peers(&client, &t.url, &["alice"], 20);
+    let net = alice_sharing(tmp.path(), &share, &[]);
+    let (t, client) = (&net.tracker, net.client.clone());
 
     let r = shoal(
         &client,

@@ -326,3 +326,31 @@ pub fn spawn_get_until_under_way(
     });
     child
 }
+
+/// A tracker, one node called `alice` sharing `share` (with extra `node`
+/// flags), and a client data dir that already sees her.
+pub struct OneNode {
+    pub tracker: Tracker,
+    pub alice: NodeProc,
+    pub client: PathBuf,
+}
+
+pub fn alice_sharing(tmp: &Path, share: &Path, extra: &[&str]) -> OneNode {
+    let tracker = tracker(30);
+    let alice = node_with(
+        &tracker.url,
+        &tmp.join("d"),
+        share,
+        "alice",
+        30,
+        "127.0.0.1:0",
+        extra,
+    );
+    let client = tmp.join("c");
+    wait_for_peers(&client, &tracker.url, &["alice"], 20);
+    OneNode {
+        tracker,
+        alice,
+        client,
+    }
+}
