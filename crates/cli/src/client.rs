@@ -21,15 +21,21 @@ fn warn_if_cached(source: &Source) {
     }
 }
 
+/// The stable `--json` output: pretty JSON and a newline on stdout.
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 pub async fn peers(ctx: &Context, json: bool) -> Result<()> {
     let (peers, source) = ctx.book()?.list().await?;
     warn_if_cached(&source);
-    let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &peers)?;
-        writeln!(out)?;
-        return Ok(());
+        return print_json(&peers);
     }
+    let mut out = std::io::stdout().lock();
     if peers.is_empty() {
         writeln!(out, "no peers online (tracker {})", ctx.tracker_url)?;
         return Ok(());
@@ -51,12 +57,10 @@ pub async fn ls(ctx: &Context, peer: &str, json: bool) -> Result<()> {
     let (record, source) = ctx.book()?.resolve(peer).await?;
     warn_if_cached(&source);
     let files = ctx.peer_client()?.files(&record).await?;
-    let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &files)?;
-        writeln!(out)?;
-        return Ok(());
+        return print_json(&files);
     }
+    let mut out = std::io::stdout().lock();
     if files.is_empty() {
         writeln!(out, "{} shares no files", record.name)?;
         return Ok(());

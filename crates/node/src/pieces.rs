@@ -205,9 +205,7 @@ impl PieceState {
 
     /// Whether piece `i` is verified and on disk.
     pub fn has(&self, i: u64) -> bool {
-        self.bits()
-            .get((i / 8) as usize)
-            .is_some_and(|b| b & (1 << (i % 8)) != 0)
+        bit(&self.bits(), i)
     }
 
     /// Marks pieces as verified and on disk.
@@ -223,8 +221,10 @@ impl PieceState {
 
     /// Pieces still missing.
     pub fn missing(&self) -> Vec<u64> {
+        // Decoded once: a large file has hundreds of thousands of pieces.
+        let bits = self.bits();
         (0..piece_count(self.size))
-            .filter(|&i| !self.has(i))
+            .filter(|&i| !bit(&bits, i))
             .collect()
     }
 
@@ -249,6 +249,11 @@ impl PieceState {
         std::fs::write(&tmp, serde_json::to_vec(self).unwrap_or_default())?;
         std::fs::rename(&tmp, path)
     }
+}
+
+fn bit(bits: &[u8], i: u64) -> bool {
+    bits.get((i / 8) as usize)
+        .is_some_and(|b| b & (1 << (i % 8)) != 0)
 }
 
 #[cfg(test)]
