@@ -82,6 +82,13 @@ pub enum Command {
         /// Receive at most this fast, e.g. `2MiB` or `500kB` (per second).
         #[arg(long, value_name = "RATE", value_parser = parse_rate)]
         max_download_rate: Option<u64>,
+        /// While downloading, send verified pieces to other peers at most
+        /// this fast (per second).
+        #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+        max_upload_rate: Option<u64>,
+        /// Do not offer verified pieces to other peers while downloading.
+        #[arg(long)]
+        no_seed: bool,
     },
 }
 

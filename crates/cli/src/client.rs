@@ -4,8 +4,14 @@ use std::io::Write;
 
 use anyhow::Result;
 use shoal_core::ContentId;
-use shoal_node::book::Source;
-use shoal_node::download;
+use std::net::{IpAddr, SocketAddr};
+
+use shoal_core::wire::PeerRecord;
+use shoal_node::book::{PeerBook, Source};
+use shoal_node::download::{self, Swarm};
+use shoal_node::peer_client::PeerClient;
+use shoal_node::reputation::{Standing, now_secs};
+use shoal_node::{Node, NodeConfig};
 
 use crate::context::Context;
 use crate::progress::Bar;
@@ -29,11 +35,49 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// A peer as `peers --json` shows it: its tracker record and its standing.
+#[derive(serde::Serialize)]
+struct PeerView<'a> {
+    #[serde(flatten)]
+    record: &'a PeerRecord,
+    reputation: Reputation<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct Reputation<'a> {
+    /// `new`, `good`, `suspect` or `banned`.
+    verdict: &'static str,
+    #[serde(flatten)]
+    standing: &'a Standing,
+}
+
 pub async fn peers(ctx: &Context, json: bool) -> Result<()> {
     let (peers, source) = ctx.book()?.list().await?;
     warn_if_cached(&source);
+    let reputation = ctx.reputation();
+    let standings = tokio::task::spawn_blocking(move || reputation.all())
+        .await?
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read peer reputation");
+            Default::default()
+        });
+    let unknown = Standing::default();
+    let now = now_secs();
+    let views: Vec<PeerView<'_>> = peers
+        .iter()
+        .map(|record| {
+            let standing = standings.get(&record.peer_id).unwrap_or(&unknown);
+            PeerView {
+                record,
+                reputation: Reputation {
+                    verdict: standing.verdict(now),
+                    standing,
+                },
+            }
+        })
+        .collect();
     if json {
-        return print_json(&peers);
+        return print_json(&views);
     }
     let mut out = std::io::stdout().lock();
     if peers.is_empty() {
@@ -46,9 +90,21 @@ pub async fn peers(ctx: &Context, json: bool) -> Result<()> {
         .max()
         .unwrap_or(4)
         .max(4);
-    writeln!(out, "{:w$}  {:52}  ADDRESSES", "NAME", "PEER ID")?;
-    for p in &peers {
-        writeln!(out, "{:w$}  {}  {}", p.name, p.peer_id, p.addrs.join(", "))?;
+    writeln!(
+        out,
+        "{:w$}  {:52}  {:9}  ADDRESSES",
+        "NAME", "PEER ID", "STANDING"
+    )?;
+    for v in &views {
+        let p = v.record;
+        writeln!(
+            out,
+            "{:w$}  {}  {:9}  {}",
+            p.name,
+            p.peer_id,
+            v.reputation.verdict,
+            p.addrs.join(", ")
+        )?;
     }
     Ok(())
 }
@@ -78,36 +134,104 @@ pub async fn ls(ctx: &Context, peer: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// How `get` behaves beyond what to fetch.
+pub struct GetOptions {
+    pub max_download_rate: Option<u64>,
+    pub max_upload_rate: Option<u64>,
+    /// Offer verified pieces to other peers while downloading.
+    pub seed: bool,
+}
+
 pub async fn get(
     ctx: &Context,
     target: &str,
     out_dir: &std::path::Path,
-    max_rate: Option<u64>,
+    opts: GetOptions,
 ) -> Result<()> {
     let book = ctx.book()?;
     let client = ctx
         .peer_client()?
-        .with_download_limit(shoal_node::rate::RateLimit::new(max_rate));
-    let bar = Bar::new(ctx.quiet);
-    let path = if let Ok(cid) = target.parse::<ContentId>() {
-        download::get_content(&book, &client, cid, out_dir, &bar).await?
+        .with_download_limit(shoal_node::rate::RateLimit::new(opts.max_download_rate));
+    let seeder = if opts.seed {
+        start_seeder(ctx, opts.max_upload_rate).await
     } else {
-        let Some((peer, path)) = target.split_once(':') else {
-            anyhow::bail!(UsageError(format!(
-                "`{target}` is neither PEER:PATH nor a 64-hex content id; example: shoal get alice:docs/report.pdf"
-            )));
-        };
-        if path.ends_with('/') {
-            download::get_folder(&book, &client, peer, path, out_dir, &bar).await?
-        } else {
-            download::get_path(&book, &client, peer, path, out_dir, &bar).await?
-        }
+        None
     };
+    let swarm = Swarm {
+        tracker: Some(book.tracker().clone()),
+        partials: seeder.as_ref().map(|n| n.partials().clone()),
+        reputation: Some(ctx.reputation()),
+    };
+    let bar = Bar::new(ctx.quiet);
+    let result = fetch(&book, &client, target, out_dir, &bar, &swarm).await;
+    if let Some(node) = seeder {
+        tracing::debug!(bytes = node.bytes_served(), "stopped offering pieces");
+        node.shutdown().await;
+    }
+    let path = result?;
     if !ctx.quiet {
         eprintln!("saved {}", path.display());
     }
     Ok(())
 }
+
+async fn fetch(
+    book: &PeerBook,
+    client: &PeerClient,
+    target: &str,
+    out_dir: &std::path::Path,
+    bar: &Bar,
+    swarm: &Swarm,
+) -> Result<std::path::PathBuf> {
+    if let Ok(cid) = target.parse::<ContentId>() {
+        return Ok(download::get_content(book, client, cid, out_dir, bar, swarm).await?);
+    }
+    let Some((peer, path)) = target.split_once(':') else {
+        anyhow::bail!(UsageError(format!(
+            "`{target}` is neither PEER:PATH nor a 64-hex content id; example: shoal get alice:docs/report.pdf"
+        )));
+    };
+    Ok(if path.ends_with('/') {
+        download::get_folder(book, client, peer, path, out_dir, bar, swarm).await?
+    } else {
+        download::get_path(book, client, peer, path, out_dir, bar, swarm).await?
+    })
+}
+
+/// A node with no shares that serves the verified pieces of this download
+/// to other peers and tells the tracker it has them, for as long as `get`
+/// runs. Not started when a node already runs with this data dir (it would
+/// take over the node's registration); the download goes on either way.
+async fn start_seeder(ctx: &Context, max_upload_rate: Option<u64>) -> Option<Node> {
+    let identity = ctx.identity().ok()?;
+    let ip = ctx
+        .config
+        .listen
+        .as_deref()
+        .and_then(|l| l.parse::<SocketAddr>().ok())
+        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let mut cfg = NodeConfig::new(
+        ctx.data_dir.clone(),
+        SocketAddr::new(ip, 0),
+        ctx.name(&identity),
+    );
+    cfg.tracker = Some(ctx.tracker().ok()?);
+    cfg.ttl = SEEDER_TTL;
+    cfg.max_upload_rate = max_upload_rate;
+    match Node::start(cfg, identity).await {
+        Ok(node) => {
+            tracing::debug!(url = %node.url(), "offering verified pieces to other peers");
+            Some(node)
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "not offering pieces to other peers while downloading");
+            None
+        }
+    }
+}
+
+/// Registration TTL of a downloading `get`: short, since it leaves soon.
+const SEEDER_TTL: u64 = 30;
 
 /// A mistake on the command line.
 #[derive(Debug)]

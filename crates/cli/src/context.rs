@@ -9,6 +9,7 @@ use shoal_core::Identity;
 use shoal_core::config::{Config, DEFAULT_TRACKER, default_data_dir};
 use shoal_node::book::PeerBook;
 use shoal_node::peer_client::PeerClient;
+use shoal_node::reputation::Reputation;
 use shoal_node::tracker_client::TrackerClient;
 
 use crate::cli::Global;
@@ -57,6 +58,19 @@ impl Context {
 
     pub fn book(&self) -> Result<PeerBook> {
         Ok(PeerBook::new(self.tracker()?, &self.data_dir))
+    }
+
+    pub fn reputation(&self) -> Reputation {
+        Reputation::new(&self.data_dir, self.config.reputation)
+    }
+
+    /// The name this data dir goes by: `name` in config.toml, else
+    /// `peer-` and the start of the peer id.
+    pub fn name(&self, identity: &Identity) -> String {
+        self.config
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("peer-{}", identity.peer_id().short()))
     }
 
     pub fn peer_client(&self) -> Result<PeerClient> {

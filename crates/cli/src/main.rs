@@ -47,7 +47,16 @@ fn main() -> ExitCode {
                 target,
                 output,
                 max_download_rate,
-            } => client::get(&ctx, &target, &output, max_download_rate).await,
+                max_upload_rate,
+                no_seed,
+            } => {
+                let opts = client::GetOptions {
+                    max_download_rate,
+                    max_upload_rate,
+                    seed: !no_seed,
+                };
+                client::get(&ctx, &target, &output, opts).await
+            }
         }
     });
     match result {

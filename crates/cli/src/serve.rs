@@ -83,7 +83,9 @@ async fn run_node(mut cfg: NodeConfig, tracker: TrackerClient, ctx: &Ctx) -> Res
     announce(&format!("peer id {}", node.peer_id()));
     shutdown_signal().await;
     tracing::info!("stopping");
+    let served = node.bytes_served();
     node.shutdown().await;
+    announce(&format!("served {served} bytes"));
     Ok(())
 }
 

@@ -59,6 +59,25 @@ impl RetryConfig {
     }
 }
 
+/// When a peer that sent bad data is banned, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReputationConfig {
+    /// Downloads in which a peer sent bad pieces that get it banned.
+    pub ban_after: u32,
+    /// How long a ban lasts, in seconds.
+    pub ban_secs: u64,
+}
+
+impl Default for ReputationConfig {
+    fn default() -> Self {
+        Self {
+            ban_after: 2,
+            ban_secs: 24 * 60 * 60,
+        }
+    }
+}
+
 /// The contents of `config.toml`. Every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -75,6 +94,8 @@ pub struct Config {
     pub listen: Option<String>,
     /// Retry policy.
     pub retry: RetryConfig,
+    /// Bans of peers that send bad data.
+    pub reputation: ReputationConfig,
 }
 
 /// `config.toml` exists but cannot be used.

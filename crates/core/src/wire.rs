@@ -292,6 +292,21 @@ pub struct FileEntry {
     pub encrypted: bool,
 }
 
+/// Which pieces of a content a peer holds (`GET /v1/content/{id}/have`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceMap {
+    /// Size of the content in bytes.
+    pub size: u64,
+    /// Piece size in bytes.
+    pub piece_size: u64,
+    /// True when the peer holds every piece.
+    pub complete: bool,
+    /// When not complete: one bit per piece (piece `i` is bit `i % 8` of
+    /// byte `i / 8`), as lowercase hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pieces: Option<String>,
+}
+
 /// Every error answer of the tracker and the node: `{"error": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

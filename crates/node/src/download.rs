@@ -18,7 +18,9 @@ use crate::error::{NodeError, Result};
 use crate::index::PART_SUFFIX;
 use crate::peer_client::PeerClient;
 use crate::pieces::{self, PieceState, Verifier};
-use crate::tracker_client::describe;
+use crate::reputation::{Reputation, Standing, Tally, now_secs};
+use crate::swarm::{Bitmap, Have, Partial, Partials};
+use crate::tracker_client::{TrackerClient, describe};
 
 /// Pieces buffered between the network, the verifier and the writer.
 const PIPE_DEPTH: usize = 2;
@@ -28,6 +30,49 @@ const STATE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 const MAX_RUN: usize = 4096;
 /// Bytes written between two background flushes to disk.
 const FLUSH_EVERY: u64 = 8 * 1024 * 1024;
+/// How often the tracker is asked for providers that joined.
+const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often a peer still downloading is asked which pieces it holds, when
+/// it has nothing we need.
+const HAVE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+/// Wait after a peer answered that all its upload slots are busy.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// Answers in a row that carry no data (busy, pieces not held) before a
+/// peer is given up on: about a minute of waiting.
+const MAX_IDLE_ANSWERS: u32 = 120;
+/// Refreshes in a row that bring no provider, once every known one is
+/// gone, before the download gives up.
+const MAX_EMPTY_REFRESHES: u32 = 2;
+
+/// What a download may use beyond the peers it starts with.
+#[derive(Clone, Default)]
+pub struct Swarm {
+    /// Asked now and then for providers that joined.
+    pub tracker: Option<TrackerClient>,
+    /// Where verified pieces are offered to other peers while downloading.
+    pub partials: Option<Partials>,
+    /// Where what each peer did is recorded, and bans are looked up.
+    pub reputation: Option<Reputation>,
+}
+
+/// Every known peer's standing (none if there is no reputation database
+/// or it cannot be read, which is worth a warning but not a failure).
+async fn standings(swarm: &Swarm) -> std::collections::HashMap<PeerId, Standing> {
+    let Some(rep) = swarm.reputation.clone() else {
+        return Default::default();
+    };
+    match tokio::task::spawn_blocking(move || rep.all()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read peer reputation; treating every peer as new");
+            Default::default()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read peer reputation");
+            Default::default()
+        }
+    }
+}
 
 /// Receives progress of a transfer (a progress bar, a GUI, nothing).
 pub trait Progress: Send + Sync {
@@ -86,6 +131,7 @@ pub async fn get_path(
     path: &str,
     out_dir: &Path,
     progress: &dyn Progress,
+    swarm: &Swarm,
 ) -> Result<PathBuf> {
     let (peer, files) = listing(book, client, peer_query).await?;
     let wanted = path.trim_start_matches('/');
@@ -102,14 +148,16 @@ pub async fn get_path(
         Ok(more) => add_peers(&mut peers, more, client),
         Err(e) => tracing::debug!(error = %e, "no other providers: tracker lookup failed"),
     }
-    download_from(client, &peers, &entry, out_dir, progress).await
+    download_from(client, &peers, &entry, out_dir, progress, swarm).await
 }
 
 /// `get PEER:DIR/`: every file the peer shares under `DIR`, into
 /// `out_dir/<last part of DIR>/`, keeping the tree. Files are fetched
 /// several at a time over the peer's kept-alive connections. A file that
 /// is already there with the same content is skipped, so an interrupted
-/// folder download picks up where it stopped.
+/// folder download picks up where it stopped. The files are not offered to
+/// other peers while they download (they are small and many); what the
+/// peer does is recorded in `swarm`'s reputation.
 pub async fn get_folder(
     book: &PeerBook,
     client: &PeerClient,
@@ -117,6 +165,7 @@ pub async fn get_folder(
     dir: &str,
     out_dir: &Path,
     progress: &dyn Progress,
+    swarm: &Swarm,
 ) -> Result<PathBuf> {
     use futures_util::StreamExt;
     let (peer, files) = listing(book, client, peer_query).await?;
@@ -140,6 +189,10 @@ pub async fn get_folder(
     progress.start(&format!("{root_name}/ ({} files)", plan.len()), total);
     let quiet = Forward(progress);
     let peers = [peer];
+    let swarm = &Swarm {
+        reputation: swarm.reputation.clone(),
+        ..Swarm::default()
+    };
     let results: Vec<Result<PathBuf>> = futures_util::stream::iter(plan)
         .map(|(entry, target_dir)| {
             let (peers, quiet) = (&peers, &quiet);
@@ -149,7 +202,7 @@ pub async fn get_folder(
                     quiet.advance(entry.size);
                     return Ok(target);
                 }
-                download_from(client, peers, &entry, &target_dir, quiet).await
+                download_from(client, peers, &entry, &target_dir, quiet, swarm).await
             }
         })
         .buffer_unordered(FOLDER_PARALLEL)
@@ -226,6 +279,7 @@ pub async fn get_content(
     cid: ContentId,
     out_dir: &Path,
     progress: &dyn Progress,
+    swarm: &Swarm,
 ) -> Result<PathBuf> {
     let mut providers = Vec::new();
     add_peers(&mut providers, book.tracker().providers(cid).await?, client);
@@ -234,7 +288,8 @@ pub async fn get_content(
         match client.files(peer).await {
             Ok(files) => {
                 if let Some(entry) = files.into_iter().find(|f| f.content_id == cid) {
-                    return download_from(client, &providers, &entry, out_dir, progress).await;
+                    return download_from(client, &providers, &entry, out_dir, progress, swarm)
+                        .await;
                 }
             }
             Err(e) => {
@@ -255,23 +310,57 @@ pub async fn download(
     out_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<PathBuf> {
-    download_from(client, std::slice::from_ref(peer), entry, out_dir, progress).await
+    let swarm = Swarm::default();
+    download_from(
+        client,
+        std::slice::from_ref(peer),
+        entry,
+        out_dir,
+        progress,
+        &swarm,
+    )
+    .await
 }
 
 /// Downloads `entry` from all of `peers` at once (pieces from each, by
 /// speed) into `out_dir`, resuming a partial download if one is there.
+/// With a tracker in `swarm`, providers that appear meanwhile join in;
+/// with partials, the verified pieces are offered to others as they land.
+/// Peers banned in `swarm`'s reputation are skipped.
 pub async fn download_from(
     client: &PeerClient,
     peers: &[PeerRecord],
     entry: &FileEntry,
     out_dir: &Path,
     progress: &dyn Progress,
+    swarm: &Swarm,
 ) -> Result<PathBuf> {
     let name = local_name(&entry.name)?;
     let target = out_dir.join(&name);
     if target.symlink_metadata().is_ok() {
         return Err(NodeError::Exists(target));
     }
+    let standings = standings(swarm).await;
+    let now = now_secs();
+    let (peers, banned): (Vec<&PeerRecord>, Vec<&PeerRecord>) = peers
+        .iter()
+        .partition(|p| !standings.get(&p.peer_id).is_some_and(|s| s.banned(now)));
+    for p in &banned {
+        tracing::warn!(peer = %p.name, "skipping a peer banned for sending bad data");
+    }
+    if peers.is_empty()
+        && let Some(p) = banned.first()
+    {
+        return Err(NodeError::Banned {
+            peer: p.peer_id,
+            name: p.name.clone(),
+            until: standings
+                .get(&p.peer_id)
+                .and_then(|s| s.banned_until)
+                .unwrap_or(now),
+        });
+    }
+    let peers: Vec<PeerRecord> = peers.into_iter().cloned().collect();
     std::fs::create_dir_all(out_dir).map_err(NodeError::file("create folder", out_dir))?;
     let part = out_dir.join(format!("{name}{PART_SUFFIX}"));
     let state_path = PieceState::path_for(&part);
@@ -291,9 +380,13 @@ pub async fn download_from(
         file,
         state,
         resumed,
+        path: part.clone(),
         state_path: state_path.clone(),
     };
-    let result = receive(client, peers, entry, part_file, progress).await;
+    let result = receive(
+        client, &peers, entry, part_file, progress, swarm, &standings,
+    )
+    .await;
     progress.finish();
     result?;
     publish(&part, &target)?;
@@ -386,6 +479,7 @@ struct PartFile {
     /// Whether it held an earlier attempt (whose unrecorded pieces may
     /// still be good).
     resumed: bool,
+    path: PathBuf,
     state_path: PathBuf,
 }
 
@@ -395,11 +489,13 @@ struct Piece {
     data: Arc<Vec<Bytes>>,
 }
 
-/// Which pieces are wanted, asked for, done; and which peers are dropped.
-/// Shared by the peer workers, the verifier and the writer.
+/// Which pieces are wanted, asked for, done; which peers are dropped; and
+/// what each peer did. Shared by the peer workers, the verifier and the
+/// writer.
 struct Sched {
-    /// Pieces nobody is fetching, in file order.
-    queue: std::collections::VecDeque<u64>,
+    /// Pieces wanted that nobody is fetching.
+    free: Vec<bool>,
+    free_count: usize,
     /// Pieces being fetched (or verified, or written), with how many copies.
     asked: std::collections::HashMap<u64, u32>,
     /// Pieces written.
@@ -408,18 +504,37 @@ struct Sched {
     /// Pieces received and handed to the verifier (not worth a copy).
     received: std::collections::HashSet<u64>,
     /// Peers caught sending a bad piece.
-    banned: std::collections::HashSet<usize>,
+    dropped: std::collections::HashSet<usize>,
+    /// How many peers still downloading are known to hold each piece.
+    avail: Vec<u16>,
+    /// Start runs at a random one of the rarest pieces rather than the
+    /// first: downloaders of one file then fetch different pieces and can
+    /// trade them.
+    spread: bool,
+    /// Workers running.
+    live: usize,
+    /// What each peer (by roster position) did in this download.
+    tallies: Vec<Tally>,
 }
 
 impl Sched {
-    fn new(missing: &[u64]) -> Self {
+    fn new(pieces: u64, missing: &[u64], spread: bool) -> Self {
+        let mut free = vec![false; pieces as usize];
+        for &p in missing {
+            free[p as usize] = true;
+        }
         Self {
-            queue: missing.iter().copied().collect(),
+            free,
+            free_count: missing.len(),
             asked: Default::default(),
             done: 0,
             total: missing.len() as u64,
             received: Default::default(),
-            banned: Default::default(),
+            dropped: Default::default(),
+            avail: vec![0; pieces as usize],
+            spread,
+            live: 0,
+            tallies: Vec::new(),
         }
     }
 
@@ -427,32 +542,53 @@ impl Sched {
         self.done == self.total
     }
 
-    /// Up to `max` consecutive pieces from the front of the queue; when the
-    /// queue is empty (the end game), one piece others are still fetching.
-    fn take(&mut self, max: usize) -> Vec<u64> {
-        let mut run: Vec<u64> = Vec::new();
-        while run.len() < max {
-            match self.queue.front() {
-                Some(&p) if run.last().is_none_or(|&l| l + 1 == p) => {
-                    self.queue.pop_front();
-                    run.push(p);
+    /// Up to `max` consecutive pieces that `have` holds (`None`: all) and
+    /// nobody is fetching; when there are none (the end game), one piece
+    /// others are still fetching.
+    fn take(&mut self, max: usize, have: Option<&Bitmap>) -> Vec<u64> {
+        let n = self.free.len();
+        let can = |p: usize| self.free[p] && have.is_none_or(|h| h.has(p as u64));
+        let start = if self.spread {
+            // Rarest first, ties broken at random (reservoir sampling).
+            let (mut best, mut ties, mut pick) = (u16::MAX, 0u64, None);
+            for p in (0..n).filter(|&p| can(p)) {
+                let a = self.avail[p];
+                if a < best {
+                    (best, ties, pick) = (a, 1, Some(p));
+                } else if a == best {
+                    ties += 1;
+                    if fastrand::u64(..ties) == 0 {
+                        pick = Some(p);
+                    }
                 }
-                _ => break,
+            }
+            pick
+        } else {
+            (0..n).find(|&p| can(p))
+        };
+        let mut run: Vec<u64> = Vec::new();
+        if let Some(mut p) = start {
+            while run.len() < max && p < n && can(p) {
+                run.push(p as u64);
+                p += 1;
             }
         }
         if run.is_empty()
             && let Some((&p, _)) = self
                 .asked
                 .iter()
-                .filter(|(p, _)| !self.received.contains(p))
+                .filter(|(p, _)| !self.received.contains(p) && have.is_none_or(|h| h.has(**p)))
                 // Fewest copies first; of those the last piece, which its
                 // peer will reach last.
                 .min_by_key(|(p, n)| (**n, std::cmp::Reverse(**p)))
         {
             run.push(p);
         }
-        for p in &run {
-            *self.asked.entry(*p).or_insert(0) += 1;
+        for &p in &run {
+            if std::mem::take(&mut self.free[p as usize]) {
+                self.free_count -= 1;
+            }
+            *self.asked.entry(p).or_insert(0) += 1;
         }
         run
     }
@@ -464,8 +600,8 @@ impl Sched {
             *n -= 1;
             if *n == 0 {
                 self.asked.remove(&p);
-                // Retried pieces go first, to keep the file filling in order.
-                self.queue.push_front(p);
+                self.free[p as usize] = true;
+                self.free_count += 1;
             }
         }
     }
@@ -475,6 +611,26 @@ impl Sched {
         self.received.remove(&p);
         if self.asked.remove(&p).is_some() {
             self.done += 1;
+        }
+    }
+
+    /// A peer still downloading now holds the pieces of `now` (it held
+    /// those of `before`).
+    fn add_have(&mut self, before: Option<&Bitmap>, now: &Bitmap) {
+        for i in now.added_since(before) {
+            if let Some(a) = self.avail.get_mut(i as usize) {
+                *a = a.saturating_add(1);
+            }
+        }
+        self.spread = true;
+    }
+
+    /// A peer still downloading left this download.
+    fn remove_have(&mut self, had: &Bitmap) {
+        for i in had.added_since(None) {
+            if let Some(a) = self.avail.get_mut(i as usize) {
+                *a = a.saturating_sub(1);
+            }
         }
     }
 }
@@ -491,21 +647,73 @@ struct FromPeer {
     peer: usize,
 }
 
-/// Fetches the missing pieces of `entry` from all `peers` at once, checking
-/// each piece against the content id before it is written at its offset.
-/// A peer that fails is dropped from this download; one that sends a bad
-/// piece is dropped at once and its piece fetched elsewhere.
+/// What every worker of one download shares.
+struct Ctx<'a> {
+    client: &'a PeerClient,
+    entry: &'a FileEntry,
+    sched: SharedSched,
+    verify_tx: tokio::sync::mpsc::Sender<FromPeer>,
+    progress: &'a dyn Progress,
+}
+
+/// The run length to start a peer with: half a second at its known speed,
+/// one piece if it ever sent a bad one.
+fn first_run(standing: Option<&Standing>) -> usize {
+    match standing {
+        Some(s) if s.bad_pieces > 0 => 1,
+        Some(s) if s.speed > 0 => {
+            ((s.speed as f64 * 0.5 / pieces::PIECE_SIZE as f64) as usize).clamp(1, MAX_RUN)
+        }
+        _ => 16,
+    }
+}
+
+/// Asks the tracker for the providers of `cid` every [`REFRESH_EVERY`]
+/// and passes them on, until the receiver is gone.
+async fn refresh_providers(
+    tracker: TrackerClient,
+    cid: ContentId,
+    tx: tokio::sync::mpsc::Sender<Vec<PeerRecord>>,
+) {
+    // One attempt each time: the next refresh is the retry.
+    let mut once = tracker.retry();
+    once.attempts = 1;
+    let tracker = tracker.with_retry(once);
+    loop {
+        tokio::time::sleep(REFRESH_EVERY).await;
+        let found = match tracker.providers(cid).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(error = %e, "provider refresh failed");
+                Vec::new()
+            }
+        };
+        if tx.send(found).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Fetches the missing pieces of `entry` from all `peers` at once (and from
+/// providers that join meanwhile), checking each piece against the content
+/// id before it is written at its offset. A peer that fails is dropped
+/// from this download; one that sends a bad piece is dropped at once and
+/// its piece fetched elsewhere. What each peer did goes to the reputation
+/// database at the end.
 async fn receive(
     client: &PeerClient,
     peers: &[PeerRecord],
     entry: &FileEntry,
     part: PartFile,
     progress: &dyn Progress,
+    swarm: &Swarm,
+    standings: &std::collections::HashMap<PeerId, Standing>,
 ) -> Result<()> {
     let PartFile {
         file,
         mut state,
         resumed,
+        path: part_path,
         state_path,
     } = part;
     let state_path = state_path.as_path();
@@ -525,7 +733,8 @@ async fn receive(
 
     // The outboard from the first peer that gives a correct one.
     let mut errors: Vec<NodeError> = Vec::new();
-    let mut verifier = None;
+    let mut verified = None;
+    let mut no_outboard: Vec<(PeerId, Tally)> = Vec::new();
     let outboard_size = pieces::tree(entry.size).outboard_size();
     for peer in peers {
         // A file of one piece has an empty outboard: nothing to ask for.
@@ -535,27 +744,43 @@ async fn receive(
             client.outboard(peer, entry.content_id, outboard_size).await
         };
         let got = got.and_then(|o| {
-            Verifier::new(entry.content_id, entry.size, o).map_err(|reason| NodeError::Protocol {
-                peer: peer.peer_id,
-                reason,
-            })
+            Verifier::new(entry.content_id, entry.size, o.clone())
+                .map(|v| (v, o))
+                .map_err(|reason| NodeError::Protocol {
+                    peer: peer.peer_id,
+                    reason,
+                })
         });
         match got {
             Ok(v) => {
-                verifier = Some(Arc::new(v));
+                verified = Some(v);
                 break;
             }
             Err(e) => {
-                tracing::warn!(peer = %peer.name, error = %e, "no usable outboard from this peer");
+                tracing::warn!(peer = %peer.name, error = %e, "no usable outboard from this peer; dropped from this download");
+                no_outboard.push((
+                    peer.peer_id,
+                    Tally {
+                        failed: true,
+                        ..Tally::default()
+                    },
+                ));
                 errors.push(e);
             }
         }
     }
-    let Some(verifier) = verifier else {
+    let peers: Vec<PeerRecord> = peers
+        .iter()
+        .filter(|p| !no_outboard.iter().any(|(id, _)| *id == p.peer_id))
+        .cloned()
+        .collect();
+    let Some((verifier, outboard)) = verified else {
+        record_reputation(swarm, no_outboard).await;
         return Err(errors
             .pop()
             .unwrap_or(NodeError::NoProvider(entry.content_id)));
     };
+    let verifier = Arc::new(verifier);
     if resumed {
         // Pieces written after the record was last saved are still good:
         // find them by checking what the .part holds.
@@ -579,8 +804,28 @@ async fn receive(
         }
     }
 
+    // Offer what is verified to other peers while the rest arrives.
+    let offered = swarm.partials.as_ref().map(|partials| {
+        let have = Have::new(entry.size);
+        for i in (0..pieces::piece_count(entry.size)).filter(|&i| state.has(i)) {
+            have.set(i);
+        }
+        let partial = Arc::new(Partial {
+            part: part_path.clone(),
+            size: entry.size,
+            outboard,
+            have,
+        });
+        (partials.offer(entry.content_id, partial.clone()), partial)
+    });
+    let have = offered.as_ref().map(|(_, p)| p.clone());
+
     let sched: SharedSched = Arc::new((
-        std::sync::Mutex::new(Sched::new(&missing)),
+        std::sync::Mutex::new(Sched::new(
+            pieces::piece_count(entry.size),
+            &missing,
+            offered.is_some(),
+        )),
         tokio::sync::Notify::new(),
     ));
     // Verification and writing run on their own threads, so the network
@@ -595,13 +840,15 @@ async fn receive(
                 if !verifier.check(piece.index, &piece.data) {
                     {
                         let mut s = lock(&sched);
-                        s.banned.insert(peer);
+                        s.dropped.insert(peer);
+                        s.tallies[peer].bad_pieces += 1;
                         s.give_back(piece.index);
                     }
                     sched.1.notify_waiters();
                     let _ = bad_tx.send((peer, piece.index));
                     continue;
                 }
+                lock(&sched).tallies[peer].good_pieces += 1;
                 if write_tx.blocking_send(piece).is_err() {
                     break;
                 }
@@ -622,6 +869,9 @@ async fn receive(
                 }
                 let (start, end) = pieces::piece_range(size, p.index);
                 write_all_at(&file, &p.data, start)?;
+                if let Some(h) = &have {
+                    h.have.set(p.index);
+                }
                 lock(&sched).complete(p.index);
                 sched.1.notify_waiters();
                 written.push(p.index);
@@ -638,28 +888,15 @@ async fn receive(
         })
     };
 
-    let live = std::sync::atomic::AtomicUsize::new(peers.len());
-    progress.sources(peers.len());
-    let (sched_ref, verify_ref, live_ref) = (&sched, &verify_tx, &live);
-    let workers = peers.iter().enumerate().map(|(i, peer)| async move {
-        let r = worker(
-            client,
-            i,
-            peers.len(),
-            peer,
-            entry,
-            sched_ref,
-            verify_ref,
-            progress,
-        )
-        .await;
-        if !lock(sched_ref).finished() {
-            let left = live_ref.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) - 1;
-            progress.sources(left);
-        }
-        r
-    });
-    let results = futures_util::future::join_all(workers).await;
+    let ctx = Ctx {
+        client,
+        entry,
+        sched: sched.clone(),
+        verify_tx,
+        progress,
+    };
+    let results = run_workers(&ctx, &peers, swarm, standings).await;
+    let Ctx { verify_tx, .. } = ctx;
     drop(verify_tx);
     verifier_task
         .await
@@ -667,10 +904,15 @@ async fn receive(
     let written = writer_task
         .await
         .map_err(|e| NodeError::Internal(format!("disk writer stopped: {e}")))?;
+    drop(offered);
+    let (roster, results) = results;
+    let tallies = std::mem::take(&mut lock(&sched).tallies);
+    no_outboard.extend(roster.iter().map(|p| p.peer_id).zip(tallies));
+    record_reputation(swarm, no_outboard).await;
     written.map_err(NodeError::file("write", state_path.with_extension("")))?;
     let mut bad_pieces = Vec::new();
     while let Ok((peer, piece)) = bad_rx.try_recv() {
-        let p = &peers[peer];
+        let p = &roster[peer];
         tracing::warn!(peer = %p.name, piece, "bad piece: peer dropped from this download");
         bad_pieces.push(NodeError::BadPiece {
             peer: p.peer_id,
@@ -690,94 +932,306 @@ async fn receive(
         .unwrap_or_else(|| NodeError::Internal("download stopped with pieces missing".into())))
 }
 
+/// Runs a worker per peer, adding providers the tracker reports meanwhile,
+/// until the download is finished or no peer is left. Returns every peer
+/// that took part (the roster workers are numbered by) and how each ended.
+async fn run_workers(
+    ctx: &Ctx<'_>,
+    peers: &[PeerRecord],
+    swarm: &Swarm,
+    standings: &std::collections::HashMap<PeerId, Standing>,
+) -> (Vec<PeerRecord>, Vec<Result<()>>) {
+    use futures_util::StreamExt;
+    let mut roster: Vec<PeerRecord> = Vec::new();
+    let mut workers = futures_util::stream::FuturesUnordered::new();
+    let join = |roster: &mut Vec<PeerRecord>, peer: PeerRecord| {
+        let me = roster.len();
+        roster.push(peer.clone());
+        {
+            let mut s = lock(&ctx.sched);
+            s.tallies.push(Tally::default());
+            s.live += 1;
+        }
+        worker(
+            ctx,
+            me,
+            peer.clone(),
+            first_run(standings.get(&peer.peer_id)),
+        )
+    };
+    for p in peers {
+        workers.push(join(&mut roster, p.clone()));
+    }
+    let (more_tx, mut more_rx) = tokio::sync::mpsc::channel(1);
+    let refresher = match swarm.tracker.clone() {
+        Some(t) => Some(tokio::spawn(refresh_providers(
+            t,
+            ctx.entry.content_id,
+            more_tx,
+        ))),
+        None => {
+            drop(more_tx);
+            None
+        }
+    };
+    let mut results = Vec::new();
+    let mut empty_refreshes = 0;
+    ctx.progress.sources(workers.len());
+    loop {
+        if lock(&ctx.sched).finished() && workers.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(r) = workers.next(), if !workers.is_empty() => {
+                results.push(r);
+                let mut s = lock(&ctx.sched);
+                s.live -= 1;
+                if !s.finished() {
+                    ctx.progress.sources(s.live);
+                }
+                if workers.is_empty() && (s.finished() || refresher.is_none()) {
+                    break;
+                }
+            }
+            Some(found) = more_rx.recv() => {
+                let now = now_secs();
+                let mut added = 0;
+                for p in found {
+                    let known = p.peer_id == ctx.client.peer_id()
+                        || roster.iter().any(|q| q.peer_id == p.peer_id)
+                        || standings.get(&p.peer_id).is_some_and(|s| s.banned(now));
+                    if !known && !lock(&ctx.sched).finished() {
+                        tracing::debug!(peer = %p.name, "a provider joined the download");
+                        workers.push(join(&mut roster, p));
+                        added += 1;
+                    }
+                }
+                if added > 0 {
+                    ctx.progress.sources(lock(&ctx.sched).live);
+                }
+                if workers.is_empty() {
+                    empty_refreshes += 1;
+                    if empty_refreshes >= MAX_EMPTY_REFRESHES {
+                        break;
+                    }
+                }
+            }
+            else => break,
+        }
+    }
+    if let Some(r) = refresher {
+        r.abort();
+    }
+    (roster, results)
+}
+
+/// Adds what each peer did to the reputation database; bans are logged.
+async fn record_reputation(swarm: &Swarm, tallies: Vec<(PeerId, Tally)>) {
+    let Some(rep) = swarm.reputation.clone() else {
+        return;
+    };
+    match tokio::task::spawn_blocking(move || rep.record(&tallies)).await {
+        Ok(Ok(banned)) => {
+            for b in banned {
+                tracing::warn!(
+                    peer = %b.peer,
+                    bad_pieces = b.bad_pieces,
+                    until = b.until,
+                    "peer banned for sending bad data"
+                );
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot record peer reputation"),
+        Err(e) => tracing::warn!(error = %e, "cannot record peer reputation"),
+    }
+}
+
+/// How a request for a run went, short of a hard failure.
+enum RunError {
+    /// All the peer's upload slots are busy.
+    Busy,
+    /// The peer (still downloading) does not hold those pieces yet.
+    NotHeld,
+    /// The peer failed; it is dropped from this download.
+    Failed(NodeError),
+}
+
+impl From<NodeError> for RunError {
+    fn from(e: NodeError) -> Self {
+        RunError::Failed(e)
+    }
+}
+
+/// Which pieces `peer` holds: `None` for all of them, else its bitmap.
+async fn pieces_of(ctx: &Ctx<'_>, peer: &PeerRecord) -> Result<Option<Bitmap>> {
+    let map = ctx.client.have(peer, ctx.entry.content_id).await?;
+    let count = pieces::piece_count(ctx.entry.size);
+    let protocol = |reason: &str| NodeError::Protocol {
+        peer: peer.peer_id,
+        reason: reason.into(),
+    };
+    if map.size != ctx.entry.size || map.piece_size != pieces::PIECE_SIZE {
+        return Err(protocol(
+            "describes the content with another size or piece size",
+        ));
+    }
+    if map.complete {
+        return Ok(None);
+    }
+    let bits = map
+        .pieces
+        .as_deref()
+        .and_then(|h| Bitmap::from_hex(count, h))
+        .ok_or_else(|| protocol("sent a piece map that does not fit the content"))?;
+    Ok(Some(bits))
+}
+
 /// Fetches pieces from one peer until the download is finished, the peer
 /// fails, or it is caught sending a bad piece. Runs grow with the peer's
 /// measured speed (about half a second of data each), so a fast peer takes
 /// more of the file; in the end game idle peers fetch copies of the pieces
-/// still outstanding, so a slow peer cannot hold up the last piece.
-#[allow(clippy::too_many_arguments)]
-async fn worker(
-    client: &PeerClient,
-    me: usize,
-    peers_len: usize,
-    peer: &PeerRecord,
-    entry: &FileEntry,
-    sched: &SharedSched,
-    verify_tx: &tokio::sync::mpsc::Sender<FromPeer>,
-    progress: &dyn Progress,
-) -> Result<()> {
-    let mut run_len = 16usize;
-    loop {
+/// still outstanding, so a slow peer cannot hold up the last piece. A peer
+/// still downloading is asked now and then which pieces it holds.
+async fn worker(ctx: &Ctx<'_>, me: usize, peer: PeerRecord, mut run_len: usize) -> Result<()> {
+    let sched = &ctx.sched;
+    let mut have = match pieces_of(ctx, &peer).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(peer = %peer.name, error = %e, "peer cannot say which pieces it holds");
+            lock(sched).tallies[me].failed = true;
+            return Err(e);
+        }
+    };
+    if let Some(h) = &have {
+        lock(sched).add_have(None, h);
+    }
+    let mut polled = std::time::Instant::now();
+    let mut idle_answers = 0u32;
+    let result = loop {
         let notified = sched.1.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let run = {
             let mut s = lock(sched);
-            if s.finished() || s.banned.contains(&me) {
-                return Ok(());
+            if s.finished() || s.dropped.contains(&me) {
+                break Ok(());
             }
             // Never more than a fair share of what is left, so one peer
             // cannot take the whole file while the others wait.
-            let fair = if peers_len > 1 {
-                (s.queue.len() / (2 * peers_len)).max(1)
+            let fair = if s.live > 1 {
+                (s.free_count / (2 * s.live)).max(1)
             } else {
                 usize::MAX
             };
-            s.take(run_len.min(fair))
+            s.take(run_len.min(fair), have.as_ref())
         };
+        let mut ask_pieces = false;
         if run.is_empty() {
-            // Everything is asked for and nothing is free to copy yet.
-            notified.await;
-            continue;
-        }
-        let started = std::time::Instant::now();
-        let mut sent = 0usize;
-        let result = fetch_run(
-            client, me, peer, entry, &run, sched, verify_tx, progress, &mut sent,
-        )
-        .await;
-        {
-            let mut s = lock(sched);
-            for &p in &run[sent..] {
-                s.give_back(p);
+            if have.is_none() {
+                // Everything is asked for and nothing is free to copy yet.
+                notified.await;
+                continue;
+            }
+            // It holds nothing we need yet: wait for news, then ask again.
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(HAVE_POLL) => {}
+            }
+            ask_pieces = polled.elapsed() >= HAVE_POLL;
+        } else {
+            let started = std::time::Instant::now();
+            let mut sent = 0usize;
+            let result = fetch_run(ctx, me, &peer, &run, &mut sent).await;
+            {
+                let mut s = lock(sched);
+                for &p in &run[sent..] {
+                    s.give_back(p);
+                }
+                let bytes: u64 = run[..sent]
+                    .iter()
+                    .map(|&i| piece_len(ctx.entry.size, i))
+                    .sum();
+                let t = &mut s.tallies[me];
+                t.bytes += bytes;
+                t.busy += started.elapsed();
+            }
+            sched.1.notify_waiters();
+            match result {
+                Ok(()) => {
+                    idle_answers = 0;
+                    let bytes = (run.len() as u64 * pieces::PIECE_SIZE) as f64;
+                    let rate = bytes / started.elapsed().as_secs_f64().max(1e-3);
+                    run_len = ((rate * 0.5 / pieces::PIECE_SIZE as f64) as usize).clamp(1, MAX_RUN);
+                }
+                Err(RunError::Busy) => {
+                    idle_answers += 1;
+                    let jitter = std::time::Duration::from_millis(fastrand::u64(..250));
+                    tokio::time::sleep(BUSY_WAIT + jitter).await;
+                }
+                Err(RunError::NotHeld) => {
+                    idle_answers += 1;
+                    ask_pieces = true;
+                }
+                Err(RunError::Failed(e)) => break Err(e),
+            }
+            if idle_answers > MAX_IDLE_ANSWERS {
+                break Err(NodeError::unreachable(
+                    &peer,
+                    "it kept answering busy or without the pieces it listed",
+                ));
             }
         }
-        sched.1.notify_waiters();
-        match result {
-            Ok(()) => {
-                let bytes = (run.len() as u64 * pieces::PIECE_SIZE) as f64;
-                let rate = bytes / started.elapsed().as_secs_f64().max(1e-3);
-                run_len = ((rate * 0.5 / pieces::PIECE_SIZE as f64) as usize).clamp(1, MAX_RUN);
+        if ask_pieces {
+            polled = std::time::Instant::now();
+            match pieces_of(ctx, &peer).await {
+                Ok(Some(now)) => {
+                    lock(sched).add_have(have.as_ref(), &now);
+                    have = Some(now);
+                }
+                Ok(None) => {
+                    if let Some(old) = have.take() {
+                        lock(sched).remove_have(&old);
+                    }
+                }
+                Err(e) => break Err(e),
             }
-            Err(e) => {
-                tracing::warn!(peer = %peer.name, error = %e, "peer dropped from this download");
-                return Err(e);
-            }
+        }
+    };
+    {
+        let mut s = lock(sched);
+        if let Some(h) = &have {
+            s.remove_have(h);
+        }
+        if result.is_err() {
+            s.tallies[me].failed = true;
         }
     }
+    if let Err(e) = &result {
+        tracing::warn!(peer = %peer.name, error = %e, "peer dropped from this download");
+    }
+    result
 }
 
 /// Requests one run of consecutive pieces and hands each complete piece to
 /// the verifier; `sent` counts the pieces handed over.
-#[allow(clippy::too_many_arguments)]
 async fn fetch_run(
-    client: &PeerClient,
+    ctx: &Ctx<'_>,
     me: usize,
     peer: &PeerRecord,
-    entry: &FileEntry,
     run: &[u64],
-    sched: &SharedSched,
-    verify_tx: &tokio::sync::mpsc::Sender<FromPeer>,
-    progress: &dyn Progress,
     sent: &mut usize,
-) -> Result<()> {
-    let protocol = |reason: String| NodeError::Protocol {
-        peer: peer.peer_id,
-        reason,
+) -> Result<(), RunError> {
+    let entry = ctx.entry;
+    let protocol = |reason: String| {
+        RunError::Failed(NodeError::Protocol {
+            peer: peer.peer_id,
+            reason,
+        })
     };
     let (start, _) = pieces::piece_range(entry.size, run[0]);
     let (_, end) = pieces::piece_range(entry.size, run[run.len() - 1]);
-    let mut resp = client
+    let mut resp = ctx
+        .client
         .content(peer, entry.content_id, Some((start, end)))
         .await?;
     let expected_range = format!("bytes {start}-{}/{}", end - 1, entry.size);
@@ -790,6 +1244,15 @@ async fn fetch_run(
             == Some(expected_range.as_str()) => {}
         200 if whole => {}
         200 => return Err(protocol("ignores Range requests".into())),
+        503 => return Err(RunError::Busy),
+        416 => return Err(RunError::NotHeld),
+        404 => {
+            return Err(RunError::Failed(NodeError::PeerRefused {
+                peer: peer.peer_id,
+                status: 404,
+                message: "it no longer has the content".into(),
+            }));
+        }
         _ => {
             return Err(protocol(format!(
                 "answered a request for {expected_range:?} wrongly"
@@ -808,7 +1271,11 @@ async fn fetch_run(
     let mut need = piece_len(entry.size, run[0]);
     let mut segments: Vec<Bytes> = Vec::new();
     let mut got = 0u64;
-    while let Some(mut chunk) = resp.chunk().await.map_err(|e| unreachable(peer, &e))? {
+    while let Some(mut chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| RunError::Failed(unreachable(peer, &e)))?
+    {
         got += chunk.len() as u64;
         if got > end - start {
             return Err(protocol(format!(
@@ -816,8 +1283,8 @@ async fn fetch_run(
                 end - start
             )));
         }
-        progress.advance(chunk.len() as u64);
-        client.download_limit().take(chunk.len()).await;
+        ctx.progress.advance(chunk.len() as u64);
+        ctx.client.download_limit().take(chunk.len()).await;
         while !chunk.is_empty() {
             if need == 0 {
                 return Err(protocol("sent bytes past the pieces asked for".into()));
@@ -830,13 +1297,18 @@ async fn fetch_run(
                     index: run[k],
                     data: Arc::new(std::mem::take(&mut segments)),
                 };
-                lock(sched).received.insert(run[k]);
-                if verify_tx.send(FromPeer { piece, peer: me }).await.is_err() {
+                lock(&ctx.sched).received.insert(run[k]);
+                if ctx
+                    .verify_tx
+                    .send(FromPeer { piece, peer: me })
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
                 k += 1;
                 *sent = k;
-                if lock(sched).banned.contains(&me) {
+                if lock(&ctx.sched).dropped.contains(&me) {
                     return Ok(()); // caught sending a bad piece: stop at once
                 }
                 need = run.get(k).map_or(0, |&i| piece_len(entry.size, i));
@@ -844,10 +1316,10 @@ async fn fetch_run(
         }
     }
     if got != end - start {
-        return Err(NodeError::unreachable(
+        return Err(RunError::Failed(NodeError::unreachable(
             peer,
             format!("connection ended after {got} of {} bytes", end - start),
-        ));
+        )));
     }
     Ok(())
 }

@@ -112,6 +112,19 @@ pub enum NodeError {
         /// The piece index.
         piece: u64,
     },
+    /// Every peer that could serve the download is banned.
+    #[error(
+        "peer {name} ({peer}) is banned until {until} (Unix time) for sending bad data, and no other peer has the content; \
+         wait, or remove reputation.redb from the data dir to forgive every peer"
+    )]
+    Banned {
+        /// The peer.
+        peer: PeerId,
+        /// Its name.
+        name: String,
+        /// Unix seconds when the ban ends.
+        until: u64,
+    },
     /// A partial download belongs to other content than the one asked for now.
     #[error(
         "{part} holds part of content {had}, but the file is now {now}; remove it (and its .state) to start over"
@@ -203,7 +216,9 @@ impl HasKind for NodeError {
             | NodeError::NoSuchFile { .. }
             | NodeError::NoProvider(_) => ErrorKind::NotFound,
             NodeError::AmbiguousPeer { .. } => ErrorKind::Usage,
-            NodeError::Integrity { .. } | NodeError::BadPiece { .. } => ErrorKind::Integrity,
+            NodeError::Integrity { .. } | NodeError::BadPiece { .. } | NodeError::Banned { .. } => {
+                ErrorKind::Integrity
+            }
             NodeError::ChangedSource { .. } => ErrorKind::Conflict,
             NodeError::Exists(_) => ErrorKind::Conflict,
             NodeError::UnsafeName(_) => ErrorKind::Protocol,

@@ -20,13 +20,20 @@
 //! | `GET /v1/files` | 200 `[FileEntry]`: `{name, size, content_id, modified, encrypted}` |
 //! | `GET /v1/content/{content_id}` | 200 the bytes; with `Range: bytes=a-b`, 206 and that range |
 //! | `GET /v1/content/{content_id}/outboard` | 200 the BLAKE3 tree's parent hashes (see [`pieces`]) |
+//! | `GET /v1/content/{content_id}/have` | 200 `PieceMap`: `{size, piece_size, complete, pieces?}` |
 //!
 //! `name` is a path relative to the share, `/`-separated. `content_id` is
 //! the BLAKE3 hash of the bytes as 64 lowercase hex characters (`b3sum`'s
 //! output). Files are addressed by content id only, never by path, so no
 //! request can name a file outside the shares. Errors are
 //! `{"error": "..."}`: 400 malformed id, 404 not shared, 409 changed on disk
-//! since it was indexed (retry shortly), 416 bad range.
+//! since it was indexed (retry shortly), 416 bad range or, from a peer
+//! still downloading the content, a range of pieces it does not hold yet,
+//! 503 all upload slots busy (try later or elsewhere).
+//!
+//! A peer that is downloading a content serves the pieces it has verified
+//! so far ([`swarm`]): `/have` lists them as a bitmap, and `/outboard` and
+//! ranges made of those pieces work as for a complete file.
 //!
 //! ```text
 //! → GET /v1/files
@@ -46,8 +53,10 @@ mod node;
 pub mod peer_client;
 pub mod pieces;
 pub mod rate;
+pub mod reputation;
 mod retry;
 pub mod server;
+pub mod swarm;
 pub mod tls;
 pub mod tracker_client;
 

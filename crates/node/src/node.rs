@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use shoal_core::wire::{Announce, Deregistration, Registration};
-use shoal_core::{Identity, PeerId};
+use shoal_core::{ContentId, Identity, PeerId};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -18,6 +18,8 @@ use crate::db::NodeDb;
 use crate::error::{NodeError, Result};
 use crate::index::ShareIndex;
 use crate::rate::RateLimit;
+use crate::server::Uploads;
+use crate::swarm::Partials;
 use crate::tracker_client::TrackerClient;
 
 /// Everything a node needs to start.
@@ -66,6 +68,8 @@ pub struct Node {
     peer_id: PeerId,
     local_addr: SocketAddr,
     index: Arc<ShareIndex>,
+    partials: Partials,
+    uploads: crate::server::Uploads,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -107,11 +111,14 @@ impl Node {
             .local_addr()
             .map_err(|e| NodeError::Internal(e.to_string()))?;
         let shutdown = CancellationToken::new();
+        let partials = Partials::new();
+        let uploads = Uploads::new(RateLimit::new(config.max_upload_rate), config.max_uploads);
         let app = crate::server::router(
             index.clone(),
+            partials.clone(),
             db,
             rescan.clone(),
-            crate::server::Uploads::new(RateLimit::new(config.max_upload_rate), config.max_uploads),
+            uploads.clone(),
         );
         let mut tasks = vec![tokio::spawn(crate::server::serve(
             listener,
@@ -138,7 +145,10 @@ impl Node {
                 config.name.clone(),
                 vec![addr],
                 config.ttl,
-                index.clone(),
+                Offers {
+                    index: index.clone(),
+                    partials: partials.clone(),
+                },
                 shutdown.clone(),
             )));
         }
@@ -146,6 +156,8 @@ impl Node {
             peer_id: identity.peer_id(),
             local_addr,
             index,
+            partials,
+            uploads,
             shutdown,
             tasks,
         })
@@ -169,6 +181,16 @@ impl Node {
     /// The share index.
     pub fn index(&self) -> &Arc<ShareIndex> {
         &self.index
+    }
+
+    /// Downloads in progress whose verified pieces this node serves.
+    pub fn partials(&self) -> &Partials {
+        &self.partials
+    }
+
+    /// Content bytes sent to other peers since the node started.
+    pub fn bytes_served(&self) -> u64 {
+        self.uploads.sent.load(Ordering::Relaxed)
     }
 
     /// Stops serving, deregisters from the tracker and waits for the tasks.
@@ -249,6 +271,22 @@ fn next_ts(last: &AtomicU64) -> u64 {
     }
 }
 
+/// What a node offers: its shares and its downloads in progress.
+struct Offers {
+    index: Arc<ShareIndex>,
+    partials: Partials,
+}
+
+impl Offers {
+    fn content_ids(&self) -> Vec<ContentId> {
+        let mut ids = self.index.snapshot().content_ids();
+        ids.extend(self.partials.content_ids());
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
 /// Registers, re-registers every third of the TTL, announces content ids
 /// whenever they change (or the tracker forgot them), and deregisters on
 /// shutdown. A tracker that is down is retried at every heartbeat; the node
@@ -259,12 +297,13 @@ async fn heartbeat(
     name: String,
     addrs: Vec<String>,
     ttl: u64,
-    index: Arc<ShareIndex>,
+    offers: Offers,
     shutdown: CancellationToken,
 ) {
     let clock = AtomicU64::new(0);
-    let mut changes = index.subscribe();
-    let mut announced: Option<u64> = None;
+    let mut changes = offers.index.subscribe();
+    let mut partial_changes = offers.partials.subscribe();
+    let mut announced: Option<(u64, u64)> = None;
     let mut online: Option<bool> = None;
     let default_wait = Duration::from_millis(ttl * 1000 / 3).max(Duration::from_millis(200));
     // Retries of one heartbeat end well before the next one is due, so a
@@ -285,9 +324,11 @@ async fn heartbeat(
                     tracing::info!(tracker = tracker.url(), addrs = ?r.addrs, ttl = r.ttl, "registered with the tracker");
                     online = Some(true);
                 }
-                let version = *changes.borrow_and_update();
-                let snapshot = index.snapshot();
-                let ids = snapshot.content_ids();
+                let version = (
+                    *changes.borrow_and_update(),
+                    *partial_changes.borrow_and_update(),
+                );
+                let ids = offers.content_ids();
                 if announced != Some(version) || r.providing != ids.len() as u64 {
                     let a = Announce::new(&identity, ids, next_ts(&clock));
                     match tracker.announce(&a).await {
@@ -310,6 +351,7 @@ async fn heartbeat(
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             r = changes.changed() => { if r.is_err() { break; } }
+            r = partial_changes.changed() => { if r.is_err() { break; } }
             () = shutdown.cancelled() => break,
         }
     }

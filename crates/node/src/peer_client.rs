@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal_core::config::RetryConfig;
-use shoal_core::wire::{ErrorBody, FileEntry, PeerRecord};
+use shoal_core::wire::{ErrorBody, FileEntry, PeerRecord, PieceMap};
 use shoal_core::{ContentId, Identity, PeerId};
 
 use crate::error::{NodeError, Result};
@@ -15,7 +15,9 @@ use crate::tls::{self, MismatchSlot};
 use crate::tracker_client::describe;
 
 /// Most bytes of a file listing we accept from a peer.
-const MAX_LISTING: usize = 64 * 1024 * 1024;
+const MAX_LISTING: u64 = 64 * 1024 * 1024;
+/// Most bytes of a piece map we accept (a 4 TiB file at 256 KiB pieces).
+const MAX_PIECE_MAP: u64 = 8 * 1024 * 1024;
 
 /// Connects to peers as `identity`, one pinned HTTPS client per peer.
 pub struct PeerClient {
@@ -134,62 +136,76 @@ impl PeerClient {
     /// The files `peer` shares.
     pub async fn files(&self, peer: &PeerRecord) -> Result<Vec<FileEntry>> {
         let resp = self.get_ok(peer, "/v1/files", None).await?;
-        let protocol = |reason: String| NodeError::Protocol {
+        let body = read_capped(resp, peer, MAX_LISTING, "file listing is too large").await?;
+        serde_json::from_slice(&body).map_err(|e| NodeError::Protocol {
             peer: peer.peer_id,
-            reason,
-        };
-        if resp
-            .content_length()
-            .is_some_and(|n| n as usize > MAX_LISTING)
-        {
-            return Err(protocol("file listing is too large".into()));
-        }
-        let mut body = Vec::new();
-        let mut resp = resp;
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| NodeError::unreachable(peer, describe(&e)))?
-        {
-            if body.len() + chunk.len() > MAX_LISTING {
-                return Err(protocol("file listing is too large".into()));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        serde_json::from_slice(&body)
-            .map_err(|e| protocol(format!("file listing is not valid: {e}")))
+            reason: format!("file listing is not valid: {e}"),
+        })
     }
 
     /// The outboard of `cid` (see [`crate::pieces`]); at most `max` bytes.
     pub async fn outboard(&self, peer: &PeerRecord, cid: ContentId, max: u64) -> Result<Vec<u8>> {
-        let mut resp = self
+        let resp = self
             .get_ok(peer, &format!("/v1/content/{cid}/outboard"), None)
             .await?;
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| NodeError::unreachable(peer, describe(&e)))?
-        {
-            if (body.len() + chunk.len()) as u64 > max {
-                return Err(NodeError::Protocol {
-                    peer: peer.peer_id,
-                    reason: "outboard is larger than the file needs".into(),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        read_capped(resp, peer, max, "outboard is larger than the file needs").await
     }
 
     /// Starts fetching the bytes of `cid` (all of them, or `[start, end)`).
+    /// Connection failures are retried; any answer is returned as it is,
+    /// for the caller to judge its status (a busy or partial peer is not a
+    /// failed one).
     pub async fn content(
         &self,
         peer: &PeerRecord,
         cid: ContentId,
         range: Option<(u64, u64)>,
     ) -> Result<reqwest::Response> {
-        self.get_ok(peer, &format!("/v1/content/{cid}"), range)
-            .await
+        let path = format!("/v1/content/{cid}");
+        with_retry(&self.retry, "peer request", || {
+            self.get_once(peer, &path, range)
+        })
+        .await
     }
+
+    /// Which pieces of `cid` the peer holds.
+    pub async fn have(&self, peer: &PeerRecord, cid: ContentId) -> Result<PieceMap> {
+        let resp = self
+            .get_ok(peer, &format!("/v1/content/{cid}/have"), None)
+            .await?;
+        let body = read_capped(resp, peer, MAX_PIECE_MAP, "piece map is too large").await?;
+        serde_json::from_slice(&body).map_err(|e| NodeError::Protocol {
+            peer: peer.peer_id,
+            reason: format!("piece map is not valid: {e}"),
+        })
+    }
+}
+
+/// Reads a whole answer, refusing one longer than `max` bytes (announced
+/// or sent) as a protocol error saying `too_large`.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    peer: &PeerRecord,
+    max: u64,
+    too_large: &str,
+) -> Result<Vec<u8>> {
+    let refuse = || NodeError::Protocol {
+        peer: peer.peer_id,
+        reason: too_large.to_owned(),
+    };
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(refuse());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| NodeError::unreachable(peer, describe(&e)))?
+    {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(refuse());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

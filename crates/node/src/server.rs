@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use shoal_core::wire::{ErrorBody, FileEntry};
+use shoal_core::wire::{ErrorBody, FileEntry, PieceMap};
 use shoal_core::{ContentId, PeerId};
 use std::io::{Read, Seek};
 
@@ -25,6 +25,7 @@ use tower::ServiceExt;
 use crate::db::NodeDb;
 use crate::index::{ShareIndex, SharedFile, stamp_of};
 use crate::rate::RateLimit;
+use crate::swarm::{Partial, Partials};
 use crate::tls::peer_id_of;
 
 /// Connections served at once; more wait in the kernel's backlog.
@@ -43,6 +44,7 @@ pub struct RemotePeer(pub PeerId);
 #[derive(Clone)]
 struct ApiState {
     index: Arc<ShareIndex>,
+    partials: Partials,
     db: Arc<NodeDb>,
     rescan: Arc<Notify>,
     limits: Uploads,
@@ -56,6 +58,8 @@ pub struct Uploads {
     pub rate: RateLimit,
     /// Content streams served at once; more get 503 and try another peer.
     pub slots: Arc<Semaphore>,
+    /// Content bytes sent so far.
+    pub sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Uploads {
@@ -64,6 +68,7 @@ impl Uploads {
         Self {
             rate,
             slots: Arc::new(Semaphore::new(max_streams.max(1))),
+            sent: Default::default(),
         }
     }
 }
@@ -79,6 +84,7 @@ impl IntoResponse for ApiError {
 /// The routes of the peer API.
 pub fn router(
     index: Arc<ShareIndex>,
+    partials: Partials,
     db: Arc<NodeDb>,
     rescan: Arc<Notify>,
     limits: Uploads,
@@ -87,9 +93,11 @@ pub fn router(
         .route("/v1/files", get(list_files))
         .route("/v1/content/{content_id}", get(content))
         .route("/v1/content/{content_id}/outboard", get(outboard))
+        .route("/v1/content/{content_id}/have", get(have))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(ApiState {
             index,
+            partials,
             db,
             rescan,
             limits,
@@ -110,17 +118,44 @@ async fn list_files(
     )
 }
 
-/// Opens the file behind `raw` (a content id) if it is still shared and
+fn parse_cid(raw: &str) -> Result<ContentId, ApiError> {
+    raw.parse()
+        .map_err(|e: shoal_core::ContentIdError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+fn not_shared(cid: ContentId) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("content {cid} is not shared here"),
+    )
+}
+
+/// Where the bytes of a content come from: a shared file, or the `.part`
+/// of a download in progress (only its verified pieces).
+enum Source {
+    Shared(std::fs::File, SharedFile),
+    Partial(std::fs::File, Arc<Partial>),
+}
+
+/// Opens the shared file with content id `cid` or, failing that, the
+/// download in progress of it.
+fn open_source(st: &ApiState, cid: ContentId) -> Result<Source, ApiError> {
+    match open_shared(st, cid) {
+        Err(e) if e.0 == StatusCode::NOT_FOUND => {
+            let partial = st.partials.get(&cid).ok_or(e)?;
+            let file = std::fs::File::open(&partial.part).map_err(|_| not_shared(cid))?;
+            Ok(Source::Partial(file, partial))
+        }
+        Err(e) => Err(e),
+        Ok((file, shared)) => Ok(Source::Shared(file, shared)),
+    }
+}
+
+/// Opens the file with content id `cid` if it is still shared and
 /// unchanged since it was indexed.
-fn open_shared(st: &ApiState, raw: &str) -> Result<(std::fs::File, SharedFile), ApiError> {
-    let cid: ContentId = raw.parse().map_err(|e: shoal_core::ContentIdError| {
-        ApiError(StatusCode::BAD_REQUEST, e.to_string())
-    })?;
+fn open_shared(st: &ApiState, cid: ContentId) -> Result<(std::fs::File, SharedFile), ApiError> {
     let Some(shared) = st.index.snapshot().by_content(&cid).cloned() else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("content {cid} is not shared here"),
-        ));
+        return Err(not_shared(cid));
     };
     let gone = || {
         ApiError(
@@ -156,8 +191,11 @@ async fn outboard(
     Extension(peer): Extension<RemotePeer>,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (file, shared) = open_shared(&st, &raw)?;
-    let cid = shared.entry.content_id;
+    let cid = parse_cid(&raw)?;
+    let (file, shared) = match open_source(&st, cid)? {
+        Source::Shared(file, shared) => (file, shared),
+        Source::Partial(_, partial) => return Ok(octets(partial.outboard.clone())),
+    };
     tracing::debug!(peer = %peer.0.short(), %cid, "serving outboard");
     let size = shared.stamp.size;
     let cached = st.db.outboard(&cid).map_err(internal)?;
@@ -178,14 +216,37 @@ async fn outboard(
             o
         }
     };
-    Ok((
+    Ok(octets(outboard))
+}
+
+fn octets(body: Vec<u8>) -> Response {
+    (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         )],
-        outboard,
+        body,
     )
-        .into_response())
+        .into_response()
+}
+
+/// Which pieces of a content this node holds: all of a shared file, the
+/// verified ones of a download in progress.
+async fn have(
+    State(st): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Json<PieceMap>, ApiError> {
+    let cid = parse_cid(&raw)?;
+    if let Some(shared) = st.index.snapshot().by_content(&cid) {
+        return Ok(Json(PieceMap {
+            size: shared.stamp.size,
+            piece_size: crate::pieces::PIECE_SIZE,
+            complete: true,
+            pieces: None,
+        }));
+    }
+    let partial = st.partials.get(&cid).ok_or_else(|| not_shared(cid))?;
+    Ok(Json(partial.piece_map()))
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -202,15 +263,17 @@ async fn content(
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (mut file, shared) = open_shared(&st, &raw)?;
-    let cid = shared.entry.content_id;
+    let cid = parse_cid(&raw)?;
+    let (mut file, size, partial) = match open_source(&st, cid)? {
+        Source::Shared(file, shared) => (file, shared.stamp.size, None),
+        Source::Partial(file, partial) => (file, partial.size, Some(partial)),
+    };
     let gone = || {
         ApiError(
             StatusCode::NOT_FOUND,
             format!("content {cid} is no longer shared here"),
         )
     };
-    let size = shared.stamp.size;
     let (status, start, len) = match headers.get(header::RANGE) {
         None => (StatusCode::OK, 0, size),
         Some(v) => match parse_range(v, size) {
@@ -231,6 +294,16 @@ async fn content(
             }
         },
     };
+    if let Some(p) = &partial
+        && !p.have.covers(start, start + len)
+    {
+        return Err(ApiError(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "this peer is still downloading that content and does not hold those pieces yet; \
+             ask /have for the pieces it holds"
+                .into(),
+        ));
+    }
     tracing::debug!(peer = %peer.0.short(), %cid, start, len, "serving content");
     if start > 0 {
         file.seek(std::io::SeekFrom::Start(start))
@@ -242,7 +315,7 @@ async fn content(
             "too many downloads from this node right now; try again or another peer".into(),
         ));
     };
-    let body = Body::from_stream(stream_file(file, len, st.limits.rate.clone(), slot));
+    let body = Body::from_stream(stream_file(file, len, st.limits.clone(), slot));
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -268,7 +341,7 @@ async fn content(
 fn stream_file(
     file: std::fs::File,
     len: u64,
-    rate: RateLimit,
+    limits: Uploads,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
@@ -291,12 +364,15 @@ fn stream_file(
         }
     });
     // The upload slot is held until the stream ends or is dropped.
-    futures_util::stream::unfold((rx, rate, slot), |(mut rx, rate, slot)| async move {
+    futures_util::stream::unfold((rx, limits, slot), |(mut rx, limits, slot)| async move {
         let item = rx.recv().await?;
         if let Ok(b) = &item {
-            rate.take(b.len()).await;
+            limits.rate.take(b.len()).await;
+            limits
+                .sent
+                .fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
-        Some((item, (rx, rate, slot)))
+        Some((item, (rx, limits, slot)))
     })
 }
 

@@ -9,11 +9,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use shoal_core::config::RetryConfig;
-use shoal_core::wire::{FileEntry, PeerRecord};
+use shoal_core::wire::{FileEntry, PeerRecord, PieceMap};
 use shoal_core::{ErrorKind, HasKind, Identity};
-use shoal_node::download::{NoProgress, download};
+use shoal_node::download::{NoProgress, Swarm, download};
 use shoal_node::peer_client::PeerClient;
 use shoal_node::pieces::{self, PIECE_SIZE};
+use shoal_node::reputation::Reputation;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -25,6 +26,8 @@ enum Fault {
     IgnoresRange,
     ExtraBytes,
     ShortBody,
+    /// Claims every piece, then refuses to send any.
+    LyingHave,
 }
 
 #[derive(Clone)]
@@ -46,7 +49,19 @@ async fn outboard(State(f): State<Fake>) -> Vec<u8> {
     o
 }
 
+async fn have(State(f): State<Fake>) -> axum::Json<PieceMap> {
+    axum::Json(PieceMap {
+        size: f.data.len() as u64,
+        piece_size: PIECE_SIZE,
+        complete: true,
+        pieces: None,
+    })
+}
+
 async fn content(State(f): State<Fake>, Path(_cid): Path<String>, headers: HeaderMap) -> Response {
+    if f.fault == Fault::LyingHave {
+        return (StatusCode::RANGE_NOT_SATISFIABLE, "not held").into_response();
+    }
     let size = f.data.len() as u64;
     let range = headers
         .get(header::RANGE)
@@ -62,10 +77,8 @@ async fn content(State(f): State<Fake>, Path(_cid): Path<String>, headers: Heade
     };
     let mut body = f.data[start as usize..end as usize].to_vec();
     match f.fault {
-        // A bad byte in the second piece of the file.
-        Fault::CorruptByte if start <= PIECE_SIZE + 7 && PIECE_SIZE + 7 < end => {
-            body[(PIECE_SIZE + 7 - start) as usize] ^= 0x40;
-        }
+        // A bad byte in every piece it sends.
+        Fault::CorruptByte => body[7] ^= 0x40,
         Fault::ExtraBytes => body.extend_from_slice(b"and then some"),
         Fault::ShortBody => {
             // Promise everything, send half, then break the connection.
@@ -109,6 +122,7 @@ async fn fake_peer(data: Arc<Vec<u8>>, fault: Fault) -> Peer {
     let app = Router::new()
         .route("/v1/content/{cid}", get(content))
         .route("/v1/content/{cid}/outboard", get(outboard))
+        .route("/v1/content/{cid}/have", get(have))
         .with_state(Fake {
             data: data.clone(),
             outboard: Arc::new(ob),
@@ -260,15 +274,117 @@ async fn honest_peers_finish_what_liars_and_quitters_started() {
         let bad = fake_peer(data.clone(), fault).await;
         let good = fake_peer(data.clone(), Fault::Honest).await;
         let peers = vec![bad.record.clone(), good.record.clone()];
+        let reputation = Reputation::new(out.path(), Default::default());
+        let swarm = Swarm {
+            reputation: Some(reputation.clone()),
+            ..Swarm::default()
+        };
         let path = shoal_node::download::download_from(
             &client(),
             &peers,
             &bad.entry,
-            out.path(),
+            &out.path().join("files"),
             &NoProgress,
+            &swarm,
         )
         .await
         .unwrap_or_else(|e| panic!("{fault:?} with an honest peer beside it: {e}"));
         assert_eq!(std::fs::read(path).unwrap(), *data, "{fault:?}");
+        // Its reputation shows it; the honest peer's shows the pieces.
+        let standings = reputation.all().unwrap();
+        let liar = &standings[&bad.record.peer_id];
+        assert!(liar.failures + liar.bad_pieces >= 1, "{fault:?}: {liar:?}");
+        if fault == Fault::CorruptByte {
+            assert!(liar.bad_pieces >= 1, "{liar:?}");
+            assert_eq!(liar.strikes, 1, "one bad piece is not yet a ban");
+        }
+        let honest = &standings[&good.record.peer_id];
+        assert!(honest.good_pieces >= 1, "{honest:?}");
+        assert_eq!((honest.bad_pieces, honest.failures), (0, 0));
     }
+}
+
+#[tokio::test]
+async fn a_second_bad_piece_bans_the_peer_and_later_downloads_skip_it() {
+    let data = sample();
+    let home = tempfile::tempdir().unwrap();
+    let reputation = Reputation::new(home.path(), Default::default());
+    let swarm = Swarm {
+        reputation: Some(reputation.clone()),
+        ..Swarm::default()
+    };
+    let liar = fake_peer(data.clone(), Fault::CorruptByte).await;
+    for round in 0..2 {
+        let out = home.path().join(format!("round{round}"));
+        let err = shoal_node::download::download_from(
+            &client(),
+            std::slice::from_ref(&liar.record),
+            &liar.entry,
+            &out,
+            &NoProgress,
+            &swarm,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, shoal_node::NodeError::BadPiece { .. }),
+            "round {round}: {err}"
+        );
+    }
+    let now = shoal_node::reputation::now_secs();
+    assert!(reputation.all().unwrap()[&liar.record.peer_id].banned(now));
+    // Banned: not even asked, and the error says why and what to do.
+    let out = home.path().join("round2");
+    let err = shoal_node::download::download_from(
+        &client(),
+        std::slice::from_ref(&liar.record),
+        &liar.entry,
+        &out,
+        &NoProgress,
+        &swarm,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("banned"), "{err}");
+    assert!(!out.exists(), "a banned peer's download touched the disk");
+    // With an honest peer beside it, the download goes ahead without it.
+    let before = reputation.all().unwrap()[&liar.record.peer_id].clone();
+    let good = fake_peer(data.clone(), Fault::Honest).await;
+    let path = shoal_node::download::download_from(
+        &client(),
+        &[liar.record.clone(), good.record.clone()],
+        &liar.entry,
+        &out,
+        &NoProgress,
+        &swarm,
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), *data);
+    let standings = reputation.all().unwrap();
+    assert_eq!(
+        standings[&liar.record.peer_id], before,
+        "the banned peer took part"
+    );
+    assert!(before.bad_pieces >= 2, "{before:?}");
+}
+
+#[tokio::test]
+async fn a_peer_that_lists_pieces_it_never_sends_costs_nothing_beside_an_honest_one() {
+    let data = sample();
+    let out = tempfile::tempdir().unwrap();
+    let liar = fake_peer(data.clone(), Fault::LyingHave).await;
+    let good = fake_peer(data.clone(), Fault::Honest).await;
+    // Beside an honest peer, it costs nothing.
+    let path = shoal_node::download::download_from(
+        &client(),
+        &[liar.record.clone(), good.record.clone()],
+        &liar.entry,
+        out.path(),
+        &NoProgress,
+        &Swarm::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), *data);
 }
