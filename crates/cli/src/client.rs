@@ -164,15 +164,38 @@ pub async fn get(
     };
     let bar = Bar::new(ctx.quiet);
     let result = fetch(&book, &client, target, out_dir, &bar, &swarm).await;
+    if let Ok(path) = &result
+        && !ctx.quiet
+    {
+        eprintln!("saved {}", path.display());
+    }
+    if let (Some(node), Ok(_)) = (&seeder, &result) {
+        linger(node, ctx.quiet).await;
+    }
     if let Some(node) = seeder {
         tracing::debug!(bytes = node.bytes_served(), "stopped offering pieces");
         node.shutdown().await;
     }
-    let path = result?;
-    if !ctx.quiet {
-        eprintln!("saved {}", path.display());
-    }
+    result?;
     Ok(())
+}
+
+/// Longest a finished `get` keeps sending pieces to peers still downloading.
+const MAX_LINGER: std::time::Duration = std::time::Duration::from_secs(60);
+/// A finished `get` leaves once nobody has fetched from it for this long.
+const LINGER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Once the file is saved, keeps serving it while other peers are still
+/// fetching pieces from us (a crowd downloading together finishes
+/// together), for at most [`MAX_LINGER`]. A lone download leaves at once.
+async fn linger(node: &Node, quiet: bool) {
+    let deadline = tokio::time::Instant::now() + MAX_LINGER;
+    if node.uploading_within(LINGER_IDLE) && !quiet {
+        eprintln!("sending pieces to peers still downloading (Ctrl-C to stop)");
+    }
+    while node.uploading_within(LINGER_IDLE) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 async fn fetch(

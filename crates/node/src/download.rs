@@ -19,7 +19,7 @@ use crate::index::PART_SUFFIX;
 use crate::peer_client::PeerClient;
 use crate::pieces::{self, PieceState, Verifier};
 use crate::reputation::{Reputation, Standing, Tally, now_secs};
-use crate::swarm::{Bitmap, Have, Partial, Partials};
+use crate::swarm::{Bitmap, Have, Offered, Partial, Partials};
 use crate::tracker_client::{TrackerClient, describe};
 
 /// Pieces buffered between the network, the verifier and the writer.
@@ -388,8 +388,11 @@ pub async fn download_from(
     )
     .await;
     progress.finish();
-    result?;
+    let offered = result?;
     publish(&part, &target)?;
+    if let Some(o) = offered {
+        o.settle(target.clone());
+    }
     let _ = std::fs::remove_file(&state_path);
     tracing::info!(peers = peers.len(), file = %target.display(), size = entry.size, "downloaded and verified");
     Ok(target)
@@ -568,7 +571,9 @@ impl Sched {
         };
         let mut run: Vec<u64> = Vec::new();
         if let Some(mut p) = start {
-            while run.len() < max && p < n && can(p) {
+            // Spread runs stay among the rarest pieces.
+            let level = self.avail[p];
+            while run.len() < max && p < n && can(p) && (!self.spread || self.avail[p] == level) {
                 run.push(p as u64);
                 p += 1;
             }
@@ -708,7 +713,7 @@ async fn receive(
     progress: &dyn Progress,
     swarm: &Swarm,
     standings: &std::collections::HashMap<PeerId, Standing>,
-) -> Result<()> {
+) -> Result<Option<Offered>> {
     let PartFile {
         file,
         mut state,
@@ -728,7 +733,9 @@ async fn receive(
                 reason: "lists an empty file under a non-empty content id".into(),
             });
         }
-        return file.sync_all().map_err(NodeError::file("sync", state_path));
+        file.sync_all()
+            .map_err(NodeError::file("sync", state_path))?;
+        return Ok(None);
     }
 
     // The outboard from the first peer that gives a correct one.
@@ -904,7 +911,6 @@ async fn receive(
     let written = writer_task
         .await
         .map_err(|e| NodeError::Internal(format!("disk writer stopped: {e}")))?;
-    drop(offered);
     let (roster, results) = results;
     let tallies = std::mem::take(&mut lock(&sched).tallies);
     no_outboard.extend(roster.iter().map(|p| p.peer_id).zip(tallies));
@@ -921,7 +927,7 @@ async fn receive(
         });
     }
     if lock(&sched).finished() {
-        return Ok(());
+        return Ok(offered.map(|(o, _)| o));
     }
     // Nobody could deliver everything: report what went wrong, bad data first.
     errors.extend(results.into_iter().filter_map(|r| r.err()));
@@ -1107,6 +1113,8 @@ async fn worker(ctx: &Ctx<'_>, me: usize, peer: PeerRecord, mut run_len: usize) 
     }
     let mut polled = std::time::Instant::now();
     let mut idle_answers = 0u32;
+    // Waits before asking again after a connection failure; reset by success.
+    let mut backoff: Option<Box<dyn Iterator<Item = std::time::Duration> + Send>> = None;
     let result = loop {
         let notified = sched.1.notified();
         tokio::pin!(notified);
@@ -1159,6 +1167,7 @@ async fn worker(ctx: &Ctx<'_>, me: usize, peer: PeerRecord, mut run_len: usize) 
             match result {
                 Ok(()) => {
                     idle_answers = 0;
+                    backoff = None;
                     let bytes = (run.len() as u64 * pieces::PIECE_SIZE) as f64;
                     let rate = bytes / started.elapsed().as_secs_f64().max(1e-3);
                     run_len = ((rate * 0.5 / pieces::PIECE_SIZE as f64) as usize).clamp(1, MAX_RUN);
@@ -1171,6 +1180,18 @@ async fn worker(ctx: &Ctx<'_>, me: usize, peer: PeerRecord, mut run_len: usize) 
                 Err(RunError::NotHeld) => {
                     idle_answers += 1;
                     ask_pieces = true;
+                }
+                Err(RunError::Failed(e)) if e.is_transient() => {
+                    // Its pieces are back in the pool while we wait.
+                    let delays = backoff
+                        .get_or_insert_with(|| Box::new(crate::retry::delays(ctx.client.retry())));
+                    match delays.next() {
+                        Some(d) => {
+                            tracing::debug!(peer = %peer.name, error = %e, retry_in = ?d, "piece request failed");
+                            tokio::time::sleep(d).await;
+                        }
+                        None => break Err(e),
+                    }
                 }
                 Err(RunError::Failed(e)) => break Err(e),
             }

@@ -188,6 +188,12 @@ impl Node {
         &self.partials
     }
 
+    /// Whether the node is sending content to other peers now, or was
+    /// within `window`.
+    pub fn uploading_within(&self, window: Duration) -> bool {
+        self.uploads.busy_within(window)
+    }
+
     /// Content bytes sent to other peers since the node started.
     pub fn bytes_served(&self) -> u64 {
         self.uploads.sent.load(Ordering::Relaxed)

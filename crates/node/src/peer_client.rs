@@ -152,20 +152,22 @@ impl PeerClient {
     }
 
     /// Starts fetching the bytes of `cid` (all of them, or `[start, end)`).
-    /// Connection failures are retried; any answer is returned as it is,
-    /// for the caller to judge its status (a busy or partial peer is not a
-    /// failed one).
+    /// One attempt; any answer is returned as it is, for the caller to
+    /// judge its status (a busy or partial peer is not a failed one) and
+    /// to retry on its own terms (see [`PeerClient::retry`]).
     pub async fn content(
         &self,
         peer: &PeerRecord,
         cid: ContentId,
         range: Option<(u64, u64)>,
     ) -> Result<reqwest::Response> {
-        let path = format!("/v1/content/{cid}");
-        with_retry(&self.retry, "peer request", || {
-            self.get_once(peer, &path, range)
-        })
-        .await
+        self.get_once(peer, &format!("/v1/content/{cid}"), range)
+            .await
+    }
+
+    /// The retry policy of this client.
+    pub fn retry(&self) -> &RetryConfig {
+        &self.retry
     }
 
     /// Which pieces of `cid` the peer holds.

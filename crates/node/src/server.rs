@@ -60,6 +60,10 @@ pub struct Uploads {
     pub slots: Arc<Semaphore>,
     /// Content bytes sent so far.
     pub sent: Arc<std::sync::atomic::AtomicU64>,
+    /// When content bytes were last sent (ms since `epoch`).
+    last_sent: Arc<std::sync::atomic::AtomicU64>,
+    epoch: std::time::Instant,
+    max_streams: usize,
 }
 
 impl Uploads {
@@ -69,7 +73,21 @@ impl Uploads {
             rate,
             slots: Arc::new(Semaphore::new(max_streams.max(1))),
             sent: Default::default(),
+            last_sent: Default::default(),
+            epoch: std::time::Instant::now(),
+            max_streams: max_streams.max(1),
         }
+    }
+
+    /// Whether content is streaming now, or was within `window`.
+    pub fn busy_within(&self, window: Duration) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.slots.available_permits() < self.max_streams {
+            return true;
+        }
+        let last = self.last_sent.load(Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64;
+        last > 0 && now.saturating_sub(last) < window.as_millis() as u64
     }
 }
 
@@ -371,6 +389,10 @@ fn stream_file(
             limits
                 .sent
                 .fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            limits.last_sent.store(
+                (limits.epoch.elapsed().as_millis() as u64).max(1),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         Some((item, (rx, limits, slot)))
     })

@@ -130,6 +130,15 @@ impl Have {
         }
     }
 
+    /// Every piece held, for a file of `size` bytes.
+    pub fn full(size: u64) -> Self {
+        let have = Self::new(size);
+        for i in 0..have.pieces {
+            have.set(i);
+        }
+        have
+    }
+
     /// Whether piece `i` is held.
     pub fn has(&self, i: u64) -> bool {
         i < self.pieces
@@ -218,6 +227,7 @@ impl Partials {
         Offered {
             partials: self.clone(),
             cid,
+            settled: false,
         }
     }
 
@@ -242,10 +252,32 @@ impl Partials {
 pub struct Offered {
     partials: Partials,
     cid: ContentId,
+    settled: bool,
+}
+
+impl Offered {
+    /// The download is complete and now lives at `path`: it stays offered,
+    /// whole, for as long as the registry lives.
+    pub fn settle(mut self, path: PathBuf) {
+        let mut map = self.partials.lock();
+        if let Some(p) = map.get(&self.cid) {
+            let done = Partial {
+                part: path,
+                size: p.size,
+                outboard: p.outboard.clone(),
+                have: Have::full(p.size),
+            };
+            map.insert(self.cid, Arc::new(done));
+        }
+        self.settled = true;
+    }
 }
 
 impl Drop for Offered {
     fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
         self.partials.lock().remove(&self.cid);
         self.partials.version.send_modify(|v| *v += 1);
     }

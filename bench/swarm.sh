@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# One seeder limited to RATE, DOWNLOADERS `shoal get` starting together on
+# one file: how long until all have it, against one downloader alone?
+# Target: all finish within 4 x the lone time (a client-server system needs
+# DOWNLOADERS x). Also reports what the seeder sent, and peak RSS.
+#
+#   bench/swarm.sh [SIZE_MIB=256] [RATE_MIB=16] [DOWNLOADERS=16]
+set -euo pipefail
+SIZE_MIB=${1:-256}
+RATE_MIB=${2:-16}
+N=${3:-16}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin shoal
+SHOAL="$ROOT/target/release/shoal"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/shoal-swarm.XXXXXX")
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+wait_for() { for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "timeout waiting for $2 in $1" >&2; exit 1; }
+secs() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.3f", (e - s) / 1e9 }'; }
+
+mkdir -p "$WORK/share"
+head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom > "$WORK/share/big.bin"
+CID=$(b3sum --no-names "$WORK/share/big.bin")
+"$SHOAL" tracker --listen 127.0.0.1:0 > "$WORK/tracker.out" 2>/dev/null & PIDS+=($!)
+wait_for "$WORK/tracker.out" "listening on"
+TRACKER=$(sed -n 's/^listening on //p' "$WORK/tracker.out")
+start_seeder() {
+  "$SHOAL" --data-dir "$WORK/seed" --tracker "$TRACKER" node --share "$WORK/share" --listen 127.0.0.1:0 \
+    --name seeder --max-upload-rate "${RATE_MIB}MiB" > "$WORK/seed.out" 2>/dev/null & SEED=$!
+  PIDS+=("$SEED")
+  wait_for "$WORK/seed.out" "peer id"
+  for _ in $(seq 1 200); do
+    curl -s "$TRACKER/v1/providers/$CID" | grep -q peer_id && break; sleep 0.05
+  done
+}
+stop_seeder() { kill "$SEED"; wait "$SEED" 2>/dev/null || true; wait_for "$WORK/seed.out" "^served"; }
+
+# A lone downloader.
+start_seeder
+s=$(date +%s%N)
+"$SHOAL" -q --data-dir "$WORK/lone" --tracker "$TRACKER" get "$CID" -o "$WORK/lone/out"
+e=$(date +%s%N)
+LONE=$(secs "$s" "$e")
+cmp -s "$WORK/lone/out/big.bin" "$WORK/share/big.bin" || { echo "lone: wrong bytes" >&2; exit 1; }
+stop_seeder
+
+# N downloaders at once (the seeder restarted, so its limiter starts afresh).
+start_seeder
+s=$(date +%s%N)
+GETS=()
+for i in $(seq 1 "$N"); do
+  ( /usr/bin/time -f "%M" -o "$WORK/rss$i" "$SHOAL" -q --data-dir "$WORK/d$i" --tracker "$TRACKER" get "$CID" -o "$WORK/d$i/out" \
+      2> "$WORK/err$i"; echo $(( $(date +%s%N) )) > "$WORK/end$i" ) & GETS+=($!)
+done
+for p in "${GETS[@]}"; do wait "$p"; done
+SLOWEST=0
+for i in $(seq 1 "$N"); do
+  cmp -s "$WORK/d$i/out/big.bin" "$WORK/share/big.bin" || { echo "downloader $i: wrong bytes" >&2; cat "$WORK/err$i" >&2; exit 1; }
+  t=$(secs "$s" "$(cat "$WORK/end$i")")
+  SLOWEST=$(awk -v a="$SLOWEST" -v b="$t" 'BEGIN { print (b > a) ? b : a }')
+done
+stop_seeder
+SENT=$(sed -n 's/^served \([0-9]*\) bytes/\1/p' "$WORK/seed.out")
+RSS=$(cat "$WORK"/rss* | sort -n | tail -1)
+echo "seeder at ${RATE_MIB} MiB/s, ${SIZE_MIB} MiB file: lone downloader ${LONE} s"
+echo "$N downloaders together: all done after ${SLOWEST} s = $(awk -v a="$SLOWEST" -v b="$LONE" 'BEGIN { printf "%.2f", a / b }') x the lone time (target <= 4)"
+echo "seeder sent $(awk -v b="$SENT" -v s="$SIZE_MIB" 'BEGIN { printf "%.2f", b / (s * 1048576) }') x the file; peak RSS of a downloader $((RSS / 1024)) MiB"
