@@ -1,0 +1,266 @@
+//! The download engine with real processes on 127.0.0.1: kills and
+//! resumes, crowds trading pieces, and a provider whose bytes went bad.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+
+/// Pieces recorded as verified in a `.part.state` (0 if there is none yet).
+fn verified_pieces(state: &Path) -> u64 {
+    let Ok(text) = fs::read_to_string(state) else {
+        return 0;
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return 0;
+    };
+    let hex = v["verified"].as_str().unwrap_or("");
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .map(|b| u64::from(b.count_ones()))
+        .sum()
+}
+
+fn spawn_get(client: &Path, tracker_url: &str, target: &str, out: &Path) -> Child {
+    Command::new(BIN)
+        .args([
+            "--data-dir",
+            client.to_str().unwrap(),
+            "--tracker",
+            tracker_url,
+            "get",
+            target,
+            "-o",
+        ])
+        .arg(out)
+        .env_remove("SHOAL_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn get")
+}
+
+/// What a node says it served when it stops.
+fn served_bytes(node: &mut NodeProc) -> u64 {
+    assert!(node.proc.terminate().success());
+    node.proc
+        .wait_line("served ")
+        .trim_end_matches(" bytes")
+        .parse()
+        .expect("a byte count")
+}
+
+#[test]
+fn ten_kills_cost_at_most_a_tenth_more_than_the_file() {
+    const SIZE: u64 = 256 * 1024 * 1024;
+    const PIECES: u64 = SIZE / (256 * 1024);
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    fs::write(share.join("big.bin"), bytes(SIZE as usize, 77)).unwrap();
+    // Limited, so each run lasts long enough to be killed where we choose.
+    let t = tracker(30);
+    let mut alice = node_with(
+        &t.url,
+        &tmp.path().join("d"),
+        &share,
+        "alice",
+        30,
+        "127.0.0.1:0",
+        &["--max-upload-rate", "48MiB"],
+    );
+    let client = tmp.path().join("c");
+    wait_for_peers(&client, &t.url, &["alice"], 20);
+    let out = tmp.path().join("out");
+    let state = out.join("big.bin.part.state");
+
+    // Ten random points, in order, at least a few pieces apart.
+    let mut points: Vec<u64> = (0..10).map(|_| 8 + fastrand::u64(..PIECES - 16)).collect();
+    points.sort_unstable();
+    for (i, at) in points.iter().enumerate() {
+        let mut get = spawn_get(&client, &t.url, "alice:big.bin", &out);
+        wait_until(&format!("kill point {i} ({at} pieces)"), 60, || {
+            verified_pieces(&state) >= *at || get.try_wait().ok().flatten().is_some()
+        });
+        let _ = get.kill();
+        let _ = get.wait();
+        assert!(
+            !out.join("big.bin").exists(),
+            "killed at point {i}, yet the file is at its final path"
+        );
+    }
+    let done = spawn_get(&client, &t.url, "alice:big.bin", &out)
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(b3sum(&out.join("big.bin")), b3sum(&share.join("big.bin")));
+    assert!(!state.exists(), "the piece record outlived the download");
+    let served = served_bytes(&mut alice);
+    assert!(
+        served <= SIZE + SIZE / 10,
+        "eleven runs received {served} bytes for a file of {SIZE} ({:.3}x)",
+        served as f64 / SIZE as f64
+    );
+    eprintln!(
+        "eleven runs received {:.3}x the file",
+        served as f64 / SIZE as f64
+    );
+}
+
+#[test]
+fn a_crowd_trades_pieces_instead_of_waiting_on_the_seeder() {
+    const SIZE: usize = 32 * 1024 * 1024;
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    fs::write(share.join("f.bin"), bytes(SIZE, 12)).unwrap();
+    let t = tracker(30);
+    let mut seeder = node_with(
+        &t.url,
+        &tmp.path().join("d"),
+        &share,
+        "seeder",
+        30,
+        "127.0.0.1:0",
+        &["--max-upload-rate", "8MiB"],
+    );
+    let cid = b3sum(&share.join("f.bin"));
+    wait_until("the seeder provides it", 20, || {
+        http_get(&t.url, &format!("/v1/providers/{cid}")).contains("peer_id")
+    });
+    // Four downloaders at once: from the seeder alone, 4 x 32 MiB.
+    let gets: Vec<(Child, std::path::PathBuf)> = (0..4)
+        .map(|i| {
+            let out = tmp.path().join(format!("out{i}"));
+            let client = tmp.path().join(format!("c{i}"));
+            (spawn_get(&client, &t.url, &cid, &out), out)
+        })
+        .collect();
+    for (get, out) in gets {
+        let done = get.wait_with_output().unwrap();
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        assert_eq!(b3sum(&out.join("f.bin")), cid);
+    }
+    let served = served_bytes(&mut seeder);
+    assert!(
+        served < 2 * SIZE as u64,
+        "the seeder sent {served} bytes for four downloads of {SIZE}: the crowd did not trade"
+    );
+}
+
+#[test]
+fn a_provider_whose_bytes_went_bad_is_caught_and_remembered() {
+    const SIZE: usize = 8 * 1024 * 1024;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = bytes(SIZE, 3);
+    let t = tracker(30);
+    let mut nodes = Vec::new();
+    // The honest node is slow, so the rotten one is surely asked.
+    for (name, extra) in [
+        ("honest", &["--max-upload-rate", "2MiB"][..]),
+        ("rotten", &[][..]),
+    ] {
+        let share = tmp.path().join(format!("share-{name}"));
+        fs::create_dir_all(&share).unwrap();
+        fs::write(share.join("f.bin"), &data).unwrap();
+        nodes.push(node_with(
+            &t.url,
+            &tmp.path().join(format!("d-{name}")),
+            &share,
+            name,
+            30,
+            "127.0.0.1:0",
+            extra,
+        ));
+    }
+    let cid = b3sum(&tmp.path().join("share-honest/f.bin"));
+    let client = tmp.path().join("c");
+    wait_for_peers(&client, &t.url, &["honest", "rotten"], 20);
+    wait_until("both provide it", 20, || {
+        http_get(&t.url, &format!("/v1/providers/{cid}"))
+            .matches("peer_id")
+            .count()
+            == 2
+    });
+    // The rotten node's copy changes under it, size and time kept (as bit
+    // rot or a careless tool would): it still serves it under the old id.
+    let rotten = tmp.path().join("share-rotten/f.bin");
+    let mtime = fs::metadata(&rotten).unwrap().modified().unwrap();
+    let mut bad = data.clone();
+    for i in (0..SIZE).step_by(64 * 1024) {
+        bad[i] ^= 0xff;
+    }
+    fs::write(&rotten, &bad).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&rotten)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+
+    let out = tmp.path().join("out");
+    let done = shoal(&client, &t.url, &["get", &cid, "-o", out.to_str().unwrap()]);
+    ok(&done);
+    assert_eq!(b3sum(&out.join("f.bin")), cid);
+
+    let standings = |client: &Path| {
+        let peers = json(&shoal(client, &t.url, &["peers", "--json"]));
+        let get = |name: &str| {
+            peers
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("{name} not listed: {peers}"))["reputation"]
+                .clone()
+        };
+        (get("honest"), get("rotten"))
+    };
+    let (h, r) = standings(&client);
+    assert_eq!(r["good_pieces"], 0, "{r}");
+    let bad_pieces = r["bad_pieces"].as_u64().unwrap();
+    assert!(
+        (1..=4).contains(&bad_pieces),
+        "caught within its first pieces: {r}"
+    );
+    assert_eq!(r["verdict"], "suspect", "{r}");
+    assert_eq!(h["bad_pieces"], 0, "{h}");
+    assert!(h["good_pieces"].as_u64().unwrap() > 0, "{h}");
+    assert_eq!(h["verdict"], "good", "{h}");
+
+    // A second offence bans it (the honest node still completes the file).
+    let out2 = tmp.path().join("out2");
+    ok(&shoal(
+        &client,
+        &t.url,
+        &["get", "rotten:f.bin", "-o", out2.to_str().unwrap()],
+    ));
+    assert_eq!(b3sum(&out2.join("f.bin")), cid);
+    let (_, r) = standings(&client);
+    assert_eq!(r["verdict"], "banned", "{r}");
+    assert!(r["banned_until"].as_u64().is_some(), "{r}");
+
+    // With nobody else to ask, a banned peer is refused, saying why.
+    nodes[0].proc.terminate();
+    let out3 = tmp.path().join("out3");
+    let refused = shoal(
+        &client,
+        &t.url,
+        &["get", "rotten:f.bin", "-o", out3.to_str().unwrap()],
+    );
+    assert_eq!(refused.status.code(), Some(6), "an integrity error");
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert!(msg.contains("banned"), "{msg}");
+    assert!(!out3.join("f.bin").exists());
+}
