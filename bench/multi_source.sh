@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Four providers, each limited to RATE by --max-upload-rate: how fast does
 # one `shoal get` fetch a file from all of them? Target: 3.2 x RATE or better.
+# Also reports the downloader's peak RSS (target with 8 providers: <= 96 MiB).
 #
 #   bench/multi_source.sh [SIZE_MIB=256] [RATE_MIB=40] [PROVIDERS=4] [RUNS=3]
 set -euo pipefail
@@ -34,14 +35,17 @@ for _ in $(seq 1 200); do
 done
 
 T=()
+RSS=()
 for _ in $(seq 1 "$RUNS"); do
   rm -f "$WORK/out/big.bin"; sync
   s=$(date +%s%N)
-  "$SHOAL" -q --data-dir "$WORK/c" --tracker "$TRACKER" get "$CID" -o "$WORK/out"
+  /usr/bin/time -f "%M" -o "$WORK/rss" "$SHOAL" -q --data-dir "$WORK/c" --tracker "$TRACKER" get "$CID" -o "$WORK/out"
+  RSS+=("$(( $(cat "$WORK/rss") / 1024 ))")
   e=$(date +%s%N)
   T+=("$(awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f", (e - s) / 1e9 }')")
   cmp -s "$WORK/out/big.bin" "$WORK/share/big.bin" || { echo "wrong bytes" >&2; exit 1; }
 done
 M=$(printf '%s\n' "${T[@]}" | sort -g | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }')
 echo "$PROVIDERS providers at ${RATE_MIB} MiB/s each, ${SIZE_MIB} MiB file, runs (s): ${T[*]}"
+echo "peak RSS of the downloader per run (MiB): ${RSS[*]}"
 awk -v m="$M" -v s="$SIZE_MIB" -v r="$RATE_MIB" 'BEGIN { printf "median %.3f s = %.1f MiB/s = %.2f x the per-provider rate\n", m, s / m, s / m / r }'

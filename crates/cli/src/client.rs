@@ -215,7 +215,7 @@ async fn fetch(
         )));
     };
     Ok(if path.ends_with('/') {
-        download::get_folder(book, client, peer, path, out_dir, bar, swarm).await?
+        shoal_node::folder::get_folder(book, client, peer, path, out_dir, bar, swarm).await?
     } else {
         download::get_path(book, client, peer, path, out_dir, bar, swarm).await?
     })

@@ -108,7 +108,7 @@ pub fn local_name(remote: &str) -> Result<String> {
 
 /// Resolves a peer (saying so when only its cached address is known) and
 /// fetches its file listing.
-async fn listing(
+pub(crate) async fn listing(
     book: &PeerBook,
     client: &PeerClient,
     peer_query: &str,
@@ -149,117 +149,6 @@ pub async fn get_path(
         Err(e) => tracing::debug!(error = %e, "no other providers: tracker lookup failed"),
     }
     download_from(client, &peers, &entry, out_dir, progress, swarm).await
-}
-
-/// `get PEER:DIR/`: every file the peer shares under `DIR`, into
-/// `out_dir/<last part of DIR>/`, keeping the tree. Files are fetched
-/// several at a time over the peer's kept-alive connections. A file that
-/// is already there with the same content is skipped, so an interrupted
-/// folder download picks up where it stopped. The files are not offered to
-/// other peers while they download (they are small and many); what the
-/// peer does is recorded in `swarm`'s reputation.
-pub async fn get_folder(
-    book: &PeerBook,
-    client: &PeerClient,
-    peer_query: &str,
-    dir: &str,
-    out_dir: &Path,
-    progress: &dyn Progress,
-    swarm: &Swarm,
-) -> Result<PathBuf> {
-    use futures_util::StreamExt;
-    let (peer, files) = listing(book, client, peer_query).await?;
-    let dir = dir.trim_matches('/');
-    let root_name = local_name(dir)?;
-    let prefix = format!("{dir}/");
-    let files: Vec<FileEntry> = files
-        .into_iter()
-        .filter(|f| f.name.starts_with(&prefix))
-        .collect();
-    if files.is_empty() {
-        return Err(NodeError::NoSuchFile {
-            peer: peer.peer_id,
-            peer_short: peer.name.clone(),
-            path: prefix,
-        });
-    }
-    let root = out_dir.join(&root_name);
-    let plan = plan_folder(files, &prefix, &root)?;
-    let total: u64 = plan.iter().map(|(f, _)| f.size).sum();
-    progress.start(&format!("{root_name}/ ({} files)", plan.len()), total);
-    let quiet = Forward(progress);
-    let peers = [peer];
-    let swarm = &Swarm {
-        reputation: swarm.reputation.clone(),
-        ..Swarm::default()
-    };
-    let results: Vec<Result<PathBuf>> = futures_util::stream::iter(plan)
-        .map(|(entry, target_dir)| {
-            let (peers, quiet) = (&peers, &quiet);
-            async move {
-                let target = target_dir.join(local_name(&entry.name)?);
-                if already_there(&target, &entry) {
-                    quiet.advance(entry.size);
-                    return Ok(target);
-                }
-                download_from(client, peers, &entry, &target_dir, quiet, swarm).await
-            }
-        })
-        .buffer_unordered(FOLDER_PARALLEL)
-        .collect()
-        .await;
-    progress.finish();
-    let failed: Vec<NodeError> = results.into_iter().filter_map(|r| r.err()).collect();
-    let n = failed.len();
-    match failed.into_iter().next() {
-        None => Ok(root),
-        Some(first) => {
-            tracing::warn!(failed = n, "some files of the folder were not downloaded");
-            Err(first)
-        }
-    }
-}
-
-/// Where each file of a folder goes: under `root`, by its path below
-/// `prefix`, every component checked, so a hostile listing cannot place a
-/// file anywhere else.
-fn plan_folder(
-    files: Vec<FileEntry>,
-    prefix: &str,
-    root: &Path,
-) -> Result<Vec<(FileEntry, PathBuf)>> {
-    let mut plan = Vec::new();
-    for f in files {
-        let Some(rel) = f.name.strip_prefix(prefix) else {
-            continue;
-        };
-        let parts: Vec<&str> = rel.split('/').collect();
-        let mut target_dir = root.to_owned();
-        for part in &parts[..parts.len() - 1] {
-            target_dir.push(local_name(part)?);
-        }
-        local_name(parts[parts.len() - 1])?;
-        plan.push((f, target_dir));
-    }
-    Ok(plan)
-}
-
-/// Files fetched at once by a folder download.
-const FOLDER_PARALLEL: usize = 8;
-
-/// Whether `target` already holds exactly `entry`'s bytes.
-fn already_there(target: &Path, entry: &FileEntry) -> bool {
-    std::fs::metadata(target).is_ok_and(|m| m.is_file() && m.len() == entry.size)
-        && crate::index::hash_file(target).is_ok_and(|c| c == entry.content_id)
-}
-
-/// Passes byte counts on to a folder's single bar, ignoring per-file starts.
-struct Forward<'a>(&'a dyn Progress);
-
-impl Progress for Forward<'_> {
-    fn advance(&self, n: u64) {
-        self.0.advance(n);
-    }
 }
 
 /// Adds providers not already listed (and not ourselves).
@@ -1438,8 +1327,16 @@ impl Flusher {
     }
 }
 
-/// Gives a verified `.part` its final name without ever replacing a file.
+/// Gives a verified `.part` its final name without ever replacing a file,
+/// and makes the new name durable.
 fn publish(part: &Path, target: &Path) -> Result<()> {
+    link_into_place(part, target)?;
+    sync_dir(target)
+}
+
+/// Gives a verified `.part` its final name without ever replacing a file;
+/// the caller makes the folder durable.
+pub(crate) fn link_into_place(part: &Path, target: &Path) -> Result<()> {
     match std::fs::hard_link(part, target) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -1454,14 +1351,14 @@ fn publish(part: &Path, target: &Path) -> Result<()> {
                 return Err(NodeError::Exists(target.to_owned()));
             }
             std::fs::rename(part, target).map_err(NodeError::file("rename into place", target))?;
-            return sync_dir(target);
+            return Ok(());
         }
     }
-    std::fs::remove_file(part).map_err(NodeError::file("remove", part))?;
-    sync_dir(target)
+    std::fs::remove_file(part).map_err(NodeError::file("remove", part))
 }
 
-fn sync_dir(target: &Path) -> Result<()> {
+/// Makes the entries of the folder holding `target` durable.
+pub(crate) fn sync_dir(target: &Path) -> Result<()> {
     if let Some(dir) = target.parent()
         && let Ok(d) = File::open(dir)
     {
@@ -1473,39 +1370,6 @@ fn sync_dir(target: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn folder_plans_stay_inside_the_target() {
-        let entry = |name: &str| FileEntry {
-            name: name.into(),
-            size: 0,
-            content_id: ContentId::of(b""),
-            modified: 0,
-            encrypted: false,
-        };
-        let root = Path::new("/out/docs");
-        let plan = plan_folder(
-            vec![entry("docs/a"), entry("docs/x/y/b"), entry("other/c")],
-            "docs/",
-            root,
-        )
-        .unwrap();
-        let dirs: Vec<&Path> = plan.iter().map(|(_, d)| d.as_path()).collect();
-        assert_eq!(dirs, [Path::new("/out/docs"), Path::new("/out/docs/x/y")]);
-        for evil in [
-            "docs/../../etc/passwd",
-            "docs/x/../../y",
-            "docs//abs",
-            "docs/a\\..\\b/c",
-            "docs/nul\0/x",
-            "docs/./x",
-        ] {
-            assert!(
-                plan_folder(vec![entry(evil)], "docs/", root).is_err(),
-                "{evil:?} was planned"
-            );
-        }
-    }
 
     #[test]
     fn local_names_are_single_safe_components() {

@@ -48,6 +48,7 @@ pub mod book;
 pub mod db;
 pub mod download;
 mod error;
+pub mod folder;
 pub mod index;
 mod node;
 pub mod peer_client;

@@ -74,22 +74,37 @@ impl PeerClient {
         Ok((client, slot))
     }
 
-    /// Sends `GET path` to the first address of `peer` that answers. Pinning
-    /// failures are final; other connection failures try the next address.
+    /// Sends `GET path` to the first address of `peer` that answers.
     async fn get_once(
         &self,
         peer: &PeerRecord,
         path: &str,
         range: Option<(u64, u64)>,
     ) -> Result<reqwest::Response> {
+        self.send_once(peer, |client, addr| {
+            let req = client.get(format!("https://{addr}{path}"));
+            match range {
+                Some((start, end)) => {
+                    req.header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1))
+                }
+                None => req,
+            }
+        })
+        .await
+    }
+
+    /// Sends the request `make` builds to the first address of `peer` that
+    /// answers. Pinning failures are final; other connection failures try
+    /// the next address.
+    async fn send_once(
+        &self,
+        peer: &PeerRecord,
+        make: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
         let (client, slot) = self.client(peer.peer_id)?;
         let mut last = String::from("it has no addresses");
         for addr in &peer.addrs {
-            let mut req = client.get(format!("https://{addr}{path}"));
-            if let Some((start, end)) = range {
-                req = req.header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1));
-            }
-            match req.send().await {
+            match make(&client, addr).send().await {
                 Ok(resp) => return Ok(resp),
                 Err(e) => {
                     if let Some(wrong) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -100,6 +115,21 @@ impl PeerClient {
             }
         }
         Err(NodeError::unreachable(peer, last))
+    }
+
+    /// Starts fetching many small files at once (see
+    /// [`crate::server::MAX_BUNDLE`] for the answer's framing). One attempt;
+    /// the answer is returned whatever its status.
+    pub async fn bundle(&self, peer: &PeerRecord, ids: &[ContentId]) -> Result<reqwest::Response> {
+        let body = serde_json::to_vec(ids)
+            .map_err(|e| NodeError::Internal(format!("cannot encode a bundle request: {e}")))?;
+        self.send_once(peer, |client, addr| {
+            client
+                .post(format!("https://{addr}/v1/bundle"))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        })
+        .await
     }
 
     async fn get_ok(

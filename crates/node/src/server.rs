@@ -112,6 +112,7 @@ pub fn router(
         .route("/v1/content/{content_id}", get(content))
         .route("/v1/content/{content_id}/outboard", get(outboard))
         .route("/v1/content/{content_id}/have", get(have))
+        .route("/v1/bundle", axum::routing::post(bundle))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(ApiState {
             index,
@@ -328,10 +329,7 @@ async fn content(
             .map_err(|_| gone())?;
     }
     let Ok(slot) = st.limits.slots.clone().try_acquire_owned() else {
-        return Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many downloads from this node right now; try again or another peer".into(),
-        ));
+        return Err(busy());
     };
     let body = Body::from_stream(stream_file(file, len, st.limits.clone(), slot));
     let mut resp = Response::new(body);
@@ -352,6 +350,95 @@ async fn content(
         h.insert(header::CONTENT_RANGE, v);
     }
     Ok(resp)
+}
+
+/// Most content ids in one bundle request.
+pub const MAX_BUNDLE: usize = 1024;
+/// Largest file sent in a bundle; larger ones are fetched by range.
+pub const MAX_BUNDLE_FILE: u64 = crate::pieces::PIECE_SIZE;
+
+/// Frame status in a bundle: the file's bytes follow.
+pub const BUNDLE_OK: u8 = 0;
+/// Frame status in a bundle: not shared here (or changed since indexed).
+pub const BUNDLE_MISSING: u8 = 1;
+/// Frame status in a bundle: too large for a bundle; fetch it by range.
+pub const BUNDLE_TOO_LARGE: u8 = 2;
+
+/// Many small files in one answer, so a folder of thousands of files is
+/// not thousands of round trips. The body is a JSON array of content ids;
+/// the answer is, for each in order, a frame: a status byte, the length
+/// (8 bytes, little-endian; 0 unless the status is [`BUNDLE_OK`]), then
+/// that many bytes.
+async fn bundle(
+    State(st): State<ApiState>,
+    Extension(peer): Extension<RemotePeer>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ids: Vec<ContentId> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be a JSON array of content ids: {e}"),
+        )
+    })?;
+    if ids.len() > MAX_BUNDLE {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("at most {MAX_BUNDLE} content ids per bundle"),
+        ));
+    }
+    let Ok(slot) = st.limits.slots.clone().try_acquire_owned() else {
+        return Err(busy());
+    };
+    tracing::debug!(peer = %peer.0.short(), files = ids.len(), "serving a bundle");
+    let limits = st.limits.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut buf: Vec<u8> = Vec::with_capacity(STREAM_CHUNK + 64);
+        for cid in ids {
+            let file = open_shared(&st, cid)
+                .ok()
+                .map(|(f, shared)| (f, shared.stamp.size));
+            let (status, data) = match file {
+                None => (BUNDLE_MISSING, Vec::new()),
+                Some((_, size)) if size > MAX_BUNDLE_FILE => (BUNDLE_TOO_LARGE, Vec::new()),
+                Some((f, size)) => {
+                    let mut data = Vec::with_capacity(size as usize);
+                    match f.take(size).read_to_end(&mut data) {
+                        Ok(n) if n as u64 == size => (BUNDLE_OK, data),
+                        _ => (BUNDLE_MISSING, Vec::new()),
+                    }
+                }
+            };
+            buf.push(status);
+            buf.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            buf.extend_from_slice(&data);
+            if buf.len() >= STREAM_CHUNK {
+                let chunk = Bytes::from(std::mem::take(&mut buf));
+                if tx.blocking_send(Ok(chunk)).is_err() {
+                    return; // the client went away
+                }
+            }
+        }
+        if !buf.is_empty() {
+            let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+        }
+    });
+    let body = Body::from_stream(limited(rx, limits, slot));
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+fn busy() -> ApiError {
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many downloads from this node right now; try again or another peer".into(),
+    )
 }
 
 /// Streams `len` bytes of `file` from a blocking thread, a few chunks ahead
@@ -381,7 +468,16 @@ fn stream_file(
             }
         }
     });
-    // The upload slot is held until the stream ends or is dropped.
+    limited(rx, limits, slot)
+}
+
+/// Passes chunks on at the upload rate, counting them, holding the upload
+/// slot until the stream ends or is dropped.
+fn limited(
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    limits: Uploads,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
     futures_util::stream::unfold((rx, limits, slot), |(mut rx, limits, slot)| async move {
         let item = rx.recv().await?;
         if let Ok(b) = &item {
