@@ -51,6 +51,19 @@ pub async fn get_folder(
     swarm: &Swarm,
 ) -> Result<PathBuf> {
     let (peer, files) = listing(book, client, peer_query).await?;
+    download_folder(client, peer, files, dir, out_dir, progress, swarm).await
+}
+
+/// [`get_folder`] once the peer and its listing are known.
+pub async fn download_folder(
+    client: &PeerClient,
+    peer: PeerRecord,
+    files: Vec<FileEntry>,
+    dir: &str,
+    out_dir: &Path,
+    progress: &dyn Progress,
+    swarm: &Swarm,
+) -> Result<PathBuf> {
     let dir = dir.trim_matches('/');
     let root_name = local_name(dir)?;
     let prefix = format!("{dir}/");
@@ -194,10 +207,6 @@ impl Bundles<'_> {
     /// Fetches one bundle, checks every file against its content id, and
     /// writes the good ones into place.
     async fn fetch(&self, batch: Vec<(FileEntry, PathBuf)>) -> Outcome {
-        let failed_all = |batch: &[(FileEntry, PathBuf)], e: &dyn Fn() -> NodeError| Outcome {
-            results: batch.iter().map(|_| Err(e())).collect(),
-            too_large: Vec::new(),
-        };
         if self.lying.load(Ordering::Relaxed) {
             return Outcome::default();
         }
@@ -206,12 +215,15 @@ impl Bundles<'_> {
             Ok(b) => b,
             Err(e) => {
                 self.tally_mut().failed = true;
-                let msg = e.to_string();
-                tracing::warn!(peer = %self.peer.name, error = %msg, "a bundle of files failed");
-                let peer = self.peer.clone();
-                return failed_all(&batch, &move || {
-                    NodeError::unreachable(&peer, format!("a bundle of files failed: {msg}"))
-                });
+                tracing::warn!(peer = %self.peer.name, error = %e, "a bundle of files failed");
+                // Each file of the bundle failed the same way.
+                let mut results: Vec<Result<PathBuf>> =
+                    batch.iter().skip(1).map(|_| Err(again(&e))).collect();
+                results.insert(0, Err(e));
+                return Outcome {
+                    results,
+                    too_large: Vec::new(),
+                };
             }
         };
         let mut outcome = Outcome::default();
@@ -321,6 +333,38 @@ impl Bundles<'_> {
             body.extend_from_slice(&chunk);
         }
         Ok(body)
+    }
+}
+
+/// An error of the same kind and message as `e`, for the other files a
+/// failed request was carrying.
+fn again(e: &NodeError) -> NodeError {
+    match e {
+        NodeError::Protocol { peer, reason } => NodeError::Protocol {
+            peer: *peer,
+            reason: reason.clone(),
+        },
+        NodeError::PeerRefused {
+            peer,
+            status,
+            message,
+        } => NodeError::PeerRefused {
+            peer: *peer,
+            status: *status,
+            message: message.clone(),
+        },
+        NodeError::PeerUnreachable {
+            peer,
+            name,
+            addrs,
+            reason,
+        } => NodeError::PeerUnreachable {
+            peer: *peer,
+            name: name.clone(),
+            addrs: addrs.clone(),
+            reason: reason.clone(),
+        },
+        other => NodeError::Internal(other.to_string()),
     }
 }
 

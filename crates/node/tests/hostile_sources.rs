@@ -388,3 +388,156 @@ async fn a_peer_that_lists_pieces_it_never_sends_costs_nothing_beside_an_honest_
     .unwrap();
     assert_eq!(std::fs::read(path).unwrap(), *data);
 }
+
+/// A fake peer sharing a folder of small files, serving bundles with `fault`.
+#[derive(Clone)]
+struct FakeFolder {
+    files: Arc<Vec<(FileEntry, Vec<u8>)>>,
+    fault: Fault,
+}
+
+async fn folder_files(State(f): State<FakeFolder>) -> axum::Json<Vec<FileEntry>> {
+    axum::Json(f.files.iter().map(|(e, _)| e.clone()).collect())
+}
+
+async fn folder_bundle(State(f): State<FakeFolder>, body: bytes::Bytes) -> Vec<u8> {
+    let ids: Vec<shoal_core::ContentId> = serde_json::from_slice(&body).unwrap();
+    let mut out = Vec::new();
+    for id in ids {
+        let (_, data) = f.files.iter().find(|(e, _)| e.content_id == id).unwrap();
+        let mut data = data.clone();
+        match f.fault {
+            Fault::CorruptByte => data[0] ^= 1,
+            Fault::ExtraBytes => data.extend_from_slice(b"more"),
+            _ => {}
+        }
+        out.push(0u8);
+        out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        out.extend_from_slice(&data);
+    }
+    if f.fault == Fault::ShortBody {
+        out.truncate(out.len() / 2);
+    }
+    out
+}
+
+async fn fake_folder_peer(
+    fault: Fault,
+) -> (PeerRecord, Vec<FileEntry>, tokio_util::sync::DropGuard) {
+    let files: Vec<(FileEntry, Vec<u8>)> = (0..40)
+        .map(|i| {
+            let data = format!("file number {i}").repeat(i + 1).into_bytes();
+            let entry = FileEntry {
+                name: format!("docs/d{}/f{i}.txt", i % 3),
+                size: data.len() as u64,
+                content_id: shoal_core::ContentId::of(&data),
+                modified: 0,
+                encrypted: false,
+            };
+            (entry, data)
+        })
+        .collect();
+    let listing: Vec<FileEntry> = files.iter().map(|(e, _)| e.clone()).collect();
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(200);
+    let identity =
+        Identity::from_seed([NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed); 32]);
+    let app = Router::new()
+        .route("/v1/files", get(folder_files))
+        .route("/v1/bundle", axum::routing::post(folder_bundle))
+        .with_state(FakeFolder {
+            files: Arc::new(files),
+            fault,
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let tls = shoal_node::tls::server_config(&identity).unwrap();
+    tokio::spawn(shoal_node::server::serve(listener, tls, app, stop.clone()));
+    let record = PeerRecord {
+        peer_id: identity.peer_id(),
+        name: format!("folder-{fault:?}"),
+        addrs: vec![addr.to_string()],
+        expires_in: 60,
+    };
+    (record, listing, stop.drop_guard())
+}
+
+#[tokio::test]
+async fn a_lying_bundle_never_leaves_a_wrong_file() {
+    let out = tempfile::tempdir().unwrap();
+    let reputation = Reputation::new(out.path(), Default::default());
+    let swarm = Swarm {
+        reputation: Some(reputation.clone()),
+        ..Swarm::default()
+    };
+    for (fault, kind) in [
+        (Fault::CorruptByte, ErrorKind::Integrity),
+        (Fault::ExtraBytes, ErrorKind::Protocol),
+        (Fault::ShortBody, ErrorKind::Protocol),
+    ] {
+        let (peer, listing, _guard) = fake_folder_peer(fault).await;
+        let err = shoal_node::folder::download_folder(
+            &client(),
+            peer.clone(),
+            listing.clone(),
+            "docs/",
+            out.path(),
+            &NoProgress,
+            &swarm,
+        )
+        .await
+        .expect_err(&format!("{fault:?} was accepted"));
+        assert_eq!(err.kind(), kind, "{fault:?}: {err}");
+        // Whatever is at a final path is right.
+        for e in &listing {
+            let path = out.path().join(&e.name);
+            if let Ok(got) = std::fs::read(&path) {
+                assert_eq!(
+                    shoal_core::ContentId::of(&got),
+                    e.content_id,
+                    "{fault:?}: {}",
+                    e.name
+                );
+            }
+        }
+        if fault == Fault::CorruptByte {
+            let s = &reputation.all().unwrap()[&peer.peer_id];
+            assert!(s.bad_pieces >= 1 && s.good_pieces == 0, "{s:?}");
+        }
+    }
+    // An honest peer then fills in everything.
+    let (peer, listing, _guard) = fake_folder_peer(Fault::Honest).await;
+    let root = shoal_node::folder::download_folder(
+        &client(),
+        peer,
+        listing.clone(),
+        "docs/",
+        out.path(),
+        &NoProgress,
+        &swarm,
+    )
+    .await
+    .unwrap();
+    for e in &listing {
+        let got = std::fs::read(out.path().join(&e.name)).unwrap();
+        assert_eq!(shoal_core::ContentId::of(&got), e.content_id, "{}", e.name);
+    }
+    let leftovers: Vec<_> = walk(&root)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

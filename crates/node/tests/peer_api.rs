@@ -263,3 +263,53 @@ async fn hostile_requests_get_4xx_and_the_node_keeps_serving() {
     // Still serving, and nothing changed.
     assert_eq!(client(4).files(&f.record).await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn bundles_carry_small_files_and_say_which_they_cannot() {
+    let f = fixture().await;
+    let c = client(5);
+    let hello = ContentId::of(b"hello world");
+    let inner = ContentId::of(&vec![5u8; 70_000]);
+    let unknown = ContentId::of(b"not shared here");
+    let outside = ContentId::of(&f.outside_secret);
+    let resp = c
+        .bundle(&f.record, &[hello, unknown, inner, outside, hello])
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.unwrap();
+    let mut frames = Vec::new();
+    let mut rest = &body[..];
+    while !rest.is_empty() {
+        let status = rest[0];
+        let len = u64::from_le_bytes(rest[1..9].try_into().unwrap()) as usize;
+        frames.push((status, rest[9..9 + len].to_vec()));
+        rest = &rest[9 + len..];
+    }
+    assert_eq!(frames.len(), 5);
+    assert_eq!(frames[0], (0, b"hello world".to_vec()));
+    assert_eq!(frames[1], (1, Vec::new()), "not shared");
+    assert_eq!(frames[2], (0, vec![5u8; 70_000]));
+    assert_eq!(frames[3], (1, Vec::new()), "the symlink out of the share");
+    assert_eq!(frames[4], (0, b"hello world".to_vec()));
+
+    // Which pieces: all of a shared file.
+    let map = c.have(&f.record, inner).await.unwrap();
+    assert!(map.complete && map.size == 70_000 && map.pieces.is_none());
+    assert!(c.have(&f.record, unknown).await.is_err());
+
+    // Hostile bundles: too many ids, not ids, not JSON.
+    let many = vec![hello; shoal_node::server::MAX_BUNDLE + 1];
+    assert_eq!(c.bundle(&f.record, &many).await.unwrap().status(), 400);
+    for body in [&b"[\"../../etc/passwd\"]"[..], b"{}", b"\xff\xfe", b""] {
+        let req = format!(
+            "POST /v1/bundle HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        let resp = raw(&f, 5, &bytes).await;
+        assert_eq!(status(&resp), 400, "{body:?}");
+        assert!(!resp.contains("root:x"));
+    }
+}
