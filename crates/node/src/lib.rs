@@ -21,6 +21,7 @@
 //! | `GET /v1/content/{content_id}` | 200 the bytes; with `Range: bytes=a-b`, 206 and that range |
 //! | `GET /v1/content/{content_id}/outboard` | 200 the BLAKE3 tree's parent hashes (see [`pieces`]) |
 //! | `GET /v1/content/{content_id}/have` | 200 `PieceMap`: `{size, piece_size, complete, pieces?}` |
+//! | `POST /v1/bundle` with `[content_id, ...]` (at most 1024) | 200 a frame per id: status byte (0 data, 1 not shared, 2 too large), length (u64 LE), bytes |
 //!
 //! `name` is a path relative to the share, `/`-separated. `content_id` is
 //! the BLAKE3 hash of the bytes as 64 lowercase hex characters (`b3sum`'s
