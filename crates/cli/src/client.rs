@@ -246,8 +246,15 @@ async fn start_seeder(ctx: &Context, max_upload_rate: Option<u64>) -> Option<Nod
             tracing::debug!(url = %node.url(), "offering verified pieces to other peers");
             Some(node)
         }
+        Err(shoal_node::NodeError::DataDirInUse(_)) => {
+            tracing::info!(
+                "a node runs with this data dir, so this download is not offered to other peers; \
+                 use another --data-dir for get to offer it"
+            );
+            None
+        }
         Err(e) => {
-            tracing::info!(error = %e, "not offering pieces to other peers while downloading");
+            tracing::warn!(error = %e, "not offering pieces to other peers while downloading");
             None
         }
     }

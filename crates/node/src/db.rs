@@ -42,13 +42,11 @@ impl NodeDb {
     pub fn open(data_dir: &Path) -> Result<Self> {
         let path = data_dir.join(DB_FILE);
         std::fs::create_dir_all(data_dir).map_err(NodeError::file("create", data_dir))?;
-        let db = Database::create(&path).map_err(|e| NodeError::Database {
-            path: path.clone(),
-            reason: match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    "already in use by another shoal node; give each node its own --data-dir".into()
-                }
-                other => other.to_string(),
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => NodeError::DataDirInUse(path.clone()),
+            other => NodeError::Database {
+                path: path.clone(),
+                reason: other.to_string(),
             },
         })?;
         let this = Self { db, path };
@@ -170,7 +168,7 @@ mod tests {
             db.update(&[(p.clone(), s, c)], &[]).unwrap();
             assert!(matches!(
                 NodeDb::open(dir.path()),
-                Err(NodeError::Database { .. })
+                Err(NodeError::DataDirInUse(_))
             ));
         }
         let db = NodeDb::open(dir.path()).unwrap();

@@ -154,6 +154,11 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// Another process (a running node) has the data dir's database open.
+    #[error(
+        "node database {0} is already in use by another shoal node; give each node its own --data-dir"
+    )]
+    DataDirInUse(PathBuf),
     /// The embedded database failed.
     #[error("node database {path}: {reason}")]
     Database {
@@ -222,7 +227,9 @@ impl HasKind for NodeError {
             NodeError::ChangedSource { .. } => ErrorKind::Conflict,
             NodeError::Exists(_) => ErrorKind::Conflict,
             NodeError::UnsafeName(_) => ErrorKind::Protocol,
-            NodeError::File { .. } | NodeError::Database { .. } => ErrorKind::File,
+            NodeError::File { .. } | NodeError::Database { .. } | NodeError::DataDirInUse(_) => {
+                ErrorKind::File
+            }
             NodeError::Tls(_) | NodeError::Internal(_) => ErrorKind::Internal,
         }
     }
