@@ -21,6 +21,9 @@ pub enum ErrorKind {
     File,
     /// The target already exists and was left alone.
     Conflict,
+    /// An encrypted file could not be opened: wrong passphrase, not meant
+    /// for this peer, or not an encrypted file at all.
+    Decryption,
     /// A bug or an unexpected state.
     Internal,
 }
@@ -38,6 +41,7 @@ impl ErrorKind {
             ErrorKind::Protocol => 7,
             ErrorKind::File => 8,
             ErrorKind::Conflict => 9,
+            ErrorKind::Decryption => 10,
         }
     }
 }

@@ -1,0 +1,498 @@
+//! At-rest encryption for Shoal, shared by the CLI, the node and the GUI.
+//!
+//! Files are [age](https://age-encryption.org/v1) files: streamed in 64 KiB
+//! authenticated chunks, so memory stays constant and a flipped bit or a
+//! cut-off file is an error, never wrong output. A file is locked either
+//! with a passphrase (scrypt with a random salt per file) or to one or more
+//! peers' keys ([`PeerKey`]), which open it with their own identity and no
+//! passphrase. [`legacy`] opens the files the Python seed encrypted.
+//!
+//! The file functions never leave partial output: they write a temporary
+//! file beside the target and give it the target's name only when
+//! everything verified, without replacing an existing file.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod legacy;
+mod peer;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use age::secrecy::SecretString;
+use shoal_core::{ErrorKind, HasKind, Identity};
+
+pub use peer::{PeerIdentity, PeerKey};
+
+/// The magic line every age file starts with.
+pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+
+/// What goes wrong while encrypting or decrypting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptError {
+    /// The passphrase does not open the file.
+    #[error("the passphrase is wrong (or the file was changed)")]
+    WrongPassphrase,
+    /// The file is encrypted to other keys.
+    #[error("this file is not encrypted for this peer ({0}); it was meant for someone else")]
+    NotForUs(String),
+    /// The file is encrypted with a passphrase, and none was given.
+    #[error(
+        "this file is locked with a passphrase; give one (--passphrase-file F, or at the prompt)"
+    )]
+    NeedsPassphrase,
+    /// The file is encrypted to peers, and a passphrase was given.
+    #[error(
+        "this file is encrypted to peers' keys, not with a passphrase; open it as the peer it was meant for"
+    )]
+    NeedsKey,
+    /// Not an encrypted file at all.
+    #[error("not an encrypted file (no age header); nothing to decrypt")]
+    NotEncrypted,
+    /// The ciphertext is damaged or cut short.
+    #[error("the encrypted data is damaged or cut short: {0}")]
+    Corrupt(String),
+    /// A passphrase must not be empty.
+    #[error("an empty passphrase protects nothing; choose a real one")]
+    EmptyPassphrase,
+    /// A recipient could not be used.
+    #[error("cannot encrypt to that recipient: {0}")]
+    BadRecipient(String),
+    /// The file asks for more scrypt work than this machine allows.
+    #[error("the file's passphrase needs too much work to check (2^{0}); it may be hostile")]
+    ExcessiveWork(u8),
+    /// The output exists and was left alone.
+    #[error("{0} already exists; move it away or choose another output with -o")]
+    Exists(PathBuf),
+    /// Reading or writing a file failed.
+    #[error("cannot {action} {path}")]
+    File {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl HasKind for CryptError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            CryptError::WrongPassphrase
+            | CryptError::NotForUs(_)
+            | CryptError::NeedsPassphrase
+            | CryptError::NeedsKey
+            | CryptError::NotEncrypted
+            | CryptError::Corrupt(_)
+            | CryptError::ExcessiveWork(_) => ErrorKind::Decryption,
+            CryptError::EmptyPassphrase | CryptError::BadRecipient(_) => ErrorKind::Usage,
+            CryptError::Exists(_) => ErrorKind::Conflict,
+            CryptError::File { .. } => ErrorKind::File,
+        }
+    }
+}
+
+fn file_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CryptError {
+    let path = path.to_owned();
+    move |source| CryptError::File {
+        action,
+        path,
+        source,
+    }
+}
+
+/// How a file is locked.
+pub enum Lock {
+    /// With a passphrase (scrypt, random salt).
+    Passphrase(SecretString),
+    /// To these peers' keys (each can open it alone).
+    Peers(Vec<PeerKey>),
+}
+
+/// How a file is opened.
+pub enum Key<'a> {
+    /// With a passphrase.
+    Passphrase(SecretString),
+    /// With this node's own key.
+    Identity(&'a Identity),
+}
+
+/// A passphrase, refused if empty.
+pub fn passphrase(text: String) -> Result<SecretString, CryptError> {
+    let text = text.trim_end_matches(['\n', '\r']).to_owned();
+    if text.is_empty() {
+        return Err(CryptError::EmptyPassphrase);
+    }
+    Ok(SecretString::from(text))
+}
+
+/// Encrypts everything `input` yields into `output`; returns the
+/// plaintext length.
+pub fn encrypt(
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+    lock: &Lock,
+) -> Result<u64, CryptError> {
+    let encryptor = match lock {
+        Lock::Passphrase(p) => age::Encryptor::with_user_passphrase(p.clone()),
+        Lock::Peers(keys) if keys.is_empty() => {
+            return Err(CryptError::BadRecipient("no recipient given".into()));
+        }
+        Lock::Peers(keys) => {
+            age::Encryptor::with_recipients(keys.iter().map(|k| k as &dyn age::Recipient))
+                .map_err(|e| CryptError::BadRecipient(e.to_string()))?
+        }
+    };
+    let io = |source: std::io::Error| CryptError::File {
+        action: "encrypt into",
+        path: PathBuf::from("the output"),
+        source,
+    };
+    let mut writer = encryptor.wrap_output(output).map_err(io)?;
+    let n = std::io::copy(input, &mut writer).map_err(io)?;
+    writer.finish().map_err(io)?;
+    Ok(n)
+}
+
+/// Whether `input` starts like an age file.
+pub fn is_age(prefix: &[u8]) -> bool {
+    prefix.starts_with(AGE_MAGIC) || AGE_MAGIC.starts_with(prefix) && !prefix.is_empty()
+}
+
+/// What an age file's header asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// A passphrase.
+    Passphrase,
+    /// A key it was encrypted to.
+    Key,
+}
+
+/// Reads the header of an encrypted file to tell what opens it.
+pub fn needs(path: &Path) -> Result<Needs, CryptError> {
+    let file = std::fs::File::open(path).map_err(file_err("open", path))?;
+    let decryptor = age::Decryptor::new_buffered(BufReader::new(file)).map_err(header_error)?;
+    Ok(if decryptor.is_scrypt() {
+        Needs::Passphrase
+    } else {
+        Needs::Key
+    })
+}
+
+fn header_error(e: age::DecryptError) -> CryptError {
+    match e {
+        age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => {
+            CryptError::NotEncrypted
+        }
+        age::DecryptError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            CryptError::NotEncrypted
+        }
+        other => CryptError::Corrupt(other.to_string()),
+    }
+}
+
+/// Decrypts `input` into `output`, checking every chunk; returns the
+/// plaintext length. On error, `output` holds an unverified prefix: the
+/// caller must throw it away (the file functions do).
+pub fn decrypt(
+    input: impl BufRead,
+    output: &mut dyn Write,
+    key: &Key<'_>,
+) -> Result<u64, CryptError> {
+    let decryptor = age::Decryptor::new_buffered(input).map_err(header_error)?;
+    let scrypt = decryptor.is_scrypt();
+    let mut reader = match key {
+        Key::Passphrase(_) if !scrypt => return Err(CryptError::NeedsKey),
+        Key::Identity(_) if scrypt => return Err(CryptError::NeedsPassphrase),
+        Key::Passphrase(p) => {
+            let id = age::scrypt::Identity::new(p.clone());
+            decryptor.decrypt(std::iter::once(&id as &dyn age::Identity))
+        }
+        Key::Identity(me) => {
+            let id = PeerIdentity::new(me);
+            decryptor.decrypt(std::iter::once(&id as &dyn age::Identity))
+        }
+    }
+    .map_err(|e| match (e, key) {
+        (age::DecryptError::ExcessiveWork { required, .. }, _) => {
+            CryptError::ExcessiveWork(required)
+        }
+        (
+            age::DecryptError::NoMatchingKeys | age::DecryptError::DecryptionFailed,
+            Key::Passphrase(_),
+        ) => CryptError::WrongPassphrase,
+        (age::DecryptError::NoMatchingKeys, Key::Identity(me)) => {
+            CryptError::NotForUs(me.peer_id().short())
+        }
+        (age::DecryptError::InvalidMac, Key::Passphrase(_)) => CryptError::WrongPassphrase,
+        (other, _) => CryptError::Corrupt(other.to_string()),
+    })?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CryptError::Corrupt(e.to_string())),
+        };
+        output
+            .write_all(&buf[..n])
+            .map_err(|source| CryptError::File {
+                action: "write",
+                path: PathBuf::from("the output"),
+                source,
+            })?;
+        total += n as u64;
+    }
+    Ok(total)
+}
+
+/// A temporary file beside `target`, given `target`'s name by
+/// [`Staged::commit`] (never replacing a file) or removed when dropped.
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+    target: PathBuf,
+}
+
+impl Staged {
+    /// Starts writing what will become `target`.
+    pub fn new(target: &Path) -> Result<Self, CryptError> {
+        if target.symlink_metadata().is_ok() {
+            return Err(CryptError::Exists(target.to_owned()));
+        }
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".shoal-")
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(file_err("create a file in", &dir))?;
+        Ok(Self {
+            tmp,
+            target: target.to_owned(),
+        })
+    }
+
+    /// The file being written.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        self.tmp.as_file_mut()
+    }
+
+    /// Syncs the file and gives it its final name.
+    pub fn commit(self) -> Result<PathBuf, CryptError> {
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(file_err("sync", &self.target))?;
+        let target = self.target;
+        self.tmp.persist_noclobber(&target).map_err(|e| {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                CryptError::Exists(target.clone())
+            } else {
+                CryptError::File {
+                    action: "name",
+                    path: target.clone(),
+                    source: e.error,
+                }
+            }
+        })?;
+        if let Some(dir) = target.parent()
+            && let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })
+        {
+            let _ = d.sync_all();
+        }
+        Ok(target)
+    }
+}
+
+/// Encrypts the file `src` into a new file `dst`.
+pub fn encrypt_file(src: &Path, dst: &Path, lock: &Lock) -> Result<u64, CryptError> {
+    let mut input = std::fs::File::open(src).map_err(file_err("open", src))?;
+    if input.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(CryptError::File {
+            action: "encrypt",
+            path: src.to_owned(),
+            source: std::io::Error::from(std::io::ErrorKind::IsADirectory),
+        });
+    }
+    let mut out = Staged::new(dst)?;
+    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, out.file());
+    let n = encrypt(&mut input, &mut writer, lock)?;
+    writer.flush().map_err(file_err("write", dst))?;
+    drop(writer);
+    out.commit()?;
+    Ok(n)
+}
+
+/// Decrypts the file `src` into a new file `dst`; nothing is left at `dst`
+/// unless every byte verified.
+pub fn decrypt_file(src: &Path, dst: &Path, key: &Key<'_>) -> Result<u64, CryptError> {
+    let input = std::fs::File::open(src).map_err(file_err("open", src))?;
+    if input.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(CryptError::File {
+            action: "decrypt",
+            path: src.to_owned(),
+            source: std::io::Error::from(std::io::ErrorKind::IsADirectory),
+        });
+    }
+    let mut out = Staged::new(dst)?;
+    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, out.file());
+    let n = decrypt(
+        BufReader::with_capacity(256 * 1024, input),
+        &mut writer,
+        key,
+    )?;
+    writer.flush().map_err(file_err("write", dst))?;
+    drop(writer);
+    out.commit()?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pass(s: &str) -> SecretString {
+        passphrase(s.to_owned()).unwrap()
+    }
+
+    fn sample(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    fn round_trip(data: &[u8], lock: &Lock, key: &Key<'_>) -> Vec<u8> {
+        let mut ct = Vec::new();
+        encrypt(&mut &data[..], &mut ct, lock).unwrap();
+        assert!(ct.starts_with(AGE_MAGIC));
+        let mut pt = Vec::new();
+        decrypt(&ct[..], &mut pt, key).unwrap();
+        pt
+    }
+
+    #[test]
+    fn round_trips_at_the_chunk_edges() {
+        let me = Identity::from_seed([1; 32]);
+        for n in [0, 1, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, 200_000] {
+            let data = sample(n);
+            let peers = Lock::Peers(vec![PeerKey::of_peer(&me.peer_id()).unwrap()]);
+            assert_eq!(round_trip(&data, &peers, &Key::Identity(&me)), data, "{n}");
+        }
+        let data = sample(64 * 1024 + 1);
+        assert_eq!(
+            round_trip(
+                &data,
+                &Lock::Passphrase(pass("pw")),
+                &Key::Passphrase(pass("pw"))
+            ),
+            data
+        );
+    }
+
+    #[test]
+    fn the_wrong_key_or_passphrase_is_a_clear_error() {
+        let (me, other) = (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]));
+        let mut ct = Vec::new();
+        let lock = Lock::Peers(vec![PeerKey::of_peer(&me.peer_id()).unwrap()]);
+        encrypt(&mut &b"secret"[..], &mut ct, &lock).unwrap();
+        let mut out = Vec::new();
+        let e = decrypt(&ct[..], &mut out, &Key::Identity(&other)).unwrap_err();
+        assert!(matches!(e, CryptError::NotForUs(_)), "{e}");
+        let e = decrypt(&ct[..], &mut out, &Key::Passphrase(pass("x"))).unwrap_err();
+        assert!(matches!(e, CryptError::NeedsKey), "{e}");
+        assert!(out.is_empty());
+
+        let mut ct = Vec::new();
+        encrypt(
+            &mut &b"secret"[..],
+            &mut ct,
+            &Lock::Passphrase(pass("right")),
+        )
+        .unwrap();
+        let e = decrypt(&ct[..], &mut out, &Key::Passphrase(pass("wrong"))).unwrap_err();
+        assert!(matches!(e, CryptError::WrongPassphrase), "{e}");
+        let e = decrypt(&ct[..], &mut out, &Key::Identity(&me)).unwrap_err();
+        assert!(matches!(e, CryptError::NeedsPassphrase), "{e}");
+        assert!(out.is_empty());
+        assert_eq!(e.kind(), ErrorKind::Decryption);
+        assert!(matches!(
+            passphrase("\n".into()),
+            Err(CryptError::EmptyPassphrase)
+        ));
+    }
+
+    #[test]
+    fn every_flipped_bit_and_every_cut_is_caught() {
+        let me = Identity::from_seed([3; 32]);
+        let data = sample(3 * 64 * 1024 + 5);
+        let mut ct = Vec::new();
+        let lock = Lock::Peers(vec![PeerKey::of_peer(&me.peer_id()).unwrap()]);
+        encrypt(&mut &data[..], &mut ct, &lock).unwrap();
+        let step = ct.len() / 97;
+        for i in (0..ct.len()).step_by(step.max(1)).chain([ct.len() - 1]) {
+            let mut bad = ct.clone();
+            bad[i] ^= 0x10;
+            let mut out = Vec::new();
+            assert!(
+                decrypt(&bad[..], &mut out, &Key::Identity(&me)).is_err(),
+                "flip at {i} of {}",
+                ct.len()
+            );
+        }
+        for cut in [0, 10, 100, ct.len() / 2, ct.len() - 17, ct.len() - 1] {
+            let mut out = Vec::new();
+            assert!(
+                decrypt(&ct[..cut], &mut out, &Key::Identity(&me)).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut out = Vec::new();
+        let e = decrypt(&b"just some text\n"[..], &mut out, &Key::Identity(&me)).unwrap_err();
+        assert!(matches!(e, CryptError::NotEncrypted), "{e}");
+    }
+
+    #[test]
+    fn files_appear_only_when_complete_and_never_replace_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Identity::from_seed([4; 32]);
+        let src = dir.path().join("plain.txt");
+        std::fs::write(&src, sample(100_000)).unwrap();
+        let ct = dir.path().join("plain.txt.age");
+        let lock = Lock::Peers(vec![PeerKey::of_peer(&me.peer_id()).unwrap()]);
+        encrypt_file(&src, &ct, &lock).unwrap();
+        assert!(matches!(
+            encrypt_file(&src, &ct, &lock),
+            Err(CryptError::Exists(_))
+        ));
+        // A damaged copy: an error and no output.
+        let mut bytes = std::fs::read(&ct).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let damaged = dir.path().join("damaged.age");
+        std::fs::write(&damaged, bytes).unwrap();
+        let out = dir.path().join("out.txt");
+        assert!(decrypt_file(&damaged, &out, &Key::Identity(&me)).is_err());
+        assert!(!out.exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        decrypt_file(&ct, &out, &Key::Identity(&me)).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), sample(100_000));
+        assert!(matches!(
+            decrypt_file(&ct, &out, &Key::Identity(&me)),
+            Err(CryptError::Exists(_))
+        ));
+    }
+}
