@@ -57,7 +57,12 @@ pub enum Command {
     /// Run a node that shares folders with other peers.
     Node(NodeArgs),
     /// Print this data dir's peer id.
-    Id,
+    Id {
+        /// Print the key as an OpenSSH `ssh-ed25519` line instead (for
+        /// people who encrypt to you with the `age` tool: `age -r "LINE"`).
+        #[arg(long)]
+        ssh: bool,
+    },
     /// List the peers the tracker knows.
     Peers {
         /// Machine-readable output.
@@ -89,6 +94,64 @@ pub enum Command {
         /// Do not offer verified pieces to other peers while downloading.
         #[arg(long)]
         no_seed: bool,
+        /// Passphrase of an encrypted file, from the first line of this file
+        /// (otherwise asked on the terminal when needed).
+        #[arg(long, value_name = "F")]
+        passphrase_file: Option<PathBuf>,
+        /// Keep an encrypted file as it is, without decrypting it.
+        #[arg(long)]
+        no_decrypt: bool,
+    },
+    /// Encrypt a file (age format) with a passphrase or to peers' keys.
+    Encrypt {
+        /// The file to encrypt.
+        file: PathBuf,
+        /// Read the passphrase from the first line of this file (otherwise
+        /// it is asked twice on the terminal).
+        #[arg(long, value_name = "F", conflicts_with = "to")]
+        passphrase_file: Option<PathBuf>,
+        /// Encrypt to this peer instead (a name the tracker knows, a peer id,
+        /// or an `ssh-ed25519 ...` key); repeat for several peers.
+        #[arg(long, value_name = "PEER")]
+        to: Vec<String>,
+        /// Where to write [default: FILE.age].
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+    /// Decrypt a file encrypted by Shoal (or by the seed, with --legacy).
+    Decrypt {
+        /// The encrypted file.
+        file: PathBuf,
+        /// Read the passphrase from the first line of this file (otherwise
+        /// it is asked on the terminal when needed; files encrypted to this
+        /// peer need none).
+        #[arg(long, value_name = "F")]
+        passphrase_file: Option<PathBuf>,
+        /// The file was encrypted by the seed (Fernet); detected
+        /// automatically when it starts like one.
+        #[arg(long)]
+        legacy: bool,
+        /// Where to write [default: FILE without .age or .encrypted].
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+    /// Put a file into this node's share folder, optionally encrypted.
+    Share {
+        /// The file to share.
+        file: PathBuf,
+        /// Encrypt it with a passphrase (asked twice, or --passphrase-file).
+        #[arg(long)]
+        encrypt: bool,
+        /// Passphrase for --encrypt, from the first line of this file.
+        #[arg(long, value_name = "F", requires = "encrypt")]
+        passphrase_file: Option<PathBuf>,
+        /// Encrypt it to this peer (name, peer id or `ssh-ed25519` key);
+        /// repeat for several peers.
+        #[arg(long, value_name = "PEER", conflicts_with = "encrypt")]
+        to: Vec<String>,
+        /// The share folder to put it in [default: the first in config.toml].
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
     },
 }
 

@@ -16,8 +16,13 @@ use shoal_node::{Node, NodeConfig};
 use crate::context::Context;
 use crate::progress::Bar;
 
-pub fn id(ctx: &Context) -> Result<()> {
-    println!("{}", ctx.identity()?.peer_id());
+pub fn id(ctx: &Context, ssh: bool) -> Result<()> {
+    let id = ctx.identity()?.peer_id();
+    if ssh {
+        println!("{}", shoal_crypt::PeerKey::of_peer(&id)?.to_ssh());
+    } else {
+        println!("{id}");
+    }
     Ok(())
 }
 
@@ -140,6 +145,10 @@ pub struct GetOptions {
     pub max_upload_rate: Option<u64>,
     /// Offer verified pieces to other peers while downloading.
     pub seed: bool,
+    /// Passphrase of an encrypted download.
+    pub passphrase_file: Option<std::path::PathBuf>,
+    /// Open encrypted downloads.
+    pub decrypt: bool,
 }
 
 pub async fn get(
@@ -164,10 +173,21 @@ pub async fn get(
     };
     let bar = Bar::new(ctx.quiet);
     let result = fetch(&book, &client, target, out_dir, &bar, &swarm).await;
+    // An encrypted file is opened now; its ciphertext is still offered to
+    // others while we linger, and removed after.
+    let opened = match &result {
+        Ok(path) if opts.decrypt && path.is_file() => {
+            crate::crypt::open_download(ctx, path, opts.passphrase_file.as_deref()).await
+        }
+        _ => Ok(None),
+    };
     if let Ok(path) = &result
         && !ctx.quiet
     {
-        eprintln!("saved {}", path.display());
+        match &opened {
+            Ok(Some(plain)) => eprintln!("saved {} (decrypted)", plain.display()),
+            _ => eprintln!("saved {}", path.display()),
+        }
     }
     if let (Some(node), Ok(_)) = (&seeder, &result) {
         linger(node, ctx.quiet).await;
@@ -176,7 +196,10 @@ pub async fn get(
         tracing::debug!(bytes = node.bytes_served(), "stopped offering pieces");
         node.shutdown().await;
     }
-    result?;
+    let path = result?;
+    if opened?.is_some() {
+        let _ = std::fs::remove_file(&path);
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 mod cli;
 mod client;
 mod context;
+mod crypt;
 mod logging;
 mod progress;
 mod serve;
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
             Command::Up(args) => serve::up(&ctx, args).await,
             Command::Tracker(args) => serve::tracker(args).await,
             Command::Node(args) => serve::node(&ctx, args).await,
-            Command::Id => client::id(&ctx),
+            Command::Id { ssh } => client::id(&ctx, ssh),
             Command::Peers { json } => client::peers(&ctx, json).await,
             Command::Ls { peer, json } => client::ls(&ctx, &peer, json).await,
             Command::Get {
@@ -49,13 +50,64 @@ fn main() -> ExitCode {
                 max_download_rate,
                 max_upload_rate,
                 no_seed,
+                passphrase_file,
+                no_decrypt,
             } => {
                 let opts = client::GetOptions {
                     max_download_rate,
                     max_upload_rate,
                     seed: !no_seed,
+                    passphrase_file,
+                    decrypt: !no_decrypt,
                 };
                 client::get(&ctx, &target, &output, opts).await
+            }
+            Command::Encrypt {
+                file,
+                passphrase_file,
+                to,
+                output,
+            } => {
+                crypt::encrypt(
+                    &ctx,
+                    &file,
+                    passphrase_file.as_deref(),
+                    &to,
+                    output.as_deref(),
+                )
+                .await
+            }
+            Command::Decrypt {
+                file,
+                passphrase_file,
+                legacy,
+                output,
+            } => {
+                crypt::decrypt(
+                    &ctx,
+                    &file,
+                    passphrase_file.as_deref(),
+                    legacy,
+                    output.as_deref(),
+                )
+                .await
+            }
+            Command::Share {
+                file,
+                encrypt,
+                passphrase_file,
+                to,
+                into,
+            } => {
+                crypt::share(
+                    &ctx,
+                    &file,
+                    encrypt,
+                    passphrase_file.as_deref(),
+                    &to,
+                    into.as_deref(),
+                )
+                .await
             }
         }
     });
@@ -68,6 +120,9 @@ fn main() -> ExitCode {
 /// The kind of the first error in the chain that knows its kind.
 fn kind_of(e: &anyhow::Error) -> ErrorKind {
     for cause in e.chain() {
+        if let Some(k) = cause.downcast_ref::<shoal_crypt::CryptError>() {
+            return k.kind();
+        }
         if let Some(k) = cause.downcast_ref::<shoal_node::NodeError>() {
             return k.kind();
         }
@@ -121,6 +176,9 @@ fn hint(kind: ErrorKind) -> Option<&'static str> {
         ErrorKind::Integrity => {
             Some("the data was discarded; try again, or get it from another peer")
         }
+        ErrorKind::Decryption => Some(
+            "nothing was written; check the passphrase (--passphrase-file F reads it from a file), or open it as the peer it was encrypted to (`shoal id` shows who you are)",
+        ),
         ErrorKind::Internal => Some(
             "this looks like a bug; run again with -v and report the log (logs/shoal.log in the data dir)",
         ),

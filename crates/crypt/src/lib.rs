@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use age::secrecy::SecretString;
 use shoal_core::{ErrorKind, HasKind, Identity};
 
+pub use age::secrecy;
 pub use peer::{PeerIdentity, PeerKey};
 
 /// The magic line every age file starts with.

@@ -27,6 +27,17 @@ use crate::error::{NodeError, Result};
 
 /// Suffix of downloads in progress, never shared.
 pub const PART_SUFFIX: &str = ".part";
+
+/// Whether a file is something Shoal is still writing: a download's
+/// `.part` and its records, or a staged encryption or copy
+/// (`.shoal-*.tmp`). Such files are never shared.
+pub fn is_in_progress(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    name.ends_with(PART_SUFFIX)
+        || name.ends_with(crate::pieces::STATE_SUFFIX)
+        || name.ends_with(".state-new")
+        || (name.starts_with(".shoal-") && name.ends_with(".tmp"))
+}
 /// Read size when hashing; big enough to keep every core busy.
 const HASH_BUF: usize = 8 * 1024 * 1024;
 
@@ -288,10 +299,7 @@ impl ShareIndex {
                     tracing::warn!(path = %item.path().display(), "not sharing a file whose name is not UTF-8");
                     continue;
                 };
-                if rel.ends_with(PART_SUFFIX)
-                    || rel.ends_with(crate::pieces::STATE_SUFFIX)
-                    || rel.ends_with(".state-new")
-                {
+                if is_in_progress(&rel) {
                     continue;
                 }
                 let name = match &root.prefix {

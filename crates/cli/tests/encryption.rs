@@ -1,0 +1,362 @@
+//! Encryption at rest with the real binary: `encrypt`/`decrypt` round
+//! trips and refusals, and encrypted files shared between real nodes.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+fn code(out: &std::process::Output) -> Option<i32> {
+    out.status.code()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs a command that needs no tracker.
+fn local(data: &Path, args: &[&str]) -> std::process::Output {
+    shoal(data, "http://127.0.0.1:9", args)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn round_trips_by_passphrase_and_by_peer_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (me, other) = (tmp.path().join("me"), tmp.path().join("other"));
+    let my_id = ok(&local(&me, &["id"])).trim().to_owned();
+    let pw = tmp.path().join("pw");
+    fs::write(&pw, "correct horse battery staple\n").unwrap();
+    for n in [
+        0usize,
+        1,
+        64 * 1024 - 1,
+        64 * 1024,
+        64 * 1024 + 1,
+        3_000_000,
+    ] {
+        let plain = tmp.path().join(format!("p{n}"));
+        fs::write(&plain, bytes(n, n as u64)).unwrap();
+        // By passphrase.
+        let ct = tmp.path().join(format!("p{n}.age"));
+        ok(&local(
+            &me,
+            &["encrypt", s(&plain), "--passphrase-file", s(&pw)],
+        ));
+        let back = tmp.path().join(format!("p{n}.back"));
+        ok(&local(
+            &other,
+            &[
+                "decrypt",
+                s(&ct),
+                "--passphrase-file",
+                s(&pw),
+                "-o",
+                s(&back),
+            ],
+        ));
+        assert_eq!(
+            fs::read(&back).unwrap(),
+            bytes(n, n as u64),
+            "{n} by passphrase"
+        );
+        // To a peer: the other data dir encrypts for me, I open it.
+        let to_me = tmp.path().join(format!("p{n}.me.age"));
+        ok(&local(
+            &other,
+            &["encrypt", s(&plain), "--to", &my_id, "-o", s(&to_me)],
+        ));
+        let mine = tmp.path().join(format!("p{n}.mine"));
+        ok(&local(&me, &["decrypt", s(&to_me), "-o", s(&mine)]));
+        assert_eq!(fs::read(&mine).unwrap(), bytes(n, n as u64), "{n} by key");
+    }
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_leaves_no_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (me, other) = (tmp.path().join("me"), tmp.path().join("other"));
+    let my_id = ok(&local(&me, &["id"])).trim().to_owned();
+    let (pw, wrong, empty) = (
+        tmp.path().join("pw"),
+        tmp.path().join("wrong"),
+        tmp.path().join("empty"),
+    );
+    fs::write(&pw, "right\n").unwrap();
+    fs::write(&wrong, "wrong\n").unwrap();
+    fs::write(&empty, "\n").unwrap();
+    let plain = tmp.path().join("data.bin");
+    fs::write(&plain, bytes(300_000, 1)).unwrap();
+    let by_pw = tmp.path().join("data.bin.age");
+    ok(&local(
+        &me,
+        &["encrypt", s(&plain), "--passphrase-file", s(&pw)],
+    ));
+    let to_me = tmp.path().join("to-me.age");
+    ok(&local(
+        &other,
+        &["encrypt", s(&plain), "--to", &my_id, "-o", s(&to_me)],
+    ));
+    let out = tmp.path().join("out.bin");
+
+    let r = local(
+        &me,
+        &[
+            "decrypt",
+            s(&by_pw),
+            "--passphrase-file",
+            s(&wrong),
+            "-o",
+            s(&out),
+        ],
+    );
+    assert_eq!(code(&r), Some(10), "wrong passphrase: {}", stderr(&r));
+    assert!(stderr(&r).contains("passphrase is wrong"), "{}", stderr(&r));
+    let r = local(&other, &["decrypt", s(&to_me), "-o", s(&out)]);
+    assert_eq!(
+        code(&r),
+        Some(10),
+        "a file for another peer: {}",
+        stderr(&r)
+    );
+    assert!(
+        stderr(&r).contains("not encrypted for this peer"),
+        "{}",
+        stderr(&r)
+    );
+    let r = local(&me, &["decrypt", s(&plain), "-o", s(&out)]);
+    assert_eq!(code(&r), Some(10), "not an age file: {}", stderr(&r));
+    let r = local(
+        &me,
+        &[
+            "encrypt",
+            s(&plain),
+            "--passphrase-file",
+            s(&empty),
+            "-o",
+            s(&out),
+        ],
+    );
+    assert_eq!(code(&r), Some(2), "empty passphrase: {}", stderr(&r));
+    let r = local(&me, &["encrypt", s(&plain), "-o", s(&out)]);
+    assert_eq!(
+        code(&r),
+        Some(2),
+        "no passphrase and no terminal: {}",
+        stderr(&r)
+    );
+    let r = local(
+        &me,
+        &[
+            "encrypt",
+            s(tmp.path()),
+            "--passphrase-file",
+            s(&pw),
+            "-o",
+            s(&out),
+        ],
+    );
+    assert_ne!(code(&r), Some(0), "a folder is not a file");
+
+    // Damage: a flipped bit anywhere, or a cut, is refused.
+    let good = fs::read(&to_me).unwrap();
+    for at in [0, 40, good.len() / 3, good.len() / 2, good.len() - 1] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x08;
+        let p = tmp.path().join("bad.age");
+        fs::write(&p, &bad).unwrap();
+        let r = local(&me, &["decrypt", s(&p), "-o", s(&out)]);
+        assert_eq!(code(&r), Some(10), "flip at {at}: {}", stderr(&r));
+    }
+    for cut in [10, good.len() / 2, good.len() - 1] {
+        let p = tmp.path().join("cut.age");
+        fs::write(&p, &good[..cut]).unwrap();
+        let r = local(&me, &["decrypt", s(&p), "-o", s(&out)]);
+        assert_eq!(code(&r), Some(10), "cut at {cut}: {}", stderr(&r));
+    }
+    assert!(!out.exists(), "an error left output behind");
+    let strays: Vec<String> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(strays.is_empty(), "{strays:?}");
+    // An existing output is never replaced.
+    fs::write(&out, b"mine").unwrap();
+    let r = local(&me, &["decrypt", s(&to_me), "-o", s(&out)]);
+    assert_eq!(code(&r), Some(9), "{}", stderr(&r));
+    assert_eq!(fs::read(&out).unwrap(), b"mine");
+}
+
+#[test]
+fn a_file_shared_to_one_peer_opens_only_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tracker(30);
+    let share_a = tmp.path().join("share-a");
+    fs::create_dir_all(&share_a).unwrap();
+    let mut nodes = Vec::new();
+    for (name, share) in [
+        ("alice", share_a.clone()),
+        ("bob", tmp.path().join("share-b")),
+        ("carol", tmp.path().join("share-c")),
+    ] {
+        fs::create_dir_all(&share).unwrap();
+        nodes.push(node(
+            &t.url,
+            &tmp.path().join(name),
+            &share,
+            name,
+            30,
+            "127.0.0.1:0",
+        ));
+    }
+    wait_for_peers(
+        &tmp.path().join("x"),
+        &t.url,
+        &["alice", "bob", "carol"],
+        20,
+    );
+    let secret = tmp.path().join("plans.txt");
+    fs::write(&secret, bytes(200_000, 8)).unwrap();
+    // Alice shares it encrypted to Bob (by name, through the tracker).
+    let alice = tmp.path().join("alice");
+    ok(&shoal(
+        &alice,
+        &t.url,
+        &["share", s(&secret), "--to", "bob", "--into", s(&share_a)],
+    ));
+    assert!(share_a.join("plans.txt.age").exists());
+    assert!(
+        !share_a.join("plans.txt").exists(),
+        "no plaintext in the share"
+    );
+    wait_until("alice lists it, encrypted", 20, || {
+        let files = json(&shoal(
+            &tmp.path().join("x"),
+            &t.url,
+            &["ls", "alice", "--json"],
+        ));
+        files
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "plans.txt.age" && f["encrypted"] == true)
+    });
+
+    // Bob gets it and it opens with no passphrase.
+    let out_b = tmp.path().join("out-b");
+    let r = shoal(
+        &tmp.path().join("bob"),
+        &t.url,
+        &["get", "alice:plans.txt.age", "-o", s(&out_b)],
+    );
+    ok(&r);
+    assert_eq!(
+        fs::read(out_b.join("plans.txt")).unwrap(),
+        bytes(200_000, 8)
+    );
+    assert!(
+        !out_b.join("plans.txt.age").exists(),
+        "the ciphertext is tidied away"
+    );
+
+    // Carol gets the same verified bytes and cannot open them.
+    let out_c = tmp.path().join("out-c");
+    let r = shoal(
+        &tmp.path().join("carol"),
+        &t.url,
+        &["get", "alice:plans.txt.age", "-o", s(&out_c)],
+    );
+    assert_eq!(code(&r), Some(10), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("shoal decrypt"),
+        "says how to retry: {}",
+        stderr(&r)
+    );
+    assert!(!out_c.join("plans.txt").exists());
+    assert_eq!(
+        b3sum(&out_c.join("plans.txt.age")),
+        b3sum(&share_a.join("plans.txt.age")),
+        "the verified ciphertext is kept"
+    );
+
+    // A passphrase-encrypted share: the right passphrase opens it, a wrong
+    // one keeps the ciphertext and leaves nothing at the final path.
+    let (pw, wrong) = (tmp.path().join("pw"), tmp.path().join("wrong"));
+    fs::write(&pw, "open sesame\n").unwrap();
+    fs::write(&wrong, "open says me\n").unwrap();
+    let doc = tmp.path().join("doc.bin");
+    fs::write(&doc, bytes(70_000, 9)).unwrap();
+    ok(&shoal(
+        &alice,
+        &t.url,
+        &[
+            "share",
+            s(&doc),
+            "--encrypt",
+            "--passphrase-file",
+            s(&pw),
+            "--into",
+            s(&share_a),
+        ],
+    ));
+    wait_until("alice lists doc.bin.age", 20, || {
+        let files = json(&shoal(
+            &tmp.path().join("x"),
+            &t.url,
+            &["ls", "alice", "--json"],
+        ));
+        files
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "doc.bin.age")
+    });
+    let out_w = tmp.path().join("out-w");
+    let r = shoal(
+        &tmp.path().join("carol"),
+        &t.url,
+        &[
+            "get",
+            "alice:doc.bin.age",
+            "--passphrase-file",
+            s(&wrong),
+            "-o",
+            s(&out_w),
+        ],
+    );
+    assert_eq!(code(&r), Some(10), "{}", stderr(&r));
+    assert!(!out_w.join("doc.bin").exists());
+    assert!(out_w.join("doc.bin.age").exists());
+    let out_r = tmp.path().join("out-r");
+    ok(&shoal(
+        &tmp.path().join("carol"),
+        &t.url,
+        &[
+            "get",
+            "alice:doc.bin.age",
+            "--passphrase-file",
+            s(&pw),
+            "-o",
+            s(&out_r),
+        ],
+    ));
+    assert_eq!(fs::read(out_r.join("doc.bin")).unwrap(), bytes(70_000, 9));
+    // The kept ciphertext opens later with the right passphrase.
+    ok(&shoal(
+        &tmp.path().join("carol"),
+        &t.url,
+        &[
+            "decrypt",
+            s(&out_w.join("doc.bin.age")),
+            "--passphrase-file",
+            s(&pw),
+        ],
+    ));
+    assert_eq!(fs::read(out_w.join("doc.bin")).unwrap(), bytes(70_000, 9));
+}
