@@ -111,7 +111,7 @@ pub async fn encrypt(
     let out = output.map_or_else(|| with_suffix(file, ".age"), Path::to_path_buf);
     let lock = lock(ctx, to, passphrase_file).await?;
     let (src, dst) = (file.to_owned(), out.clone());
-    blocking(move || shoal_crypt::encrypt_file(&src, &dst, &lock)).await?;
+    blocking(move || shoal_crypt::encrypt_file(&src, &dst, &lock, false)).await?;
     if !ctx.quiet {
         eprintln!("wrote {}", out.display());
     }
@@ -137,20 +137,22 @@ fn starts_like_fernet(file: &Path) -> bool {
 
 /// Decrypts `file` into `out`: the seed's Fernet files with a password,
 /// age files with a passphrase or this node's own key, whichever the file
-/// asks for.
+/// asks for. `durable`: `out` is on disk before it gets its name (needed
+/// when `file` is removed afterwards).
 async fn open(
     ctx: &Context,
     file: &Path,
     out: &Path,
     passphrase_file: Option<&Path>,
     legacy_hint: bool,
+    durable: bool,
 ) -> Result<()> {
     let (src, dst) = (file.to_owned(), out.to_owned());
     if legacy_hint || starts_like_fernet(file) {
         let password = old_passphrase(passphrase_file)?;
         return blocking(move || {
             use shoal_crypt::secrecy::ExposeSecret;
-            legacy::decrypt_file(&src, &dst, password.expose_secret()).map(|_| ())
+            legacy::decrypt_file(&src, &dst, password.expose_secret(), durable).map(|_| ())
         })
         .await;
     }
@@ -161,12 +163,13 @@ async fn open(
     match needs {
         Needs::Passphrase => {
             let key = Key::Passphrase(old_passphrase(passphrase_file)?);
-            blocking(move || shoal_crypt::decrypt_file(&src, &dst, &key).map(|_| ())).await
+            blocking(move || shoal_crypt::decrypt_file(&src, &dst, &key, durable).map(|_| ())).await
         }
         Needs::Key => {
             let identity = ctx.identity()?;
             blocking(move || {
-                shoal_crypt::decrypt_file(&src, &dst, &Key::Identity(&identity)).map(|_| ())
+                shoal_crypt::decrypt_file(&src, &dst, &Key::Identity(&identity), durable)
+                    .map(|_| ())
             })
             .await
         }
@@ -189,7 +192,7 @@ pub async fn decrypt(
             ))
         })?,
     };
-    open(ctx, file, &out, passphrase_file, legacy).await?;
+    open(ctx, file, &out, passphrase_file, legacy, false).await?;
     if !ctx.quiet {
         eprintln!("wrote {}", out.display());
     }
@@ -236,7 +239,7 @@ pub async fn share(
         let lock = lock(ctx, to, passphrase_file).await?;
         let dst = with_suffix(&plain, ".age");
         let d = dst.clone();
-        blocking(move || shoal_crypt::encrypt_file(&src, &d, &lock)).await?;
+        blocking(move || shoal_crypt::encrypt_file(&src, &d, &lock, false)).await?;
         dst
     } else {
         let d = plain.clone();
@@ -259,8 +262,8 @@ fn copy_into(src: &Path, dst: &Path) -> Result<(), CryptError> {
         path: src.to_owned(),
         source,
     })?;
-    let mut out = shoal_crypt::Staged::new(dst)?;
-    std::io::copy(&mut input, out.file()).map_err(|source| CryptError::File {
+    let mut out = shoal_crypt::Staged::new(dst, false)?;
+    std::io::copy(&mut input, &mut out).map_err(|source| CryptError::File {
         action: "copy into",
         path: dst.to_owned(),
         source,
@@ -288,7 +291,7 @@ pub async fn open_download(
         Some(f) => format!(" --passphrase-file {}", f.display()),
         None => String::new(),
     };
-    open(ctx, path, &out, passphrase_file, false)
+    open(ctx, path, &out, passphrase_file, false, true)
         .await
         .with_context(|| {
             format!(

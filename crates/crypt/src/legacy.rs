@@ -93,9 +93,15 @@ fn decode_stream(
     Ok(total)
 }
 
-/// Decrypts the seed's file `src` with `password` into a new file `dst`.
-/// A wrong password is [`CryptError::WrongPassphrase`] and writes nothing.
-pub fn decrypt_file(src: &Path, dst: &Path, password: &str) -> Result<u64, CryptError> {
+/// Decrypts the seed's file `src` with `password` into a new file `dst`
+/// (on disk before it is named, if `durable`). A wrong password is
+/// [`CryptError::WrongPassphrase`] and writes nothing.
+pub fn decrypt_file(
+    src: &Path,
+    dst: &Path,
+    password: &str,
+    durable: bool,
+) -> Result<u64, CryptError> {
     let mut file = std::fs::File::open(src).map_err(file_err("open", src))?;
     let (sign, enc) = key_for(password);
 
@@ -135,8 +141,8 @@ pub fn decrypt_file(src: &Path, dst: &Path, password: &str) -> Result<u64, Crypt
     iv.copy_from_slice(&head[9..HEADER]);
     let mut cipher = cbc::Decryptor::<aes::Aes128>::new(&enc.into(), &iv.into());
     let cipher_len = body - HEADER - MAC_LEN;
-    let mut out = Staged::new(dst)?;
-    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, out.file());
+    let mut out = Staged::new(dst, durable)?;
+    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, &mut out);
     let mut seen = 0usize; // decoded bytes so far
     let mut pending: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut done = 0usize; // ciphertext bytes decrypted

@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod format;
 pub mod legacy;
 mod peer;
 
@@ -137,30 +138,25 @@ pub fn encrypt(
     output: &mut dyn Write,
     lock: &Lock,
 ) -> Result<u64, CryptError> {
-    let encryptor = match lock {
-        Lock::Passphrase(p) => age::Encryptor::with_user_passphrase(p.clone()),
+    match lock {
+        Lock::Passphrase(p) => {
+            let r = age::scrypt::Recipient::new(p.clone());
+            format::encrypt(&[&r], input, output)
+        }
         Lock::Peers(keys) if keys.is_empty() => {
-            return Err(CryptError::BadRecipient("no recipient given".into()));
+            Err(CryptError::BadRecipient("no recipient given".into()))
         }
         Lock::Peers(keys) => {
-            age::Encryptor::with_recipients(keys.iter().map(|k| k as &dyn age::Recipient))
-                .map_err(|e| CryptError::BadRecipient(e.to_string()))?
+            let rs: Vec<&dyn age::Recipient> =
+                keys.iter().map(|k| k as &dyn age::Recipient).collect();
+            format::encrypt(&rs, input, output)
         }
-    };
-    let io = |source: std::io::Error| CryptError::File {
-        action: "encrypt into",
-        path: PathBuf::from("the output"),
-        source,
-    };
-    let mut writer = encryptor.wrap_output(output).map_err(io)?;
-    let n = std::io::copy(input, &mut writer).map_err(io)?;
-    writer.finish().map_err(io)?;
-    Ok(n)
+    }
 }
 
-/// Whether `input` starts like an age file.
+/// Whether `prefix` (the first bytes of a file) is the start of an age file.
 pub fn is_age(prefix: &[u8]) -> bool {
-    prefix.starts_with(AGE_MAGIC) || AGE_MAGIC.starts_with(prefix) && !prefix.is_empty()
+    !prefix.is_empty() && (prefix.starts_with(AGE_MAGIC) || AGE_MAGIC.starts_with(prefix))
 }
 
 /// What an age file's header asks for.
@@ -175,93 +171,119 @@ pub enum Needs {
 /// Reads the header of an encrypted file to tell what opens it.
 pub fn needs(path: &Path) -> Result<Needs, CryptError> {
     let file = std::fs::File::open(path).map_err(file_err("open", path))?;
-    let decryptor = age::Decryptor::new_buffered(BufReader::new(file)).map_err(header_error)?;
-    Ok(if decryptor.is_scrypt() {
+    let header = format::read_header(&mut BufReader::new(file))?;
+    Ok(if header.is_scrypt() {
         Needs::Passphrase
     } else {
         Needs::Key
     })
 }
 
-fn header_error(e: age::DecryptError) -> CryptError {
-    match e {
-        age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => {
-            CryptError::NotEncrypted
-        }
-        age::DecryptError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            CryptError::NotEncrypted
-        }
-        other => CryptError::Corrupt(other.to_string()),
-    }
-}
-
 /// Decrypts `input` into `output`, checking every chunk; returns the
 /// plaintext length. On error, `output` holds an unverified prefix: the
 /// caller must throw it away (the file functions do).
 pub fn decrypt(
-    input: impl BufRead,
+    mut input: impl BufRead,
     output: &mut dyn Write,
     key: &Key<'_>,
 ) -> Result<u64, CryptError> {
-    let decryptor = age::Decryptor::new_buffered(input).map_err(header_error)?;
-    let scrypt = decryptor.is_scrypt();
-    let mut reader = match key {
+    let header = format::read_header(&mut input)?;
+    let scrypt = header.is_scrypt();
+    let file_key = match key {
         Key::Passphrase(_) if !scrypt => return Err(CryptError::NeedsKey),
         Key::Identity(_) if scrypt => return Err(CryptError::NeedsPassphrase),
-        Key::Passphrase(p) => {
-            let id = age::scrypt::Identity::new(p.clone());
-            decryptor.decrypt(std::iter::once(&id as &dyn age::Identity))
-        }
-        Key::Identity(me) => {
-            let id = PeerIdentity::new(me);
-            decryptor.decrypt(std::iter::once(&id as &dyn age::Identity))
-        }
+        Key::Passphrase(p) => header.file_key(&[&age::scrypt::Identity::new(p.clone())]),
+        Key::Identity(me) => header.file_key(&[&PeerIdentity::new(me)]),
     }
     .map_err(|e| match (e, key) {
         (age::DecryptError::ExcessiveWork { required, .. }, _) => {
             CryptError::ExcessiveWork(required)
         }
         (
-            age::DecryptError::NoMatchingKeys | age::DecryptError::DecryptionFailed,
+            age::DecryptError::NoMatchingKeys
+            | age::DecryptError::DecryptionFailed
+            | age::DecryptError::InvalidMac,
             Key::Passphrase(_),
         ) => CryptError::WrongPassphrase,
         (age::DecryptError::NoMatchingKeys, Key::Identity(me)) => {
             CryptError::NotForUs(me.peer_id().short())
         }
-        (age::DecryptError::InvalidMac, Key::Passphrase(_)) => CryptError::WrongPassphrase,
         (other, _) => CryptError::Corrupt(other.to_string()),
     })?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CryptError::Corrupt(e.to_string())),
-        };
-        output
-            .write_all(&buf[..n])
-            .map_err(|source| CryptError::File {
-                action: "write",
-                path: PathBuf::from("the output"),
-                source,
-            })?;
-        total += n as u64;
-    }
-    Ok(total)
+    format::decrypt_payload(&file_key, &mut input, output)
 }
 
 /// A temporary file beside `target`, given `target`'s name by
 /// [`Staged::commit`] (never replacing a file) or removed when dropped.
+///
+/// A durable one is on disk before it gets its name: every [`SYNC_EVERY`]
+/// bytes a helper thread flushes what was written so far, so the sync
+/// before the rename has little left to do and writeback overlaps the
+/// work. Use it when the input goes away afterwards; when the input stays
+/// (as for `encrypt` and `decrypt`, like `age` or `cp`), a crash cannot
+/// lose anything and the syncs are skipped.
 pub struct Staged {
     tmp: tempfile::NamedTempFile,
     target: PathBuf,
+    durable: bool,
+    unsynced: u64,
+    syncer: Option<Syncer>,
+}
+
+/// Bytes written between two background syncs.
+const SYNC_EVERY: u64 = 16 * 1024 * 1024;
+
+struct Syncer {
+    tx: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Syncer {
+    fn start(file: std::fs::File) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            while rx.recv().is_ok() {
+                while rx.try_recv().is_ok() {}
+                file.sync_data()?;
+            }
+            Ok(())
+        });
+        Self { tx, thread }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        drop(self.tx);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the disk sync thread stopped")))
+    }
+}
+
+impl Write for Staged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.tmp.as_file_mut().write(buf)?;
+        self.unsynced += n as u64;
+        if self.durable && self.unsynced >= SYNC_EVERY {
+            self.unsynced = 0;
+            if self.syncer.is_none() {
+                self.syncer = Some(Syncer::start(self.tmp.as_file().try_clone()?));
+            }
+            if let Some(s) = &self.syncer {
+                let _ = s.tx.send(());
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Staged {
-    /// Starts writing what will become `target`.
-    pub fn new(target: &Path) -> Result<Self, CryptError> {
+    /// Starts writing what will become `target` (on disk before it is
+    /// named, if `durable`).
+    pub fn new(target: &Path, durable: bool) -> Result<Self, CryptError> {
         if target.symlink_metadata().is_ok() {
             return Err(CryptError::Exists(target.to_owned()));
         }
@@ -277,21 +299,24 @@ impl Staged {
         Ok(Self {
             tmp,
             target: target.to_owned(),
+            durable,
+            unsynced: 0,
+            syncer: None,
         })
     }
 
-    /// The file being written.
-    pub fn file(&mut self) -> &mut std::fs::File {
-        self.tmp.as_file_mut()
-    }
-
     /// Syncs the file and gives it its final name.
-    pub fn commit(self) -> Result<PathBuf, CryptError> {
-        self.tmp
-            .as_file()
-            .sync_all()
-            .map_err(file_err("sync", &self.target))?;
-        let target = self.target;
+    pub fn commit(mut self) -> Result<PathBuf, CryptError> {
+        if let Some(s) = self.syncer.take() {
+            s.finish().map_err(file_err("sync", &self.target))?;
+        }
+        if self.durable {
+            self.tmp
+                .as_file()
+                .sync_all()
+                .map_err(file_err("sync", &self.target))?;
+        }
+        let (durable, target) = (self.durable, self.target);
         self.tmp.persist_noclobber(&target).map_err(|e| {
             if e.error.kind() == std::io::ErrorKind::AlreadyExists {
                 CryptError::Exists(target.clone())
@@ -303,7 +328,8 @@ impl Staged {
                 }
             }
         })?;
-        if let Some(dir) = target.parent()
+        if durable
+            && let Some(dir) = target.parent()
             && let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() {
                 Path::new(".")
             } else {
@@ -316,8 +342,9 @@ impl Staged {
     }
 }
 
-/// Encrypts the file `src` into a new file `dst`.
-pub fn encrypt_file(src: &Path, dst: &Path, lock: &Lock) -> Result<u64, CryptError> {
+/// Encrypts the file `src` into a new file `dst` (on disk before it is
+/// named, if `durable`).
+pub fn encrypt_file(src: &Path, dst: &Path, lock: &Lock, durable: bool) -> Result<u64, CryptError> {
     let mut input = std::fs::File::open(src).map_err(file_err("open", src))?;
     if input.metadata().is_ok_and(|m| m.is_dir()) {
         return Err(CryptError::File {
@@ -326,8 +353,8 @@ pub fn encrypt_file(src: &Path, dst: &Path, lock: &Lock) -> Result<u64, CryptErr
             source: std::io::Error::from(std::io::ErrorKind::IsADirectory),
         });
     }
-    let mut out = Staged::new(dst)?;
-    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, out.file());
+    let mut out = Staged::new(dst, durable)?;
+    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, &mut out);
     let n = encrypt(&mut input, &mut writer, lock)?;
     writer.flush().map_err(file_err("write", dst))?;
     drop(writer);
@@ -336,8 +363,13 @@ pub fn encrypt_file(src: &Path, dst: &Path, lock: &Lock) -> Result<u64, CryptErr
 }
 
 /// Decrypts the file `src` into a new file `dst`; nothing is left at `dst`
-/// unless every byte verified.
-pub fn decrypt_file(src: &Path, dst: &Path, key: &Key<'_>) -> Result<u64, CryptError> {
+/// unless every byte verified (and it is on disk, if `durable`).
+pub fn decrypt_file(
+    src: &Path,
+    dst: &Path,
+    key: &Key<'_>,
+    durable: bool,
+) -> Result<u64, CryptError> {
     let input = std::fs::File::open(src).map_err(file_err("open", src))?;
     if input.metadata().is_ok_and(|m| m.is_dir()) {
         return Err(CryptError::File {
@@ -346,8 +378,8 @@ pub fn decrypt_file(src: &Path, dst: &Path, key: &Key<'_>) -> Result<u64, CryptE
             source: std::io::Error::from(std::io::ErrorKind::IsADirectory),
         });
     }
-    let mut out = Staged::new(dst)?;
-    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, out.file());
+    let mut out = Staged::new(dst, durable)?;
+    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, &mut out);
     let n = decrypt(
         BufReader::with_capacity(256 * 1024, input),
         &mut writer,
@@ -469,9 +501,9 @@ mod tests {
         std::fs::write(&src, sample(100_000)).unwrap();
         let ct = dir.path().join("plain.txt.age");
         let lock = Lock::Peers(vec![PeerKey::of_peer(&me.peer_id()).unwrap()]);
-        encrypt_file(&src, &ct, &lock).unwrap();
+        encrypt_file(&src, &ct, &lock, true).unwrap();
         assert!(matches!(
-            encrypt_file(&src, &ct, &lock),
+            encrypt_file(&src, &ct, &lock, false),
             Err(CryptError::Exists(_))
         ));
         // A damaged copy: an error and no output.
@@ -481,7 +513,7 @@ mod tests {
         let damaged = dir.path().join("damaged.age");
         std::fs::write(&damaged, bytes).unwrap();
         let out = dir.path().join("out.txt");
-        assert!(decrypt_file(&damaged, &out, &Key::Identity(&me)).is_err());
+        assert!(decrypt_file(&damaged, &out, &Key::Identity(&me), true).is_err());
         assert!(!out.exists());
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -489,10 +521,10 @@ mod tests {
             .filter(|n| n.ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
-        decrypt_file(&ct, &out, &Key::Identity(&me)).unwrap();
+        decrypt_file(&ct, &out, &Key::Identity(&me), false).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), sample(100_000));
         assert!(matches!(
-            decrypt_file(&ct, &out, &Key::Identity(&me)),
+            decrypt_file(&ct, &out, &Key::Identity(&me), true),
             Err(CryptError::Exists(_))
         ));
     }

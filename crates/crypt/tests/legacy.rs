@@ -24,7 +24,7 @@ fn files_the_seed_made_decrypt_byte_for_byte() {
         let src = fixture(&format!("plain-{n}.bin.encrypted"));
         assert!(legacy::is_fernet(&std::fs::read(&src).unwrap()[..6]));
         let dst = out.path().join(format!("plain-{n}.bin"));
-        let len = legacy::decrypt_file(&src, &dst, "correct horse").unwrap();
+        let len = legacy::decrypt_file(&src, &dst, "correct horse", true).unwrap();
         assert_eq!(len, n as u64);
         assert_eq!(std::fs::read(&dst).unwrap(), plain(n), "{n} bytes");
     }
@@ -35,7 +35,7 @@ fn a_wrong_password_or_a_damaged_file_writes_nothing() {
     let out = tempfile::tempdir().unwrap();
     let src = fixture("plain-1000.bin.encrypted");
     let dst = out.path().join("x");
-    let e = legacy::decrypt_file(&src, &dst, "wrong horse").unwrap_err();
+    let e = legacy::decrypt_file(&src, &dst, "wrong horse", false).unwrap_err();
     assert!(matches!(e, CryptError::WrongPassphrase), "{e}");
     assert!(!dst.exists());
 
@@ -46,7 +46,7 @@ fn a_wrong_password_or_a_damaged_file_writes_nothing() {
         let p = out.path().join("bad.encrypted");
         std::fs::write(&p, &bad).unwrap();
         assert!(
-            legacy::decrypt_file(&p, &dst, "correct horse").is_err(),
+            legacy::decrypt_file(&p, &dst, "correct horse", false).is_err(),
             "{what}"
         );
         assert!(!dst.exists(), "{what}");
@@ -54,9 +54,9 @@ fn a_wrong_password_or_a_damaged_file_writes_nothing() {
     token.truncate(token.len() / 2);
     let p = out.path().join("cut.encrypted");
     std::fs::write(&p, &token).unwrap();
-    assert!(legacy::decrypt_file(&p, &dst, "correct horse").is_err());
+    assert!(legacy::decrypt_file(&p, &dst, "correct horse", false).is_err());
     std::fs::write(&p, b"not a token at all").unwrap();
-    assert!(legacy::decrypt_file(&p, &dst, "correct horse").is_err());
+    assert!(legacy::decrypt_file(&p, &dst, "correct horse", false).is_err());
     assert!(!dst.exists());
     let leftovers = std::fs::read_dir(out.path()).unwrap().count();
     assert_eq!(leftovers, 2, "only the two inputs remain");
