@@ -360,3 +360,108 @@ fn a_file_shared_to_one_peer_opens_only_there() {
     ));
     assert_eq!(fs::read(out_w.join("doc.bin")).unwrap(), bytes(70_000, 9));
 }
+
+/// Runs `shoal ARGS` on a terminal (through `script`), answering each
+/// prompt as it appears; returns the exit code and what the terminal showed.
+fn on_terminal(data: &Path, dir: &Path, args: &[&str], answers: &[&str]) -> Option<(i32, String)> {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!(
+            "WARNING: `script` (util-linux) is not installed; skipping the terminal prompt test"
+        );
+        return None;
+    }
+    let mut cmd = format!("'{}' --data-dir '{}'", BIN, data.display());
+    for a in args {
+        cmd.push_str(&format!(" '{a}'"));
+    }
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn script");
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut stdin = child.stdin.take().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for (i, answer) in answers.iter().enumerate() {
+        // Wait for the (i+1)-th prompt before typing.
+        while seen.matches("passphrase").count() <= i {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => panic!("no prompt {} in {seen:?}", i + 1),
+            }
+        }
+        stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    }
+    let status = child.wait().unwrap();
+    while let Ok(b) = rx.recv_timeout(std::time::Duration::from_secs(5)) {
+        seen.push_str(&String::from_utf8_lossy(&b));
+    }
+    Some((status.code().unwrap_or(-1), seen))
+}
+
+#[test]
+fn the_terminal_prompt_asks_twice_and_refuses_a_mismatch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("me");
+    fs::write(tmp.path().join("note.txt"), b"dear diary").unwrap();
+    let Some((code, seen)) = on_terminal(
+        &data,
+        tmp.path(),
+        &["encrypt", "note.txt"],
+        &["zebra-17", "walrus-42"],
+    ) else {
+        return;
+    };
+    assert_eq!(code, 2, "{seen}");
+    assert!(seen.contains("differ"), "{seen}");
+    assert!(!tmp.path().join("note.txt.age").exists());
+    assert!(
+        !seen.contains("zebra") && !seen.contains("walrus"),
+        "the passphrase was echoed: {seen}"
+    );
+    let (code, seen) = on_terminal(
+        &data,
+        tmp.path(),
+        &["encrypt", "note.txt"],
+        &["same", "same"],
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{seen}");
+    let (code, seen) = on_terminal(
+        &data,
+        tmp.path(),
+        &["decrypt", "note.txt.age", "-o", "back.txt"],
+        &["same"],
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{seen}");
+    assert_eq!(
+        fs::read(tmp.path().join("back.txt")).unwrap(),
+        b"dear diary"
+    );
+    let (code, seen) = on_terminal(
+        &data,
+        tmp.path(),
+        &["decrypt", "note.txt.age", "-o", "wrong.txt"],
+        &["not the same"],
+    )
+    .unwrap();
+    assert_eq!(code, 10, "{seen}");
+    assert!(!tmp.path().join("wrong.txt").exists());
+}

@@ -26,6 +26,10 @@ use shoal_core::{ErrorKind, HasKind, Identity};
 pub use age::secrecy;
 pub use peer::{PeerIdentity, PeerKey};
 
+/// scrypt work factor for passphrases: N = 2^18, as the `age` tool uses
+/// (about a second, and 256 MiB of memory, whatever the file's size).
+pub const SCRYPT_LOG_N: u8 = 18;
+
 /// The magic line every age file starts with.
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 
@@ -140,7 +144,8 @@ pub fn encrypt(
 ) -> Result<u64, CryptError> {
     match lock {
         Lock::Passphrase(p) => {
-            let r = age::scrypt::Recipient::new(p.clone());
+            let mut r = age::scrypt::Recipient::new(p.clone());
+            r.set_work_factor(SCRYPT_LOG_N);
             format::encrypt(&[&r], input, output)
         }
         Lock::Peers(keys) if keys.is_empty() => {
