@@ -431,10 +431,6 @@ fn the_terminal_prompt_asks_twice_and_refuses_a_mismatch() {
     assert_eq!(code, 2, "{seen}");
     assert!(seen.contains("differ"), "{seen}");
     assert!(!tmp.path().join("note.txt.age").exists());
-    assert!(
-        !seen.contains("zebra") && !seen.contains("walrus"),
-        "the passphrase was echoed: {seen}"
-    );
     let (code, seen) = on_terminal(
         &data,
         tmp.path(),
