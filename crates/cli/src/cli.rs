@@ -160,6 +160,10 @@ pub struct TrackerArgs {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR")]
     pub listen: SocketAddr,
+    /// Also speak the seed's discovery protocol (plain TCP, `REGISTER` and
+    /// `GET_PEERS`) on this address, for the seed's own clients.
+    #[arg(long, value_name = "ADDR")]
+    pub legacy_listen: Option<SocketAddr>,
     /// Longest time a registration lives without a heartbeat, in seconds.
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub ttl: u64,

@@ -36,7 +36,23 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
         max_ttl: std::time::Duration::from_secs(args.ttl),
         token: args.token,
     };
-    shoal_tracker::run(listener, config, shutdown_signal()).await?;
+    match args.legacy_listen {
+        None => shoal_tracker::run(listener, config, shutdown_signal()).await?,
+        Some(l) => {
+            let legacy = TcpListener::bind(l).await.with_context(|| {
+                format!(
+                    "cannot listen on {l} for the legacy protocol; choose another --legacy-listen"
+                )
+            })?;
+            let laddr = legacy.local_addr()?;
+            announce(&format!("legacy listening on tcp://{laddr}"));
+            tracing::warn!(
+                %laddr,
+                "the seed's discovery protocol is plain TCP without authentication; anyone who reaches it can register and list addresses"
+            );
+            shoal_tracker::run_with_legacy(listener, legacy, config, shutdown_signal()).await?
+        }
+    }
     tracing::info!("tracker stopped");
     Ok(())
 }

@@ -47,6 +47,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod api;
+pub mod legacy;
 mod metrics;
 pub mod store;
 
@@ -85,6 +86,34 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     run_with_store(listener, config, Arc::new(MemoryStore::default()), shutdown).await
+}
+
+/// Serves the tracker on `listener` and the seed's discovery protocol on
+/// `legacy` (see [`legacy`]), with an in-memory store, until `shutdown`.
+pub async fn run_with_legacy(
+    listener: TcpListener,
+    legacy: TcpListener,
+    config: TrackerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let book = Arc::new(legacy::LegacyBook::new(config.max_ttl));
+    let legacy_task = tokio::spawn(legacy::serve(
+        legacy,
+        book,
+        Arc::new(Vec::new),
+        stopped(stop_rx.clone()),
+    ));
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let result = run(listener, config, stopped(stop_rx)).await;
+    let _ = legacy_task.await;
+    result
 }
 
 /// Serves the tracker on `listener` with the given store.
