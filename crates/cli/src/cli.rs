@@ -135,6 +135,14 @@ pub enum Command {
         #[arg(short, long, value_name = "OUT")]
         output: Option<PathBuf>,
     },
+    /// Send files to a peer's inbox (it must accept files from you).
+    Send {
+        /// Peer name, peer id, or a unique prefix of one.
+        peer: String,
+        /// The files to send.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Put a file into this node's share folder, optionally encrypted.
     Share {
         /// The file to share.
@@ -198,6 +206,16 @@ pub struct NodeArgs {
     /// Downloads served at once; further peers are told to try later.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub max_uploads: u64,
+    /// Folder where files other peers send arrive [default: inbox in the data dir].
+    #[arg(long, value_name = "DIR")]
+    pub inbox: Option<PathBuf>,
+    /// Accept files sent by this peer (a peer id), or by `any` peer;
+    /// repeatable. By default nobody may send files.
+    #[arg(long = "accept-from", value_name = "PEER|any")]
+    pub accept_from: Vec<String>,
+    /// Most the inbox may hold in all, e.g. `10GiB`.
+    #[arg(long, value_name = "SIZE", value_parser = parse_rate)]
+    pub max_inbox_size: Option<u64>,
 }
 
 /// A byte rate such as `10MiB`, `500kB`, `1.5 MB/s` or plain bytes.

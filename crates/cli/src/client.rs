@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use shoal_core::ContentId;
 use std::net::{IpAddr, SocketAddr};
 
@@ -199,6 +199,27 @@ pub async fn get(
     let path = result?;
     if opened?.is_some() {
         let _ = std::fs::remove_file(&path);
+    }
+    Ok(())
+}
+
+pub async fn send(ctx: &Context, peer: &str, files: &[std::path::PathBuf]) -> Result<()> {
+    let (record, source) = ctx.book()?.resolve(peer).await?;
+    warn_if_cached(&source);
+    let client = ctx.peer_client()?;
+    for file in files {
+        let bar = Bar::new(ctx.quiet);
+        let got = shoal_node::send::send_file(&client, &record, file, &bar)
+            .await
+            .with_context(|| format!("cannot send {} to {}", file.display(), record.name))?;
+        if !ctx.quiet {
+            eprintln!(
+                "sent {} to {} (in its inbox as {})",
+                file.display(),
+                record.name,
+                got.name
+            );
+        }
     }
     Ok(())
 }

@@ -92,6 +92,7 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::Send { peer, files } => client::send(&ctx, &peer, &files).await,
             Command::Share {
                 file,
                 encrypt,

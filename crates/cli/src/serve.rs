@@ -85,7 +85,32 @@ fn node_config(
     cfg.ttl = args.ttl;
     cfg.max_upload_rate = args.max_upload_rate;
     cfg.max_uploads = args.max_uploads as usize;
+    if let Some(dir) = &args.inbox {
+        cfg.inbox.dir = dir.clone();
+    }
+    cfg.inbox.max_size = args.max_inbox_size;
+    cfg.inbox.accept = accept(&args.accept_from)?;
     Ok(cfg)
+}
+
+/// `--accept-from`: peer ids, or `any`.
+fn accept(list: &[String]) -> Result<shoal_node::inbox::Accept> {
+    use shoal_node::inbox::Accept;
+    if list.is_empty() {
+        return Ok(Accept::Nobody);
+    }
+    if list.iter().any(|p| p == "any") {
+        return Ok(Accept::Anyone);
+    }
+    let ids = list
+        .iter()
+        .map(|p| {
+            p.parse::<shoal_core::PeerId>().with_context(|| {
+                format!("--accept-from {p}: give a full peer id (`shoal id` prints it) or `any`")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Accept::Peers(ids))
 }
 
 async fn run_node(mut cfg: NodeConfig, tracker: TrackerClient, ctx: &Ctx) -> Result<()> {

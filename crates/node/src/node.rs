@@ -43,12 +43,15 @@ pub struct NodeConfig {
     pub max_upload_rate: Option<u64>,
     /// Content streams served at once.
     pub max_uploads: usize,
+    /// Where pushes from other peers land, and who may push.
+    pub inbox: crate::inbox::InboxConfig,
 }
 
 impl NodeConfig {
     /// Defaults for everything but the essentials.
     pub fn new(data_dir: PathBuf, listen: SocketAddr, name: String) -> Self {
         Self {
+            inbox: crate::inbox::InboxConfig::new(data_dir.join("inbox"), &data_dir),
             data_dir,
             shares: Vec::new(),
             listen,
@@ -119,6 +122,7 @@ impl Node {
             db,
             rescan.clone(),
             uploads.clone(),
+            Arc::new(config.inbox.clone()),
         );
         let mut tasks = vec![tokio::spawn(crate::server::serve(
             listener,

@@ -117,6 +117,53 @@ impl PeerClient {
         Err(NodeError::unreachable(peer, last))
     }
 
+    /// Posts `body` as JSON to `path`; one attempt, any answer returned.
+    pub async fn post_json(
+        &self,
+        peer: &PeerRecord,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::Response> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| NodeError::Internal(format!("cannot encode a request: {e}")))?;
+        self.send_once(peer, |client, addr| {
+            client
+                .post(format!("https://{addr}{path}"))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        })
+        .await
+    }
+
+    /// Streams `body` (`len` bytes) to `path` with PUT; one attempt (a
+    /// stream cannot be replayed), any answer returned.
+    pub async fn put_body(
+        &self,
+        peer: &PeerRecord,
+        path: &str,
+        body: reqwest::Body,
+        len: u64,
+    ) -> Result<reqwest::Response> {
+        let (client, slot) = self.client(peer.peer_id)?;
+        let addr = peer
+            .addrs
+            .first()
+            .ok_or_else(|| NodeError::unreachable(peer, "it has no addresses"))?;
+        client
+            .put(format!("https://{addr}{path}"))
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body)
+            .timeout(Duration::from_secs(24 * 60 * 60))
+            .send()
+            .await
+            .map_err(|e| {
+                if let Some(wrong) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    return NodeError::WrongPeer(wrong);
+                }
+                NodeError::unreachable(peer, describe(&e))
+            })
+    }
+
     /// Starts fetching many small files at once (see
     /// [`crate::server::MAX_BUNDLE`] for the answer's framing). One attempt;
     /// the answer is returned whatever its status.

@@ -106,13 +106,22 @@ pub fn router(
     db: Arc<NodeDb>,
     rescan: Arc<Notify>,
     limits: Uploads,
+    inbox: crate::inbox::Inbox,
 ) -> Router {
+    let pushes = Router::new()
+        .route("/v1/inbox", axum::routing::post(crate::inbox::offer))
+        .route(
+            "/v1/inbox/{upload}",
+            axum::routing::put(crate::inbox::upload),
+        )
+        .with_state(inbox);
     Router::new()
         .route("/v1/files", get(list_files))
         .route("/v1/content/{content_id}", get(content))
         .route("/v1/content/{content_id}/outboard", get(outboard))
         .route("/v1/content/{content_id}/have", get(have))
         .route("/v1/bundle", axum::routing::post(bundle))
+        .merge(pushes)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(ApiState {
             index,

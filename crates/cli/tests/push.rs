@@ -1,0 +1,71 @@
+//! `shoal send` between real processes on 127.0.0.1.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+#[test]
+fn an_allowed_sender_delivers_and_a_stranger_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tracker(30);
+    let friend = tmp.path().join("friend");
+    let stranger = tmp.path().join("stranger");
+    let friend_id = ok(&shoal(&friend, &t.url, &["id"])).trim().to_owned();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    let inbox = tmp.path().join("inbox");
+    let _r = node_with(
+        &t.url,
+        &tmp.path().join("r"),
+        &share,
+        "receiver",
+        30,
+        "127.0.0.1:0",
+        &[
+            "--accept-from",
+            &friend_id,
+            "--inbox",
+            inbox.to_str().unwrap(),
+        ],
+    );
+    wait_for_peers(&friend, &t.url, &["receiver"], 20);
+    let files = [
+        ("empty", 0usize),
+        ("one", 1),
+        ("big.bin", 100 * 1024 * 1024),
+    ];
+    let mut args = vec!["send", "receiver"];
+    let paths: Vec<String> = files
+        .iter()
+        .map(|(name, n)| {
+            let p = tmp.path().join(name);
+            fs::write(&p, bytes(*n, *n as u64)).unwrap();
+            p.to_str().unwrap().to_owned()
+        })
+        .collect();
+    args.extend(paths.iter().map(String::as_str));
+    ok(&shoal(&friend, &t.url, &args));
+    for (name, _) in files {
+        assert_eq!(
+            b3sum(&inbox.join(name)),
+            b3sum(&tmp.path().join(name)),
+            "{name}"
+        );
+    }
+    // A stranger gets a plain refusal and the inbox does not change.
+    let before = fs::read_dir(&inbox).unwrap().count();
+    let r = shoal(&stranger, &t.url, &["send", "receiver", &paths[1]]);
+    assert_eq!(r.status.code(), Some(5), "{r:?}");
+    let msg = String::from_utf8_lossy(&r.stderr);
+    assert!(msg.contains("does not accept files from you"), "{msg}");
+    assert_eq!(fs::read_dir(&inbox).unwrap().count(), before);
+    // Sending a folder is a clear error.
+    let r = shoal(
+        &friend,
+        &t.url,
+        &["send", "receiver", tmp.path().to_str().unwrap()],
+    );
+    assert_eq!(r.status.code(), Some(8), "{r:?}");
+}

@@ -1,0 +1,469 @@
+//! Pushes: other peers sending files to this node's inbox.
+//!
+//! The receiver decides: by default it accepts no pushes; `--accept-from
+//! PEER` (or `any`) opens the inbox to those peers. A push is two requests,
+//! so a refusal costs the sender nothing:
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `POST /v1/inbox` `{name, size, content_id}` | 200 `{upload, offset}`: send from `offset`; 403 not accepted from you; 413 over the inbox limit; 507 not enough disk space; 400 a name that cannot be used |
+//! | `PUT /v1/inbox/{upload}?offset=N` with the bytes from `N` | 200 `{name}`: the file's name in the inbox; 409 wrong offset (the answer says which); 422 the bytes do not match the content id (they are thrown away) |
+//!
+//! Bytes arrive in a partial file outside the inbox (so an interrupted push
+//! leaves nothing in it, and sending again resumes at `offset`); the whole
+//! file is checked against the declared content id before it is linked into
+//! the inbox under its name, made safe, never replacing a file
+//! (`name (1).ext`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Extension, Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use shoal_core::wire::ErrorBody;
+use shoal_core::{ContentId, PeerId};
+use tokio::io::AsyncWriteExt;
+
+use crate::server::RemotePeer;
+
+/// Who may push files to this node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Accept {
+    /// Nobody (the default).
+    #[default]
+    Nobody,
+    /// Any peer that proves a key.
+    Anyone,
+    /// These peers.
+    Peers(Vec<PeerId>),
+}
+
+impl Accept {
+    fn allows(&self, peer: &PeerId) -> bool {
+        match self {
+            Accept::Nobody => false,
+            Accept::Anyone => true,
+            Accept::Peers(p) => p.contains(peer),
+        }
+    }
+}
+
+/// Where pushes land and who may push.
+#[derive(Debug, Clone)]
+pub struct InboxConfig {
+    /// The inbox folder.
+    pub dir: PathBuf,
+    /// Where pushes in progress are kept (outside the inbox).
+    pub partial_dir: PathBuf,
+    /// Who may push.
+    pub accept: Accept,
+    /// Most bytes the inbox may hold in all, if limited.
+    pub max_size: Option<u64>,
+}
+
+impl InboxConfig {
+    /// An inbox in `dir`, pushes in progress in `data_dir`, nobody allowed.
+    pub fn new(dir: PathBuf, data_dir: &Path) -> Self {
+        Self {
+            dir,
+            partial_dir: data_dir.join("inbox-partial"),
+            accept: Accept::Nobody,
+            max_size: None,
+        }
+    }
+}
+
+/// `POST /v1/inbox`: what the sender wants to send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Offer {
+    /// File name (a name, not a path; made safe by the receiver).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE3 of the bytes.
+    pub content_id: ContentId,
+}
+
+/// The answer to an offer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Accepted {
+    /// Where to send the bytes: `PUT /v1/inbox/{upload}`.
+    pub upload: String,
+    /// Bytes already received from an earlier attempt.
+    pub offset: u64,
+}
+
+/// The answer to a complete upload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Received {
+    /// The file's name in the receiver's inbox.
+    pub name: String,
+}
+
+struct Refused(StatusCode, String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Refused {
+    tracing::warn!(error = %e, "inbox request failed");
+    Refused(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the receiver could not store the file; see its log".into(),
+    )
+}
+
+/// The receiver's state shared by the handlers.
+pub type Inbox = Arc<InboxConfig>;
+
+/// Names Windows reserves, refused as file names anywhere for portability.
+const RESERVED: &[&str] = &[
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
+    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+];
+
+/// Longest file name kept, in bytes.
+const MAX_NAME: usize = 255;
+
+/// A sender's file name made safe for the inbox: its last path component,
+/// no control characters, no reserved device names, at most 255 bytes
+/// (the extension kept). `None` if nothing usable is left.
+pub fn safe_name(name: &str) -> Option<String> {
+    if name.contains('\0') {
+        return None;
+    }
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim().trim_end_matches('.').to_owned();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        return None;
+    }
+    let stem = cleaned.split('.').next().unwrap_or("");
+    let mut out = if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(stem)) {
+        format!("_{cleaned}")
+    } else {
+        cleaned
+    };
+    if out.len() > MAX_NAME {
+        let ext = out
+            .rfind('.')
+            .filter(|&i| i > 0 && out.len() - i <= 16)
+            .map(|i| out[i..].to_owned())
+            .unwrap_or_default();
+        let mut cut = MAX_NAME - ext.len();
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out = format!("{}{ext}", &out[..cut]);
+    }
+    Some(out)
+}
+
+/// The upload id of a push: the sender, the content and the size, so the
+/// same push sent again resumes.
+fn upload_id(sender: &PeerId, offer: &Offer) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(sender.as_bytes());
+    h.update(offer.content_id.as_bytes());
+    h.update(&offer.size.to_le_bytes());
+    h.update(offer.name.as_bytes());
+    h.finalize().to_hex()[..32].to_owned()
+}
+
+/// What the partial file of an upload records beside it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pending {
+    sender: PeerId,
+    name: String,
+    size: u64,
+    content_id: ContentId,
+}
+
+fn paths(inbox: &InboxConfig, upload: &str) -> (PathBuf, PathBuf) {
+    (
+        inbox.partial_dir.join(format!("{upload}.part")),
+        inbox.partial_dir.join(format!("{upload}.json")),
+    )
+}
+
+/// Bytes the inbox holds now (files directly in it and below).
+fn inbox_usage(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Bytes free on the file system holding `dir`.
+fn free_space(dir: &Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Room kept free on the disk beyond the file itself.
+const DISK_MARGIN: u64 = 16 * 1024 * 1024;
+
+/// `POST /v1/inbox`.
+pub async fn offer(
+    State(inbox): State<Inbox>,
+    Extension(peer): Extension<RemotePeer>,
+    body: axum::body::Bytes,
+) -> Result<Json<Accepted>, Response> {
+    let sender = peer.0;
+    if !inbox.accept.allows(&sender) {
+        tracing::info!(peer = %sender.short(), "refused a push: not accepted from this peer");
+        return Err(Refused(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this peer does not accept files from you ({sender}); its owner can allow you with --accept-from {sender}"
+            ),
+        )
+        .into_response());
+    }
+    let offer: Offer = serde_json::from_slice(&body).map_err(|e| {
+        Refused(StatusCode::BAD_REQUEST, format!("not a valid offer: {e}")).into_response()
+    })?;
+    let Some(name) = safe_name(&offer.name) else {
+        return Err(Refused(
+            StatusCode::BAD_REQUEST,
+            "that file name cannot be used; rename the file and send it again".into(),
+        )
+        .into_response());
+    };
+    let upload = upload_id(&sender, &offer);
+    let (part, meta) = paths(&inbox, &upload);
+    let cfg = inbox.clone();
+    let pending = Pending {
+        sender,
+        name,
+        size: offer.size,
+        content_id: offer.content_id,
+    };
+    let result = tokio::task::spawn_blocking(move || -> Result<u64, Refused> {
+        std::fs::create_dir_all(&cfg.dir).map_err(internal)?;
+        std::fs::create_dir_all(&cfg.partial_dir).map_err(internal)?;
+        let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        let have = if have > pending.size { 0 } else { have };
+        let need = pending.size - have;
+        if let Some(max) = cfg.max_size
+            && inbox_usage(&cfg.dir) + pending.size > max
+        {
+            return Err(Refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the receiver's inbox is limited to {max} bytes and this file ({} bytes) does not fit",
+                    pending.size
+                ),
+            ));
+        }
+        for dir in [&cfg.partial_dir, &cfg.dir] {
+            if free_space(dir).is_some_and(|free| free < need + DISK_MARGIN) {
+                return Err(Refused(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "the receiver does not have enough free disk space for this file".into(),
+                ));
+            }
+        }
+        if have == 0 {
+            std::fs::write(&part, b"").map_err(internal)?;
+        }
+        std::fs::write(&meta, serde_json::to_vec(&pending).map_err(internal)?)
+            .map_err(internal)?;
+        Ok(have)
+    })
+    .await
+    .map_err(|e| internal(e).into_response())?;
+    let offset = result.map_err(IntoResponse::into_response)?;
+    tracing::info!(peer = %sender.short(), upload = %upload, offset, "accepted a push");
+    Ok(Json(Accepted { upload, offset }))
+}
+
+/// `?offset=N` of an upload.
+#[derive(Debug, Deserialize)]
+pub struct At {
+    offset: u64,
+}
+
+/// `PUT /v1/inbox/{upload}`.
+pub async fn upload(
+    State(inbox): State<Inbox>,
+    Extension(peer): Extension<RemotePeer>,
+    UrlPath(upload): UrlPath<String>,
+    Query(at): Query<At>,
+    body: Body,
+) -> Result<Json<Received>, Response> {
+    let refuse = |code, msg: &str| Refused(code, msg.to_owned()).into_response();
+    if upload.len() != 32 || !upload.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(refuse(StatusCode::NOT_FOUND, "no such upload"));
+    }
+    let (part, meta) = paths(&inbox, &upload);
+    let pending: Pending = std::fs::read(&meta)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|p: &Pending| p.sender == peer.0)
+        .ok_or_else(|| {
+            refuse(
+                StatusCode::NOT_FOUND,
+                "no such upload; offer the file first",
+            )
+        })?;
+    if !inbox.accept.allows(&peer.0) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "this peer no longer accepts files from you",
+        ));
+    }
+    let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    if at.offset != have {
+        return Err(Refused(
+            StatusCode::CONFLICT,
+            format!("the receiver has {have} bytes of this file; send from there"),
+        )
+        .into_response());
+    }
+    let mut file = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(&part)
+        .await
+        .map_err(|e| internal(e).into_response())?;
+    let mut got = have;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            // The sender went away: what arrived stays for a resume.
+            tracing::info!(upload = %upload, error = %e, received = got, "a push was interrupted");
+            refuse(StatusCode::BAD_REQUEST, "the upload was cut short")
+        })?;
+        got += chunk.len() as u64;
+        if got > pending.size {
+            drop(file);
+            discard(&part, &meta);
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "sent more bytes than offered; the upload was thrown away",
+            ));
+        }
+        if let Err(e) = file.write_all(&chunk).await {
+            let full = e.raw_os_error() == Some(28);
+            tracing::warn!(upload = %upload, error = %e, "cannot store a push");
+            return Err(if full {
+                refuse(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "the receiver ran out of disk space; what arrived is kept, send again later to resume",
+                )
+            } else {
+                internal(e).into_response()
+            });
+        }
+    }
+    file.flush()
+        .await
+        .map_err(|e| internal(e).into_response())?;
+    drop(file);
+    if got < pending.size {
+        return Err(Refused(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the upload ended after {got} of {} bytes; send again to resume",
+                pending.size
+            ),
+        )
+        .into_response());
+    }
+    let cfg = inbox.clone();
+    let done = tokio::task::spawn_blocking(move || finish(&cfg, &part, &meta, &pending))
+        .await
+        .map_err(|e| internal(e).into_response())?;
+    done.map(Json).map_err(IntoResponse::into_response)
+}
+
+fn discard(part: &Path, meta: &Path) {
+    let _ = std::fs::remove_file(part);
+    let _ = std::fs::remove_file(meta);
+}
+
+/// Checks a complete upload and links it into the inbox under a free name.
+fn finish(
+    inbox: &InboxConfig,
+    part: &Path,
+    meta: &Path,
+    pending: &Pending,
+) -> Result<Received, Refused> {
+    let actual = crate::index::hash_file(part).map_err(internal)?;
+    if actual != pending.content_id {
+        discard(part, meta);
+        tracing::warn!(peer = %pending.sender.short(), "a push did not match its content id; thrown away");
+        return Err(Refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the bytes received do not match the content id offered ({} ≠ {}); nothing was kept",
+                actual, pending.content_id
+            ),
+        ));
+    }
+    std::fs::File::open(part)
+        .and_then(|f| f.sync_all())
+        .map_err(internal)?;
+    let (stem, ext) = match pending.name.rfind('.') {
+        Some(i) if i > 0 => (&pending.name[..i], &pending.name[i..]),
+        _ => (pending.name.as_str(), ""),
+    };
+    for n in 0..10_000u32 {
+        let candidate = if n == 0 {
+            pending.name.clone()
+        } else {
+            format!("{stem} ({n}){ext}")
+        };
+        let target = inbox.dir.join(&candidate);
+        match std::fs::hard_link(part, &target) {
+            Ok(()) => {
+                discard(part, meta);
+                if let Ok(d) = std::fs::File::open(&inbox.dir) {
+                    let _ = d.sync_all();
+                }
+                tracing::info!(peer = %pending.sender.short(), name = %candidate, size = pending.size, "received a file");
+                return Ok(Received { name: candidate });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(internal(e)),
+        }
+    }
+    Err(Refused(
+        StatusCode::CONFLICT,
+        "the inbox already holds too many files of that name".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_made_safe_or_refused() {
+        assert_eq!(safe_name("report.pdf").as_deref(), Some("report.pdf"));
+        assert_eq!(safe_name("../../etc/passwd").as_deref(), Some("passwd"));
+        assert_eq!(safe_name("/etc/shadow").as_deref(), Some("shadow"));
+        assert_eq!(safe_name("..\\..\\boot.ini").as_deref(), Some("boot.ini"));
+        assert_eq!(safe_name("CON").as_deref(), Some("_CON"));
+        assert_eq!(safe_name("nul.txt").as_deref(), Some("_nul.txt"));
+        assert_eq!(safe_name("a\nb\tc").as_deref(), Some("abc"));
+        assert_eq!(safe_name("trailing...").as_deref(), Some("trailing"));
+        for bad in ["", ".", "..", "../", "a/..", "x\0y", "   ", "/"] {
+            assert_eq!(safe_name(bad), None, "{bad:?}");
+        }
+        let long = format!("{}.tar.gz", "é".repeat(200));
+        let s = safe_name(&long).unwrap();
+        assert!(s.len() <= 255 && s.ends_with(".gz"), "{s}");
+    }
+}

@@ -1,0 +1,134 @@
+//! `shoal send`: pushing files to another peer's inbox (see [`crate::inbox`]
+//! for the protocol). An interrupted push resumes where the receiver's copy
+//! stopped when it is sent again.
+
+use std::path::Path;
+
+use shoal_core::wire::{ErrorBody, PeerRecord};
+
+use crate::download::Progress;
+use crate::error::{NodeError, Result};
+use crate::inbox::{Accepted, Offer, Received};
+use crate::peer_client::PeerClient;
+
+/// Sends the file at `path` to `peer`; returns its name in the peer's inbox.
+pub async fn send_file(
+    client: &PeerClient,
+    peer: &PeerRecord,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<Received> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| NodeError::UnsafeName(path.display().to_string()))?
+        .to_owned();
+    let meta = std::fs::metadata(path).map_err(NodeError::file("read", path))?;
+    if !meta.is_file() {
+        return Err(NodeError::File {
+            action: "send (it is not a file)",
+            path: path.to_owned(),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        });
+    }
+    let size = meta.len();
+    let p = path.to_owned();
+    let content_id = tokio::task::spawn_blocking(move || crate::index::hash_file(&p))
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))?
+        .map_err(NodeError::file("read", path))?;
+    let offer = Offer {
+        name: name.clone(),
+        size,
+        content_id,
+    };
+    progress.start(&name, size);
+    let result = push(client, peer, path, &offer, progress).await;
+    progress.finish();
+    result
+}
+
+async fn push(
+    client: &PeerClient,
+    peer: &PeerRecord,
+    path: &Path,
+    offer: &Offer,
+    progress: &dyn Progress,
+) -> Result<Received> {
+    // Twice at most: a second offer learns the receiver's offset if the
+    // first upload raced with another.
+    for _ in 0..2 {
+        let resp = client.post_json(peer, "/v1/inbox", offer).await?;
+        let accepted: Accepted = answer(peer, resp).await?;
+        if accepted.offset > 0 {
+            tracing::info!(offset = accepted.offset, "resuming an interrupted push");
+        }
+        progress.advance(accepted.offset);
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(NodeError::file("read", path))?;
+        if accepted.offset > 0 {
+            use tokio::io::AsyncSeekExt;
+            file.seek(std::io::SeekFrom::Start(accepted.offset))
+                .await
+                .map_err(NodeError::file("read", path))?;
+        }
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+        // The body stream reports what it hands over; this task shows it.
+        let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let counted = futures_util::StreamExt::map(stream, move |chunk| {
+            if let Ok(c) = &chunk {
+                let _ = sent_tx.send(c.len() as u64);
+            }
+            chunk
+        });
+        let url = format!("/v1/inbox/{}?offset={}", accepted.upload, accepted.offset);
+        let request = client.put_body(
+            peer,
+            &url,
+            reqwest::Body::wrap_stream(counted),
+            offer.size - accepted.offset,
+        );
+        tokio::pin!(request);
+        let resp = loop {
+            tokio::select! {
+                r = &mut request => break r?,
+                Some(n) = sent_rx.recv() => progress.advance(n),
+            }
+        };
+        if resp.status() == reqwest::StatusCode::CONFLICT {
+            continue;
+        }
+        return answer(peer, resp).await;
+    }
+    Err(NodeError::Protocol {
+        peer: peer.peer_id,
+        reason: "kept disagreeing about how much of the file it has".into(),
+    })
+}
+
+/// The JSON answer of a successful request, or the peer's refusal in its
+/// own words.
+async fn answer<T: serde::de::DeserializeOwned>(
+    peer: &PeerRecord,
+    resp: reqwest::Response,
+) -> Result<T> {
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| NodeError::unreachable(peer, crate::tracker_client::describe(&e)))?;
+    if status.is_success() {
+        return serde_json::from_slice(&body).map_err(|e| NodeError::Protocol {
+            peer: peer.peer_id,
+            reason: format!("answered a push with something else: {e}"),
+        });
+    }
+    let message = serde_json::from_slice::<ErrorBody>(&body)
+        .map_or_else(|_| "no explanation given".into(), |b| b.error);
+    Err(NodeError::PeerRefused {
+        peer: peer.peer_id,
+        status: status.as_u16(),
+        message,
+    })
+}
