@@ -216,6 +216,19 @@ pub struct NodeArgs {
     /// Most the inbox may hold in all, e.g. `10GiB`.
     #[arg(long, value_name = "SIZE", value_parser = parse_rate)]
     pub max_inbox_size: Option<u64>,
+    /// Also serve the seed's HTTP API (list, download, upload) on this
+    /// address, unencrypted, for the seed's clients; needs --compat-token.
+    #[arg(long, value_name = "ADDR", requires = "compat_token")]
+    pub compat_listen: Option<SocketAddr>,
+    /// The token the seed's clients send in `Authorization`.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SHOAL_COMPAT_TOKEN",
+        hide_env_values = true,
+        requires = "compat_listen"
+    )]
+    pub compat_token: Option<String>,
 }
 
 /// A byte rate such as `10MiB`, `500kB`, `1.5 MB/s` or plain bytes.

@@ -90,6 +90,14 @@ fn node_config(
     }
     cfg.inbox.max_size = args.max_inbox_size;
     cfg.inbox.accept = accept(&args.accept_from)?;
+    if let (Some(addr), Some(token)) = (args.compat_listen, &args.compat_token) {
+        if token.trim().is_empty() {
+            anyhow::bail!(crate::client::UsageError(
+                "--compat-token must not be empty".into()
+            ));
+        }
+        cfg.compat = Some((addr, token.clone()));
+    }
     Ok(cfg)
 }
 
@@ -121,6 +129,13 @@ async fn run_node(mut cfg: NodeConfig, tracker: TrackerClient, ctx: &Ctx) -> Res
     }
     let node = Node::start(cfg, identity.clone()).await?;
     announce(&format!("listening on {}", node.url()));
+    if let Some(addr) = node.compat_addr() {
+        tracing::warn!(
+            %addr,
+            "the seed's API (--compat-listen) is plain HTTP: its token and every file it serves or receives cross the network unencrypted; use it only on a network you trust"
+        );
+        announce(&format!("compat listening on http://{addr}"));
+    }
     announce(&format!("peer id {}", node.peer_id()));
     shutdown_signal().await;
     tracing::info!("stopping");

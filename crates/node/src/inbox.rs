@@ -105,7 +105,7 @@ pub struct Received {
     pub name: String,
 }
 
-struct Refused(StatusCode, String);
+pub(crate) struct Refused(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
@@ -113,7 +113,7 @@ impl IntoResponse for Refused {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> Refused {
+pub(crate) fn internal(e: impl std::fmt::Display) -> Refused {
     tracing::warn!(error = %e, "inbox request failed");
     Refused(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -195,7 +195,7 @@ fn paths(inbox: &InboxConfig, upload: &str) -> (PathBuf, PathBuf) {
 }
 
 /// Bytes the inbox holds now (files directly in it and below).
-fn inbox_usage(dir: &Path) -> u64 {
+pub(crate) fn inbox_usage(dir: &Path) -> u64 {
     walkdir::WalkDir::new(dir)
         .into_iter()
         .filter_map(|e| e.ok())
@@ -206,13 +206,13 @@ fn inbox_usage(dir: &Path) -> u64 {
 }
 
 /// Bytes free on the file system holding `dir`.
-fn free_space(dir: &Path) -> Option<u64> {
+pub(crate) fn free_space(dir: &Path) -> Option<u64> {
     let s = rustix::fs::statvfs(dir).ok()?;
     Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// Room kept free on the disk beyond the file itself.
-const DISK_MARGIN: u64 = 16 * 1024 * 1024;
+pub(crate) const DISK_MARGIN: u64 = 16 * 1024 * 1024;
 
 /// `POST /v1/inbox`.
 pub async fn offer(
@@ -412,28 +412,38 @@ fn finish(
             ),
         ));
     }
+    let name = place(inbox, part, &pending.name)?;
+    let _ = std::fs::remove_file(meta);
+    tracing::info!(peer = %pending.sender.short(), name = %name, size = pending.size, "received a file");
+    Ok(Received { name })
+}
+
+/// Makes a complete, checked partial file durable and links it into the
+/// inbox under `name` (already made safe), or `name (1).ext` and so on if
+/// taken; returns the name used.
+pub(crate) fn place(inbox: &InboxConfig, part: &Path, name: &str) -> Result<String, Refused> {
     std::fs::File::open(part)
         .and_then(|f| f.sync_all())
         .map_err(internal)?;
-    let (stem, ext) = match pending.name.rfind('.') {
-        Some(i) if i > 0 => (&pending.name[..i], &pending.name[i..]),
-        _ => (pending.name.as_str(), ""),
+    std::fs::create_dir_all(&inbox.dir).map_err(internal)?;
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
     };
     for n in 0..10_000u32 {
         let candidate = if n == 0 {
-            pending.name.clone()
+            name.to_owned()
         } else {
             format!("{stem} ({n}){ext}")
         };
         let target = inbox.dir.join(&candidate);
         match std::fs::hard_link(part, &target) {
             Ok(()) => {
-                discard(part, meta);
+                let _ = std::fs::remove_file(part);
                 if let Ok(d) = std::fs::File::open(&inbox.dir) {
                     let _ = d.sync_all();
                 }
-                tracing::info!(peer = %pending.sender.short(), name = %candidate, size = pending.size, "received a file");
-                return Ok(Received { name: candidate });
+                return Ok(candidate);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(internal(e)),

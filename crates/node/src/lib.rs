@@ -46,6 +46,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod book;
+pub mod compat;
 pub mod db;
 pub mod download;
 mod error;

@@ -45,6 +45,8 @@ pub struct NodeConfig {
     pub max_uploads: usize,
     /// Where pushes from other peers land, and who may push.
     pub inbox: crate::inbox::InboxConfig,
+    /// The seed's API on plain HTTP: address and token (see [`crate::compat`]).
+    pub compat: Option<(SocketAddr, String)>,
 }
 
 impl NodeConfig {
@@ -61,6 +63,7 @@ impl NodeConfig {
             rescan_every: Duration::from_secs(60),
             max_upload_rate: None,
             max_uploads: 16,
+            compat: None,
         }
     }
 }
@@ -73,6 +76,7 @@ pub struct Node {
     index: Arc<ShareIndex>,
     partials: Partials,
     uploads: crate::server::Uploads,
+    compat_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -116,20 +120,41 @@ impl Node {
         let shutdown = CancellationToken::new();
         let partials = Partials::new();
         let uploads = Uploads::new(RateLimit::new(config.max_upload_rate), config.max_uploads);
+        let inbox = Arc::new(config.inbox.clone());
         let app = crate::server::router(
             index.clone(),
             partials.clone(),
             db,
             rescan.clone(),
             uploads.clone(),
-            Arc::new(config.inbox.clone()),
+            inbox.clone(),
         );
+        let mut compat_addr = None;
+        let mut compat_task = None;
+        if let Some((addr, token)) = config.compat.clone() {
+            let l = TcpListener::bind(addr).await.map_err(|e| NodeError::File {
+                action: "listen (--compat-listen) on",
+                path: PathBuf::from(addr.to_string()),
+                source: e,
+            })?;
+            compat_addr = l.local_addr().ok();
+            compat_task = Some(tokio::spawn(crate::compat::serve(
+                l,
+                token,
+                index.clone(),
+                rescan.clone(),
+                inbox,
+                uploads.clone(),
+                shutdown.clone(),
+            )));
+        }
         let mut tasks = vec![tokio::spawn(crate::server::serve(
             listener,
             tls,
             app,
             shutdown.clone(),
         ))];
+        tasks.extend(compat_task);
         tasks.push(tokio::spawn(watch_shares(
             index.clone(),
             watcher,
@@ -162,6 +187,7 @@ impl Node {
             index,
             partials,
             uploads,
+            compat_addr,
             shutdown,
             tasks,
         })
@@ -185,6 +211,11 @@ impl Node {
     /// The share index.
     pub fn index(&self) -> &Arc<ShareIndex> {
         &self.index
+    }
+
+    /// Where the seed's API listens, if it does.
+    pub fn compat_addr(&self) -> Option<SocketAddr> {
+        self.compat_addr
     }
 
     /// Downloads in progress whose verified pieces this node serves.

@@ -185,26 +185,40 @@ fn open_shared(st: &ApiState, cid: ContentId) -> Result<(std::fs::File, SharedFi
     let Some(shared) = st.index.snapshot().by_content(&cid).cloned() else {
         return Err(not_shared(cid));
     };
-    let gone = || {
-        ApiError(
+    match open_checked(&shared, &st.rescan) {
+        Ok(file) => Ok((file, shared)),
+        Err(Stale::Gone) => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("content {cid} is no longer shared here"),
-        )
-    };
-    // The path is checked again now: a symlink may have been re-pointed
-    // outside the share since the last scan.
-    let real = std::fs::canonicalize(&shared.path).map_err(|_| gone())?;
+        )),
+        Err(Stale::Changed) => Err(changed(cid)),
+    }
+}
+
+/// Why an indexed file cannot be served now.
+pub(crate) enum Stale {
+    /// Removed, unreadable, or its path now leads out of the share.
+    Gone,
+    /// Changed on disk since it was indexed (a rescan is under way).
+    Changed,
+}
+
+/// Opens an indexed file, checking again that its real path is inside its
+/// share (a symlink may have been re-pointed since the last scan) and that
+/// it did not change since it was indexed; asks for a rescan if not.
+pub(crate) fn open_checked(shared: &SharedFile, rescan: &Notify) -> Result<std::fs::File, Stale> {
+    let real = std::fs::canonicalize(&shared.path).map_err(|_| Stale::Gone)?;
     if !real.starts_with(&shared.root) {
-        st.rescan.notify_one();
-        return Err(gone());
+        rescan.notify_one();
+        return Err(Stale::Gone);
     }
-    let file = std::fs::File::open(&real).map_err(|_| gone())?;
-    let meta = file.metadata().map_err(|_| gone())?;
+    let file = std::fs::File::open(&real).map_err(|_| Stale::Gone)?;
+    let meta = file.metadata().map_err(|_| Stale::Gone)?;
     if stamp_of(&meta) != shared.stamp {
-        st.rescan.notify_one();
-        return Err(changed(cid));
+        rescan.notify_one();
+        return Err(Stale::Changed);
     }
-    Ok((file, shared))
+    Ok(file)
 }
 
 fn changed(cid: ContentId) -> ApiError {
@@ -452,7 +466,7 @@ fn busy() -> ApiError {
 
 /// Streams `len` bytes of `file` from a blocking thread, a few chunks ahead
 /// of the network.
-fn stream_file(
+pub(crate) fn stream_file(
     file: std::fs::File,
     len: u64,
     limits: Uploads,

@@ -1,0 +1,219 @@
+//! The seed's peer API on a real node (`--compat-listen`), driven by a
+//! Python client written from the seed README alone.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+const TOKEN: &str = "s3cret-token";
+
+fn python_ready() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import requests"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "WARNING: python3 with `requests` is not installed; skipping the seed client test (apt-get install python3-requests)"
+        );
+    }
+    ok
+}
+
+fn seed_client(base: &str, token: &str, args: &[&str]) -> std::process::Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed_client.py");
+    Command::new("python3")
+        .arg(script)
+        .args([base, token])
+        .args(args)
+        .output()
+        .expect("run python3")
+}
+
+fn compat_node(tmp: &Path, share: &Path, extra: &[&str]) -> (Tracker, NodeProc, String) {
+    let t = tracker(30);
+    let mut args = vec!["--compat-listen", "127.0.0.1:0", "--compat-token", TOKEN];
+    args.extend_from_slice(extra);
+    let mut n = node_with(
+        &t.url,
+        &tmp.join("n"),
+        share,
+        "alice",
+        30,
+        "127.0.0.1:0",
+        &args,
+    );
+    let base = n.proc.wait_line("compat listening on ");
+    (t, n, base)
+}
+
+/// A raw HTTP request to the compat listener; the whole answer.
+fn raw(base: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn the_seeds_client_lists_downloads_and_uploads() {
+    if !python_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(share.join("docs")).unwrap();
+    fs::write(share.join("hello.txt"), b"hello from shoal").unwrap();
+    fs::write(share.join("docs/big.bin"), bytes(3_000_000, 4)).unwrap();
+    let (_t, n, base) = compat_node(tmp.path(), &share, &[]);
+
+    let listed = seed_client(&base, TOKEN, &["list"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let mut files: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["docs/big.bin", "hello.txt"]);
+
+    for name in ["hello.txt", "docs/big.bin"] {
+        let out = tmp.path().join("dl");
+        let r = seed_client(&base, TOKEN, &["download", name, out.to_str().unwrap()]);
+        assert!(r.status.success(), "{name}: {r:?}");
+        assert_eq!(
+            fs::read(&out).unwrap(),
+            fs::read(share.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+
+    let up = tmp.path().join("from seed.bin");
+    fs::write(&up, bytes(1_234_567, 5)).unwrap();
+    let r = seed_client(&base, TOKEN, &["upload", up.to_str().unwrap()]);
+    assert!(r.status.success(), "{r:?}");
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["message"], "File uploaded successfully");
+    assert_eq!(v["filename"], "from seed.bin");
+    let inbox = n.data.join("inbox");
+    assert_eq!(
+        fs::read(inbox.join("from seed.bin")).unwrap(),
+        bytes(1_234_567, 5)
+    );
+    // The same name again is not overwritten.
+    let r = seed_client(&base, TOKEN, &["upload", up.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["filename"], "from seed (1).bin");
+
+    // Wrong or missing token: 401 and no data.
+    for token in ["wrong", ""] {
+        let r = seed_client(&base, token, &["list"]);
+        assert!(!r.status.success());
+        let text = String::from_utf8_lossy(&r.stdout);
+        assert!(text.starts_with("401"), "{text}");
+        assert!(!text.contains("hello.txt"), "{text}");
+    }
+    let r = seed_client(
+        &base,
+        "wrong",
+        &[
+            "download",
+            "hello.txt",
+            tmp.path().join("x").to_str().unwrap(),
+        ],
+    );
+    assert!(!r.status.success());
+    assert!(!tmp.path().join("x").exists());
+}
+
+#[test]
+fn traversal_reads_and_writes_nothing_outside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    fs::write(share.join("ok.txt"), b"fine").unwrap();
+    fs::write(tmp.path().join("secret.txt"), b"TOP SECRET").unwrap();
+    let (_t, n, base) = compat_node(tmp.path(), &share, &[]);
+    let auth = format!("Authorization: {TOKEN}\r\n");
+    for path in [
+        "/download/../secret.txt",
+        "/download/..%2fsecret.txt",
+        "/download/%2e%2e/secret.txt",
+        "/download/..%5csecret.txt",
+        "/download//etc/passwd",
+        "/download/%2fetc%2fpasswd",
+        "/download/ok.txt%00",
+        "/download/",
+        "/list_files/../download/secret.txt",
+    ] {
+        let resp = raw(
+            &base,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"),
+        );
+        let status: u16 = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        assert!((400..500).contains(&status), "{path}: {status}");
+        assert!(
+            !resp.contains("TOP SECRET") && !resp.contains("root:"),
+            "{path} leaked"
+        );
+        assert!(resp.contains("\"error\""), "{path}: {resp}");
+    }
+    // Multipart file names that try to leave the inbox.
+    for evil in [
+        "../../escape.txt",
+        "/tmp/abs.txt",
+        "..\\..\\win.txt",
+        "..",
+        "a\u{0}b",
+    ] {
+        let body = format!(
+            "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{evil}\"\r\nContent-Type: application/octet-stream\r\n\r\nEVIL\r\n--XX--\r\n"
+        );
+        let req = format!(
+            "POST /upload HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: multipart/form-data; boundary=XX\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let resp = raw(&base, &req);
+        let status: u16 = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        assert!(status == 200 || status == 400, "{evil:?}: {resp}");
+    }
+    assert!(!tmp.path().join("escape.txt").exists());
+    assert!(!Path::new("/tmp/abs.txt").exists() || fs::read("/tmp/abs.txt").unwrap() != b"EVIL");
+    for e in fs::read_dir(n.data.join("inbox")).unwrap() {
+        let p = e.unwrap().path();
+        assert_eq!(p.parent().unwrap(), n.data.join("inbox"));
+        assert_eq!(fs::read(&p).unwrap(), b"EVIL");
+    }
+    // No file part, or no token: the seed's statuses.
+    let resp = raw(
+        &base,
+        &format!(
+            "POST /upload HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    let resp = raw(
+        &base,
+        "GET /files HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+}

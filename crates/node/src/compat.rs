@@ -1,0 +1,338 @@
+//! The seed's peer API, for its clients, on a separate plain-HTTP listener
+//! (`--compat-listen ADDR --compat-token TOKEN`).
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /list_files`, `GET /files` | `{"files": [names]}` |
+//! | `GET /download/<name>` | the file's bytes (a name from the list) |
+//! | `POST /upload` (multipart, field `file`) | `{"message": "File uploaded successfully", "filename": name}`, the file in the inbox |
+//!
+//! Every request needs `Authorization: <token>` (compared in constant time;
+//! a client that keeps failing is answered more and more slowly). Errors
+//! are `{"error": "..."}` with the seed's statuses: 401, 404, 400. Names
+//! are looked up in the share index, never used as paths, so no request can
+//! reach a file outside the shares; uploads go through the inbox's rules
+//! (names made safe, never overwriting, size and disk limits). This
+//! listener is not encrypted and its token is the only protection: it is
+//! meant for moving users of the seed over, on a trusted network.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::inbox::{DISK_MARGIN, Inbox, free_space, inbox_usage, place, safe_name};
+use crate::index::ShareIndex;
+use crate::server::{Stale, Uploads, open_checked, stream_file};
+
+/// Failed attempts from one address before answers slow down.
+const FREE_FAILURES: u32 = 3;
+/// Longest delay given to a failing client.
+const MAX_DELAY: Duration = Duration::from_secs(8);
+/// Failures are forgotten after this long without one.
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+
+#[derive(Clone)]
+struct CompatState {
+    index: Arc<ShareIndex>,
+    rescan: Arc<Notify>,
+    inbox: Inbox,
+    uploads: Uploads,
+    /// BLAKE3 of the token: compared in constant time, length included.
+    token: [u8; 32],
+    failures: Arc<Mutex<HashMap<IpAddr, (u32, Instant)>>>,
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+impl CompatState {
+    /// Checks the `Authorization` header; a wrong or missing one is
+    /// answered with 401, later the more slowly the more often it fails.
+    async fn authorize(&self, from: IpAddr, headers: &HeaderMap) -> Result<(), Response> {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        let given = blake3::hash(given);
+        if bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes().as_slice(),
+            self.token.as_slice(),
+        )) {
+            return Ok(());
+        }
+        let delay = {
+            let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            map.retain(|_, (_, last)| now.duration_since(*last) < FORGET_AFTER);
+            let entry = map.entry(from).or_insert((0, now));
+            entry.0 = entry.0.saturating_add(1);
+            entry.1 = now;
+            let over = entry.0.saturating_sub(FREE_FAILURES);
+            (Duration::from_millis(250) * 2u32.saturating_pow(over.min(8))).min(MAX_DELAY)
+                * u32::from(over > 0)
+        };
+        tracing::warn!(%from, "compat API: wrong or missing token");
+        tokio::time::sleep(delay).await;
+        Err(error(StatusCode::UNAUTHORIZED, "Invalid or missing token"))
+    }
+}
+
+/// Serves the seed's API on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    token: String,
+    index: Arc<ShareIndex>,
+    rescan: Arc<Notify>,
+    inbox: Inbox,
+    uploads: Uploads,
+    shutdown: CancellationToken,
+) {
+    let state = CompatState {
+        index,
+        rescan,
+        inbox,
+        uploads,
+        token: *blake3::hash(token.as_bytes()).as_bytes(),
+        failures: Default::default(),
+    };
+    let app = axum::Router::new()
+        .route("/list_files", get(list_files))
+        .route("/files", get(list_files))
+        .route("/download/{*name}", get(download))
+        .route("/upload", post(upload))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "Not found") })
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.cancelled().await;
+    });
+    if let Err(e) = server.await {
+        tracing::warn!(error = %e, "compat API stopped");
+    }
+}
+
+async fn list_files(
+    State(st): State<CompatState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = st.authorize(from.ip(), &headers).await {
+        return r;
+    }
+    let names: Vec<String> = st
+        .index
+        .snapshot()
+        .files()
+        .map(|f| f.entry.name.clone())
+        .collect();
+    Json(json!({ "files": names })).into_response()
+}
+
+async fn download(
+    State(st): State<CompatState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = st.authorize(from.ip(), &headers).await {
+        return r;
+    }
+    // Only a name exactly as listed: never a path on this machine.
+    let snapshot = st.index.snapshot();
+    let Some(shared) = snapshot.files().find(|f| f.entry.name == name).cloned() else {
+        return error(StatusCode::NOT_FOUND, "File not found");
+    };
+    let file = match open_checked(&shared, &st.rescan) {
+        Ok(f) => f,
+        Err(Stale::Gone) => return error(StatusCode::NOT_FOUND, "File not found"),
+        Err(Stale::Changed) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "File changed on disk; try again shortly",
+            );
+        }
+    };
+    let Ok(slot) = st.uploads.slots.clone().try_acquire_owned() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many downloads right now; try again shortly",
+        );
+    };
+    let len = shared.stamp.size;
+    let mut resp = Response::new(Body::from_stream(stream_file(
+        file,
+        len,
+        st.uploads.clone(),
+        slot,
+    )));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let base = name.rsplit('/').next().unwrap_or("file");
+    if let Some(safe) = safe_name(base)
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "attachment; filename=\"{}\"",
+            safe.replace(['"', '\\'], "_")
+        ))
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+async fn upload(
+    State(st): State<CompatState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    if let Err(r) = st.authorize(from.ip(), &headers).await {
+        return r;
+    }
+    let Ok(mut multipart) = multipart else {
+        return error(StatusCode::BAD_REQUEST, "No file part");
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Err(r) = room_for(&st, declared.unwrap_or(0)).await {
+        return r;
+    }
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => return error(StatusCode::BAD_REQUEST, "No file part"),
+            Err(_) => return error(StatusCode::BAD_REQUEST, "Malformed upload"),
+        };
+        if field.name() != Some("file") {
+            continue;
+        }
+        let Some(name) = field.file_name().and_then(safe_name) else {
+            return error(StatusCode::BAD_REQUEST, "No selected file");
+        };
+        return store(&st, from.ip(), name, field).await;
+    }
+}
+
+/// Refuses an upload the inbox limit or the disk has no room for.
+async fn room_for(st: &CompatState, size: u64) -> Result<(), Response> {
+    let inbox = st.inbox.clone();
+    let ok = tokio::task::spawn_blocking(move || {
+        let fits = inbox
+            .max_size
+            .is_none_or(|max| inbox_usage(&inbox.dir) + size <= max);
+        let disk = [&inbox.partial_dir, &inbox.dir]
+            .iter()
+            .all(|d| free_space(d).is_none_or(|free| free >= size + DISK_MARGIN));
+        (fits, disk)
+    })
+    .await
+    .unwrap_or((false, false));
+    match ok {
+        (false, _) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The file does not fit in this peer's inbox",
+        )),
+        (_, false) => Err(error(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "Not enough disk space on this peer",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Streams one uploaded file into a partial file, then into the inbox.
+async fn store(
+    st: &CompatState,
+    from: IpAddr,
+    name: String,
+    mut field: axum::extract::multipart::Field<'_>,
+) -> Response {
+    let inbox = &st.inbox;
+    if let Err(e) = tokio::fs::create_dir_all(&inbox.partial_dir).await {
+        return crate::inbox::internal(e).into_response();
+    }
+    let part = inbox.partial_dir.join(format!(
+        "compat-{}.part",
+        blake3::hash(format!("{from}{name}{:?}", Instant::now()).as_bytes()).to_hex()
+    ));
+    let result: Result<u64, Response> = async {
+        let mut file = tokio::fs::File::create(&part)
+            .await
+            .map_err(|e| crate::inbox::internal(e).into_response())?;
+        let mut got = 0u64;
+        loop {
+            let chunk = match field.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(_) => return Err(error(StatusCode::BAD_REQUEST, "The upload was cut short")),
+            };
+            got += chunk.len() as u64;
+            if inbox.max_size.is_some_and(|max| got > max) {
+                return Err(error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "The file does not fit in this peer's inbox",
+                ));
+            }
+            if let Err(e) = file.write_all(&chunk).await {
+                return Err(if e.raw_os_error() == Some(28) {
+                    error(
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        "Not enough disk space on this peer",
+                    )
+                } else {
+                    crate::inbox::internal(e).into_response()
+                });
+            }
+        }
+        file.flush()
+            .await
+            .map_err(|e| crate::inbox::internal(e).into_response())?;
+        Ok(got)
+    }
+    .await;
+    let size = match result {
+        Ok(n) => n,
+        Err(r) => {
+            let _ = tokio::fs::remove_file(&part).await;
+            return r;
+        }
+    };
+    let cfg = inbox.clone();
+    let placed = tokio::task::spawn_blocking(move || {
+        let r = place(&cfg, &part, &name);
+        if r.is_err() {
+            let _ = std::fs::remove_file(&part);
+        }
+        r
+    })
+    .await;
+    match placed {
+        Ok(Ok(name)) => {
+            tracing::info!(%from, %name, size, "received a file through the compat API");
+            Json(json!({ "message": "File uploaded successfully", "filename": name }))
+                .into_response()
+        }
+        Ok(Err(r)) => r.into_response(),
+        Err(e) => crate::inbox::internal(e).into_response(),
+    }
+}
