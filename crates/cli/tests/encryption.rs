@@ -461,3 +461,34 @@ fn the_terminal_prompt_asks_twice_and_refuses_a_mismatch() {
     assert_eq!(code, 10, "{seen}");
     assert!(!tmp.path().join("wrong.txt").exists());
 }
+
+#[test]
+fn a_file_the_seed_encrypted_opens_on_get() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crypt/tests/fixtures/legacy/plain-100000.bin.encrypted");
+    fs::copy(&fixture, share.join("report.bin.encrypted")).unwrap();
+    let net = alice_sharing(tmp.path(), &share, &[]);
+    let pw = tmp.path().join("pw");
+    fs::write(&pw, "correct horse\n").unwrap();
+    let out = tmp.path().join("out");
+    ok(&shoal(
+        &net.client,
+        &net.tracker.url,
+        &[
+            "get",
+            "alice:report.bin.encrypted",
+            "--passphrase-file",
+            s(&pw),
+            "-o",
+            s(&out),
+        ],
+    ));
+    let want: Vec<u8> = (0..100_000usize)
+        .map(|i| ((i * 7 + 3) % 256) as u8)
+        .collect();
+    assert_eq!(fs::read(out.join("report.bin")).unwrap(), want);
+    assert!(!out.join("report.bin.encrypted").exists());
+}

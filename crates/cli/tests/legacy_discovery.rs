@@ -143,3 +143,49 @@ fn legacy_registrations_expire_like_any_other() {
         ask(&addr, b"GET_PEERS") == "[]"
     });
 }
+
+#[test]
+fn shoal_nodes_with_the_seed_api_are_listed_to_seed_clients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ttl = "30".to_string();
+    let mut t = Proc::spawn(
+        &[
+            "tracker",
+            "--listen",
+            "127.0.0.1:0",
+            "--ttl",
+            &ttl,
+            "--legacy-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let url = t.wait_line("listening on ");
+    let legacy = t.wait_line("legacy listening on tcp://");
+    let share = tmp.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let mut n = node_with(
+        &url,
+        &tmp.path().join("n"),
+        &share,
+        "alice",
+        30,
+        "127.0.0.1:0",
+        &["--compat-listen", "127.0.0.1:0", "--compat-token", "t"],
+    );
+    let compat = n.proc.wait_line("compat listening on http://");
+    assert_eq!(ask(&legacy, b"REGISTER 127.0.0.1:5001"), "Registered");
+    wait_until("the node's seed API in GET_PEERS", 20, || {
+        ask(&legacy, b"GET_PEERS").contains(&format!("'{compat}'"))
+    });
+    let peers = ask(&legacy, b"GET_PEERS");
+    assert!(peers.contains("'127.0.0.1:5001'"), "{peers}");
+    if let Some(v) = python_eval(&peers) {
+        assert_eq!(v.len(), 2, "{v:?}");
+    }
+    // Gone when the node leaves.
+    assert!(n.proc.terminate().success());
+    wait_until("the node to leave GET_PEERS", 20, || {
+        !ask(&legacy, b"GET_PEERS").contains(&compat)
+    });
+}

@@ -92,6 +92,11 @@ pub struct Registration {
     pub ttl: u64,
     /// Unix time of signing, in seconds; must increase between registrations.
     pub ts: u64,
+    /// `host:port` of the seed-compatible API (`--compat-listen`), listed
+    /// to the seed's clients by the legacy discovery protocol; the host is
+    /// filled in like those of `addrs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<String>,
     /// Signature over all of the above.
     pub sig: Sig,
 }
@@ -105,10 +110,19 @@ impl Registration {
             addrs,
             ttl,
             ts,
+            compat: None,
             sig: Sig(String::new()),
         };
         r.sig = Sig::new(id.sign(&r.transcript()));
         r
+    }
+
+    /// The same registration announcing a seed-compatible API at `compat`,
+    /// signed again.
+    pub fn with_compat(mut self, id: &Identity, compat: Option<String>) -> Self {
+        self.compat = compat;
+        self.sig = Sig::new(id.sign(&self.transcript()));
+        self
     }
 
     /// Checks sizes and formats (not the signature).
@@ -122,6 +136,9 @@ impl Registration {
         }
         if self.ttl == 0 || self.ttl > MAX_TTL_SECS {
             return Err(format!("ttl must be between 1 and {MAX_TTL_SECS} seconds"));
+        }
+        if let Some(c) = &self.compat {
+            HostPort::parse(c)?;
         }
         Ok(())
     }
@@ -139,6 +156,10 @@ impl Signed for Registration {
             t.bytes(a.as_bytes());
         }
         t.u64(self.ttl).u64(self.ts);
+        // Only present when used, so registrations without it sign as before.
+        if let Some(c) = &self.compat {
+            t.bytes(b"compat").bytes(c.as_bytes());
+        }
         t.0
     }
     fn sig(&self) -> &Sig {
@@ -421,6 +442,18 @@ mod tests {
         let mut t = r.clone();
         t.peer_id = Identity::from_seed([4; 32]).peer_id();
         assert!(t.verify().is_err());
+        // The seed-compatible address is covered too, when present.
+        assert!(!json.contains("compat"), "absent unless used: {json}");
+        let mut t = r.clone();
+        t.compat = Some("127.0.0.1:8000".into());
+        assert!(t.verify().is_err());
+        let c = r.clone().with_compat(&id, Some(":8000".into()));
+        assert!(c.verify().is_ok() && c.validate().is_ok());
+        let mut t = c.clone();
+        t.compat = Some(":8001".into());
+        assert!(t.verify().is_err());
+        let bad = r.with_compat(&id, Some("not an address".into()));
+        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -168,11 +168,18 @@ impl Node {
             } else {
                 local_addr.to_string()
             };
+            let compat = compat_addr.map(|a| {
+                if a.ip().is_unspecified() {
+                    format!(":{}", a.port())
+                } else {
+                    a.to_string()
+                }
+            });
             tasks.push(tokio::spawn(heartbeat(
                 tracker,
                 identity.clone(),
                 config.name.clone(),
-                vec![addr],
+                (vec![addr], compat),
                 config.ttl,
                 Offers {
                     index: index.clone(),
@@ -336,7 +343,7 @@ async fn heartbeat(
     tracker: TrackerClient,
     identity: Arc<Identity>,
     name: String,
-    addrs: Vec<String>,
+    (addrs, compat): (Vec<String>, Option<String>),
     ttl: u64,
     offers: Offers,
     shutdown: CancellationToken,
@@ -354,7 +361,8 @@ async fn heartbeat(
     retry.max_ms = retry.max_ms.min(default_wait.as_millis() as u64 / 2);
     let tracker = tracker.with_retry(retry);
     loop {
-        let reg = Registration::new(&identity, &name, addrs.clone(), ttl, next_ts(&clock));
+        let reg = Registration::new(&identity, &name, addrs.clone(), ttl, next_ts(&clock))
+            .with_compat(&identity, compat.clone());
         let register = tokio::select! {
             r = tracker.register(&reg) => r,
             () = shutdown.cancelled() => break,

@@ -247,17 +247,16 @@ async fn put_peer<S: Store>(
     check_sig(&reg)?;
     check_fresh(reg.ts)?;
     let ttl = reg.ttl.min(st.config.max_ttl.as_secs().max(1));
-    let addrs: Vec<String> = reg
-        .addrs
-        .iter()
-        .filter_map(|a| HostPort::parse(a).ok())
-        .map(|mut hp| {
+    let fill = |a: &String| {
+        HostPort::parse(a).ok().map(|mut hp| {
             if hp.is_unspecified() {
                 hp.host = conn.remote.ip().to_canonical().to_string();
             }
             hp.to_string()
         })
-        .collect();
+    };
+    let addrs: Vec<String> = reg.addrs.iter().filter_map(fill).collect();
+    let compat = reg.compat.as_ref().and_then(fill);
     let now = Instant::now();
     let providing = st
         .store
@@ -267,6 +266,7 @@ async fn put_peer<S: Store>(
                 name: reg.name.clone(),
                 addrs: addrs.clone(),
                 ts: reg.ts,
+                compat,
                 expires_at: now + std::time::Duration::from_secs(ttl),
             },
             now,

@@ -26,6 +26,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
+use crate::store::Store;
+
 /// Longest request accepted.
 pub const MAX_REQUEST: usize = 512;
 /// Time a client has to send its request.
@@ -124,13 +126,13 @@ pub fn python_list(addrs: &[String]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// Serves the legacy protocol on `listener` until `shutdown`. `more`
-/// supplies other addresses for `GET_PEERS` (the compat listeners of Shoal
-/// nodes).
-pub async fn serve(
+/// Serves the legacy protocol on `listener` until `shutdown`. `GET_PEERS`
+/// lists the legacy registrations and the seed-compatible APIs of the
+/// Shoal nodes in `store`.
+pub async fn serve<S: Store>(
     listener: TcpListener,
     book: Arc<LegacyBook>,
-    more: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
+    store: Arc<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -151,10 +153,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (book, more) = (book.clone(), more.clone());
+        let (book, store) = (book.clone(), store.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = handle(tcp, &book, &*more).await {
+            if let Err(e) = handle(tcp, &book, &*store).await {
                 tracing::debug!(%remote, error = %e, "legacy connection ended");
             }
         });
@@ -190,11 +192,10 @@ async fn read_request(tcp: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     }
 }
 
-async fn handle(
-    mut tcp: TcpStream,
-    book: &LegacyBook,
-    more: &(dyn Fn() -> Vec<String> + Send + Sync),
-) -> std::io::Result<()> {
+/// Most Shoal nodes looked at for `GET_PEERS`.
+const MAX_LISTED: usize = 10_000;
+
+async fn handle<S: Store>(mut tcp: TcpStream, book: &LegacyBook, store: &S) -> std::io::Result<()> {
     let Some(raw) = read_request(&mut tcp).await? else {
         return tcp.write_all(b"Invalid request").await;
     };
@@ -203,7 +204,12 @@ async fn handle(
     let line = line.strip_suffix('\r').unwrap_or(line);
     let answer = if line == "GET_PEERS" {
         let mut all = book.live();
-        all.extend(more().into_iter().filter_map(|a| checked_addr(&a)));
+        let nodes = store.list_peers(None, MAX_LISTED, Instant::now()).await;
+        all.extend(
+            nodes
+                .into_iter()
+                .filter_map(|p| p.compat.as_deref().and_then(checked_addr)),
+        );
         all.sort();
         all.dedup();
         python_list(&all)

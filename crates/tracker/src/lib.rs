@@ -101,17 +101,18 @@ pub async fn run_with_legacy(
         let _ = rx.wait_for(|s| *s).await;
     };
     let book = Arc::new(legacy::LegacyBook::new(config.max_ttl));
+    let store = Arc::new(MemoryStore::default());
     let legacy_task = tokio::spawn(legacy::serve(
         legacy,
         book,
-        Arc::new(Vec::new),
+        store.clone(),
         stopped(stop_rx.clone()),
     ));
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let result = run(listener, config, stopped(stop_rx)).await;
+    let result = run_with_store(listener, config, store, stopped(stop_rx)).await;
     let _ = legacy_task.await;
     result
 }

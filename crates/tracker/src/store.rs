@@ -25,6 +25,8 @@ pub struct StoredPeer {
     pub addrs: Vec<String>,
     /// Signing time of the registration, Unix milliseconds.
     pub ts: u64,
+    /// Its seed-compatible API, host filled in, if it runs one.
+    pub compat: Option<String>,
     /// When it expires.
     pub expires_at: Instant,
 }
@@ -271,6 +273,7 @@ mod tests {
 
     fn peer(seed: u8, ts: u64, now: Instant, ttl: u64) -> StoredPeer {
         StoredPeer {
+            compat: None,
             peer_id: Identity::from_seed([seed; 32]).peer_id(),
             name: format!("p{seed}"),
             addrs: vec!["127.0.0.1:1".into()],
