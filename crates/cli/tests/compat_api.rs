@@ -217,3 +217,35 @@ fn traversal_reads_and_writes_nothing_outside() {
     );
     assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
 }
+
+#[test]
+fn a_client_that_keeps_guessing_the_token_is_slowed_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    let (_t, _n, base) = compat_node(tmp.path(), &share, &[]);
+    let guess = |token: &str| {
+        let started = std::time::Instant::now();
+        let resp = raw(
+            &base,
+            &format!(
+                "GET /files HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        (resp, started.elapsed())
+    };
+    let mut last = std::time::Duration::ZERO;
+    for i in 0..6 {
+        let (resp, took) = guess(&format!("guess-{i}"));
+        assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+        last = took;
+    }
+    // Three free failures, then 0.5 s, 1 s, 2 s: only a lower bound is
+    // checked, so a slow machine cannot make this fail.
+    assert!(
+        last >= std::time::Duration::from_millis(1500),
+        "the sixth guess took {last:?}"
+    );
+    let (resp, _) = guess(TOKEN);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
