@@ -22,6 +22,13 @@ fn ask(addr: &str, request: &[u8]) -> String {
 }
 
 fn legacy_tracker(ttl: u64) -> (Proc, String) {
+    let (p, _, legacy) = legacy_tracker_with_url(ttl);
+    (p, legacy)
+}
+
+/// A tracker with the legacy protocol: the process, its URL and the
+/// legacy address.
+fn legacy_tracker_with_url(ttl: u64) -> (Proc, String, String) {
     let ttl = ttl.to_string();
     let mut p = Proc::spawn(
         &[
@@ -35,8 +42,9 @@ fn legacy_tracker(ttl: u64) -> (Proc, String) {
         ],
         &[],
     );
+    let url = p.wait_line("listening on ");
     let addr = p.wait_line("legacy listening on tcp://");
-    (p, addr)
+    (p, url, addr)
 }
 
 /// Python's view of a GET_PEERS answer, when python3 is installed.
@@ -147,21 +155,7 @@ fn legacy_registrations_expire_like_any_other() {
 #[test]
 fn shoal_nodes_with_the_seed_api_are_listed_to_seed_clients() {
     let tmp = tempfile::tempdir().unwrap();
-    let ttl = "30".to_string();
-    let mut t = Proc::spawn(
-        &[
-            "tracker",
-            "--listen",
-            "127.0.0.1:0",
-            "--ttl",
-            &ttl,
-            "--legacy-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
-    let url = t.wait_line("listening on ");
-    let legacy = t.wait_line("legacy listening on tcp://");
+    let (_t, url, legacy) = legacy_tracker_with_url(30);
     let share = tmp.path().join("share");
     std::fs::create_dir_all(&share).unwrap();
     let mut n = node_with(

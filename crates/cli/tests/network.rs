@@ -468,21 +468,11 @@ fn a_provider_that_dies_mid_download_costs_nothing_but_its_pieces_in_flight() {
     let out = tmp.path().join("out");
     wait_for_peers(&client, &t.url, &["one", "two"], 20);
     let cid = b3sum(&tmp.path().join("share-one/big.bin"));
-    wait_until("both provide it", 20, || {
-        http_get(&t.url, &format!("/v1/providers/{cid}"))
-            .matches("peer_id")
-            .count()
-            == 2
-    });
+    wait_for_providers(&t.url, &cid, 2, 20);
 
     let get = spawn_get_until_under_way(&client, &t.url, "one:big.bin", &out, "big.bin.part");
     nodes[0].proc.kill();
-    let done = get.wait_with_output().unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+    wait_ok(get);
     assert_eq!(b3sum(&out.join("big.bin")), cid);
 }
 

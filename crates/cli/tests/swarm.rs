@@ -5,7 +5,7 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use common::*;
 
@@ -22,25 +22,6 @@ fn verified_pieces(state: &Path) -> u64 {
         .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
         .map(|b| u64::from(b.count_ones()))
         .sum()
-}
-
-fn spawn_get(client: &Path, tracker_url: &str, target: &str, out: &Path) -> Child {
-    Command::new(BIN)
-        .args([
-            "--data-dir",
-            client.to_str().unwrap(),
-            "--tracker",
-            tracker_url,
-            "get",
-            target,
-            "-o",
-        ])
-        .arg(out)
-        .env_remove("SHOAL_DATA_DIR")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn get")
 }
 
 /// What a node says it served when it stops.
@@ -92,14 +73,7 @@ fn ten_kills_cost_at_most_a_tenth_more_than_the_file() {
             "killed at point {i}, yet the file is at its final path"
         );
     }
-    let done = spawn_get(&client, &t.url, "alice:big.bin", &out)
-        .wait_with_output()
-        .unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+    wait_ok(spawn_get(&client, &t.url, "alice:big.bin", &out));
     assert_eq!(b3sum(&out.join("big.bin")), b3sum(&share.join("big.bin")));
     assert!(!state.exists(), "the piece record outlived the download");
     let served = served_bytes(&mut alice);
@@ -132,9 +106,7 @@ fn a_crowd_trades_pieces_instead_of_waiting_on_the_seeder() {
         &["--max-upload-rate", "8MiB"],
     );
     let cid = b3sum(&share.join("f.bin"));
-    wait_until("the seeder provides it", 20, || {
-        http_get(&t.url, &format!("/v1/providers/{cid}")).contains("peer_id")
-    });
+    wait_for_providers(&t.url, &cid, 1, 20);
     // Four downloaders at once: from the seeder alone, 4 x 32 MiB.
     let gets: Vec<(Child, std::path::PathBuf)> = (0..4)
         .map(|i| {
@@ -144,12 +116,7 @@ fn a_crowd_trades_pieces_instead_of_waiting_on_the_seeder() {
         })
         .collect();
     for (get, out) in gets {
-        let done = get.wait_with_output().unwrap();
-        assert!(
-            done.status.success(),
-            "{}",
-            String::from_utf8_lossy(&done.stderr)
-        );
+        wait_ok(get);
         assert_eq!(b3sum(&out.join("f.bin")), cid);
     }
     let served = served_bytes(&mut seeder);
@@ -187,12 +154,7 @@ fn a_provider_whose_bytes_went_bad_is_caught_and_remembered() {
     let cid = b3sum(&tmp.path().join("share-honest/f.bin"));
     let client = tmp.path().join("c");
     wait_for_peers(&client, &t.url, &["honest", "rotten"], 20);
-    wait_until("both provide it", 20, || {
-        http_get(&t.url, &format!("/v1/providers/{cid}"))
-            .matches("peer_id")
-            .count()
-            == 2
-    });
+    wait_for_providers(&t.url, &cid, 2, 20);
     // The rotten node's copy changes under it, size and time kept (as bit
     // rot or a careless tool would): it still serves it under the old id.
     let rotten = tmp.path().join("share-rotten/f.bin");

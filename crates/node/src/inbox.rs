@@ -15,6 +15,7 @@
 //! the inbox under its name, made safe, never replacing a file
 //! (`name (1).ext`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -64,6 +65,18 @@ pub struct InboxConfig {
     pub accept: Accept,
     /// Most bytes the inbox may hold in all, if limited.
     pub max_size: Option<u64>,
+    /// Uploads being received, so an offer waits for an earlier attempt
+    /// of the same push to finish writing before it reports the offset.
+    receiving: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl InboxConfig {
+    /// The lock of one upload.
+    fn lock_of(&self, upload: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.receiving.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, m| Arc::strong_count(m) > 1);
+        map.entry(upload.to_owned()).or_default().clone()
+    }
 }
 
 impl InboxConfig {
@@ -74,6 +87,7 @@ impl InboxConfig {
             partial_dir: data_dir.join("inbox-partial"),
             accept: Accept::Nobody,
             max_size: None,
+            receiving: Default::default(),
         }
     }
 }
@@ -211,6 +225,9 @@ pub(crate) fn free_space(dir: &Path) -> Option<u64> {
     Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
+/// Longest an offer waits for an earlier attempt of the same push.
+const RECEIVING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Room kept free on the disk beyond the file itself.
 pub(crate) const DISK_MARGIN: u64 = 16 * 1024 * 1024;
 
@@ -242,6 +259,15 @@ pub async fn offer(
         .into_response());
     };
     let upload = upload_id(&sender, &offer);
+    // An earlier attempt of this push may still be writing what it got.
+    let lock = inbox.lock_of(&upload);
+    let Ok(_guard) = tokio::time::timeout(RECEIVING_WAIT, lock.lock()).await else {
+        return Err(Refused(
+            StatusCode::CONFLICT,
+            "an earlier attempt to send this file is still arriving; try again shortly".into(),
+        )
+        .into_response());
+    };
     let (part, meta) = paths(&inbox, &upload);
     let cfg = inbox.clone();
     let pending = Pending {
@@ -307,6 +333,13 @@ pub async fn upload(
     if upload.len() != 32 || !upload.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(refuse(StatusCode::NOT_FOUND, "no such upload"));
     }
+    let lock = inbox.lock_of(&upload);
+    let Ok(_guard) = lock.try_lock() else {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            "this file is already being received; send it again shortly",
+        ));
+    };
     let (part, meta) = paths(&inbox, &upload);
     let pending: Pending = std::fs::read(&meta)
         .ok()

@@ -157,22 +157,7 @@ async fn serve(
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            () = &mut shutdown => break,
-        };
-        let (tcp, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    while let Some((tcp, remote, permit)) = next_conn(&listener, &slots, &mut shutdown).await {
         let conn_info = api::Conn::new(remote, tcp.local_addr().ok());
         let app = app.clone();
         let mut stop = stop_rx.clone();
@@ -204,6 +189,36 @@ async fn serve(
     }
     let _ = stop_tx.send(true);
     Ok(())
+}
+
+/// The next connection, once a connection slot is free; `None` once
+/// `shutdown` resolves. Failed accepts (out of file descriptors, say) are
+/// logged and retried after a short pause.
+pub(crate) async fn next_conn(
+    listener: &TcpListener,
+    slots: &Arc<tokio::sync::Semaphore>,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<(
+    tokio::net::TcpStream,
+    std::net::SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+)> {
+    let permit = tokio::select! {
+        p = slots.clone().acquire_owned() => p.ok()?,
+        () = shutdown.as_mut() => return None,
+    };
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, remote)) => return Some((tcp, remote, permit)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = shutdown.as_mut() => return None,
+        }
+    }
 }
 
 /// Unix time in milliseconds.

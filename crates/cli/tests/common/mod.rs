@@ -296,16 +296,9 @@ pub fn http_get(base: &str, path: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Starts `shoal get TARGET -o OUT` and returns once its `.part` (named
-/// `part`) holds data: the download is under way.
-pub fn spawn_get_until_under_way(
-    client: &Path,
-    tracker_url: &str,
-    target: &str,
-    out: &Path,
-    part: &str,
-) -> Child {
-    let child = Command::new(BIN)
+/// Starts `shoal get TARGET -o OUT` in the background.
+pub fn spawn_get(client: &Path, tracker_url: &str, target: &str, out: &Path) -> Child {
+    Command::new(BIN)
         .args([
             "--data-dir",
             client.to_str().expect("utf8"),
@@ -316,15 +309,50 @@ pub fn spawn_get_until_under_way(
             "-o",
         ])
         .arg(out)
+        .env_remove("SHOAL_DATA_DIR")
+        .env_remove("SHOAL_TRACKER")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn get");
+        .expect("spawn get")
+}
+
+/// Starts `shoal get TARGET -o OUT` and returns once its `.part` (named
+/// `part`) holds data: the download is under way.
+pub fn spawn_get_until_under_way(
+    client: &Path,
+    tracker_url: &str,
+    target: &str,
+    out: &Path,
+    part: &str,
+) -> Child {
+    let child = spawn_get(client, tracker_url, target, out);
     let part = out.join(part);
     wait_until("download under way", 30, || {
         std::fs::metadata(&part).is_ok_and(|m| m.len() > 0)
     });
     child
+}
+
+/// Waits for a background command and fails the test, with its stderr,
+/// unless it succeeded.
+pub fn wait_ok(child: Child) {
+    let done = child.wait_with_output().expect("wait");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+}
+
+/// Waits until the tracker lists `n` providers of `cid`.
+pub fn wait_for_providers(tracker_url: &str, cid: &str, n: usize, secs: u64) {
+    wait_until(&format!("{n} providers of {cid}"), secs, || {
+        http_get(tracker_url, &format!("/v1/providers/{cid}"))
+            .matches("peer_id")
+            .count()
+            == n
+    });
 }
 
 /// A tracker, one node called `alice` sharing `share` (with extra `node`
