@@ -213,6 +213,9 @@ pub struct NodeArgs {
     /// repeatable. By default nobody may send files.
     #[arg(long = "accept-from", value_name = "PEER|any")]
     pub accept_from: Vec<String>,
+    /// Receive pushed files at most this fast in all, e.g. `10MiB` (per second).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_download_rate: Option<u64>,
     /// Most the inbox may hold in all, e.g. `10GiB`.
     #[arg(long, value_name = "SIZE", value_parser = parse_rate)]
     pub max_inbox_size: Option<u64>,

@@ -89,6 +89,7 @@ fn node_config(
         cfg.inbox.dir = dir.clone();
     }
     cfg.inbox.max_size = args.max_inbox_size;
+    cfg.inbox.rate = shoal_node::rate::RateLimit::new(args.max_download_rate);
     cfg.inbox.accept = accept(&args.accept_from)?;
     if let (Some(addr), Some(token)) = (args.compat_listen, &args.compat_token) {
         if token.trim().is_empty() {

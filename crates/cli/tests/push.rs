@@ -69,3 +69,43 @@ fn an_allowed_sender_delivers_and_a_stranger_is_refused() {
     );
     assert_eq!(r.status.code(), Some(8), "{r:?}");
 }
+
+#[test]
+fn a_node_receives_pushes_no_faster_than_its_download_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tracker(30);
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    let inbox = tmp.path().join("inbox");
+    let _r = node_with(
+        &t.url,
+        &tmp.path().join("r"),
+        &share,
+        "receiver",
+        30,
+        "127.0.0.1:0",
+        &[
+            "--accept-from",
+            "any",
+            "--inbox",
+            inbox.to_str().unwrap(),
+            "--max-download-rate",
+            "4MiB",
+        ],
+    );
+    let sender = tmp.path().join("s");
+    wait_for_peers(&sender, &t.url, &["receiver"], 20);
+    let file = tmp.path().join("f.bin");
+    fs::write(&file, bytes(12 * 1024 * 1024, 3)).unwrap();
+    let started = std::time::Instant::now();
+    ok(&shoal(
+        &sender,
+        &t.url,
+        &["send", "receiver", file.to_str().unwrap()],
+    ));
+    // 12 MiB at 4 MiB/s, the first second's worth at once: at least 2 s.
+    // Only a lower bound is checked; a slow machine cannot make it fail.
+    let secs = started.elapsed().as_secs_f64();
+    assert!(secs >= 1.8, "12 MiB at 4 MiB/s took only {secs:.2}s");
+    assert_eq!(b3sum(&inbox.join("f.bin")), b3sum(&file));
+}

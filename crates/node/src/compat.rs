@@ -286,6 +286,7 @@ async fn store(
                 Ok(None) => break,
                 Err(_) => return Err(error(StatusCode::BAD_REQUEST, "The upload was cut short")),
             };
+            inbox.rate.take(chunk.len()).await;
             got += chunk.len() as u64;
             if inbox.max_size.is_some_and(|max| got > max) {
                 return Err(error(

@@ -65,6 +65,8 @@ pub struct InboxConfig {
     pub accept: Accept,
     /// Most bytes the inbox may hold in all, if limited.
     pub max_size: Option<u64>,
+    /// What pushes may take of this node's bandwidth in all.
+    pub rate: crate::rate::RateLimit,
     /// Uploads being received, so an offer waits for an earlier attempt
     /// of the same push to finish writing before it reports the offset.
     receiving: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -87,6 +89,7 @@ impl InboxConfig {
             partial_dir: data_dir.join("inbox-partial"),
             accept: Accept::Nobody,
             max_size: None,
+            rate: crate::rate::RateLimit::default(),
             receiving: Default::default(),
         }
     }
@@ -378,6 +381,7 @@ pub async fn upload(
             tracing::info!(upload = %upload, error = %e, received = got, "a push was interrupted");
             refuse(StatusCode::BAD_REQUEST, "the upload was cut short")
         })?;
+        inbox.rate.take(chunk.len()).await;
         got += chunk.len() as u64;
         if got > pending.size {
             drop(file);
