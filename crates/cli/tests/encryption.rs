@@ -235,17 +235,16 @@ fn a_file_shared_to_one_peer_opens_only_there() {
         !share_a.join("plans.txt").exists(),
         "no plaintext in the share"
     );
-    wait_until("alice lists it, encrypted", 20, || {
+    let lists = |pred: &dyn Fn(&serde_json::Value) -> bool| {
         let files = json(&shoal(
             &tmp.path().join("x"),
             &t.url,
             &["ls", "alice", "--json"],
         ));
-        files
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["name"] == "plans.txt.age" && f["encrypted"] == true)
+        files.as_array().unwrap().iter().any(pred)
+    };
+    wait_until("alice lists it, encrypted", 20, || {
+        lists(&|f| f["name"] == "plans.txt.age" && f["encrypted"] == true)
     });
 
     // Bob gets it and it opens with no passphrase.
@@ -306,16 +305,7 @@ fn a_file_shared_to_one_peer_opens_only_there() {
         ],
     ));
     wait_until("alice lists doc.bin.age", 20, || {
-        let files = json(&shoal(
-            &tmp.path().join("x"),
-            &t.url,
-            &["ls", "alice", "--json"],
-        ));
-        files
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["name"] == "doc.bin.age")
+        lists(&|f| f["name"] == "doc.bin.age")
     });
     let out_w = tmp.path().join("out-w");
     let r = shoal(

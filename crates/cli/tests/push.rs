@@ -6,6 +6,29 @@ use std::fs;
 
 use common::*;
 
+/// A node called `receiver` with its inbox in `tmp/inbox` and extra flags.
+fn receiver(
+    tmp: &std::path::Path,
+    tracker_url: &str,
+    extra: &[&str],
+) -> (NodeProc, std::path::PathBuf) {
+    let share = tmp.join("share");
+    fs::create_dir_all(&share).unwrap();
+    let inbox = tmp.join("inbox");
+    let mut args = vec!["--inbox", inbox.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let node = node_with(
+        tracker_url,
+        &tmp.join("r"),
+        &share,
+        "receiver",
+        30,
+        "127.0.0.1:0",
+        &args,
+    );
+    (node, inbox)
+}
+
 #[test]
 fn an_allowed_sender_delivers_and_a_stranger_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -13,23 +36,7 @@ fn an_allowed_sender_delivers_and_a_stranger_is_refused() {
     let friend = tmp.path().join("friend");
     let stranger = tmp.path().join("stranger");
     let friend_id = ok(&shoal(&friend, &t.url, &["id"])).trim().to_owned();
-    let share = tmp.path().join("share");
-    fs::create_dir_all(&share).unwrap();
-    let inbox = tmp.path().join("inbox");
-    let _r = node_with(
-        &t.url,
-        &tmp.path().join("r"),
-        &share,
-        "receiver",
-        30,
-        "127.0.0.1:0",
-        &[
-            "--accept-from",
-            &friend_id,
-            "--inbox",
-            inbox.to_str().unwrap(),
-        ],
-    );
+    let (_r, inbox) = receiver(tmp.path(), &t.url, &["--accept-from", &friend_id]);
     wait_for_peers(&friend, &t.url, &["receiver"], 20);
     let files = [
         ("empty", 0usize),
@@ -74,24 +81,10 @@ fn an_allowed_sender_delivers_and_a_stranger_is_refused() {
 fn a_node_receives_pushes_no_faster_than_its_download_limit() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tracker(30);
-    let share = tmp.path().join("share");
-    fs::create_dir_all(&share).unwrap();
-    let inbox = tmp.path().join("inbox");
-    let _r = node_with(
+    let (_r, inbox) = receiver(
+        tmp.path(),
         &t.url,
-        &tmp.path().join("r"),
-        &share,
-        "receiver",
-        30,
-        "127.0.0.1:0",
-        &[
-            "--accept-from",
-            "any",
-            "--inbox",
-            inbox.to_str().unwrap(),
-            "--max-download-rate",
-            "4MiB",
-        ],
+        &["--accept-from", "any", "--max-download-rate", "4MiB"],
     );
     let sender = tmp.path().join("s");
     wait_for_peers(&sender, &t.url, &["receiver"], 20);

@@ -104,25 +104,30 @@ pub struct Registration {
 impl Registration {
     /// A signed registration.
     pub fn new(id: &Identity, name: &str, addrs: Vec<String>, ttl: u64, ts: u64) -> Self {
+        Self::with_compat(id, name, addrs, None, ttl, ts)
+    }
+
+    /// A signed registration that also announces a seed-compatible API at
+    /// `compat`.
+    pub fn with_compat(
+        id: &Identity,
+        name: &str,
+        addrs: Vec<String>,
+        compat: Option<String>,
+        ttl: u64,
+        ts: u64,
+    ) -> Self {
         let mut r = Self {
             peer_id: id.peer_id(),
             name: name.to_owned(),
             addrs,
             ttl,
             ts,
-            compat: None,
+            compat,
             sig: Sig(String::new()),
         };
         r.sig = Sig::new(id.sign(&r.transcript()));
         r
-    }
-
-    /// The same registration announcing a seed-compatible API at `compat`,
-    /// signed again.
-    pub fn with_compat(mut self, id: &Identity, compat: Option<String>) -> Self {
-        self.compat = compat;
-        self.sig = Sig::new(id.sign(&self.transcript()));
-        self
     }
 
     /// Checks sizes and formats (not the signature).
@@ -447,12 +452,26 @@ mod tests {
         let mut t = r.clone();
         t.compat = Some("127.0.0.1:8000".into());
         assert!(t.verify().is_err());
-        let c = r.clone().with_compat(&id, Some(":8000".into()));
+        let c = Registration::with_compat(
+            &id,
+            "alice",
+            vec!["127.0.0.1:7000".into()],
+            Some(":8000".into()),
+            60,
+            1000,
+        );
         assert!(c.verify().is_ok() && c.validate().is_ok());
         let mut t = c.clone();
         t.compat = Some(":8001".into());
         assert!(t.verify().is_err());
-        let bad = r.with_compat(&id, Some("not an address".into()));
+        let bad = Registration::with_compat(
+            &id,
+            "alice",
+            vec!["127.0.0.1:7000".into()],
+            Some("not an address".into()),
+            60,
+            1000,
+        );
         assert!(bad.validate().is_err());
     }
 

@@ -350,21 +350,9 @@ impl Staged {
 /// Encrypts the file `src` into a new file `dst` (on disk before it is
 /// named, if `durable`).
 pub fn encrypt_file(src: &Path, dst: &Path, lock: &Lock, durable: bool) -> Result<u64, CryptError> {
-    let mut input = std::fs::File::open(src).map_err(file_err("open", src))?;
-    if input.metadata().is_ok_and(|m| m.is_dir()) {
-        return Err(CryptError::File {
-            action: "encrypt",
-            path: src.to_owned(),
-            source: std::io::Error::from(std::io::ErrorKind::IsADirectory),
-        });
-    }
-    let mut out = Staged::new(dst, durable)?;
-    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, &mut out);
-    let n = encrypt(&mut input, &mut writer, lock)?;
-    writer.flush().map_err(file_err("write", dst))?;
-    drop(writer);
-    out.commit()?;
-    Ok(n)
+    transform(src, dst, durable, "encrypt", |mut input, out| {
+        encrypt(&mut input, out, lock)
+    })
 }
 
 /// Decrypts the file `src` into a new file `dst`; nothing is left at `dst`
@@ -375,21 +363,31 @@ pub fn decrypt_file(
     key: &Key<'_>,
     durable: bool,
 ) -> Result<u64, CryptError> {
+    transform(src, dst, durable, "decrypt", |input, out| {
+        decrypt(BufReader::with_capacity(256 * 1024, input), out, key)
+    })
+}
+
+/// Runs `f` from the file `src` into a staged `dst`, which is named only
+/// if `f` succeeds.
+pub(crate) fn transform(
+    src: &Path,
+    dst: &Path,
+    durable: bool,
+    action: &'static str,
+    f: impl FnOnce(std::fs::File, &mut dyn Write) -> Result<u64, CryptError>,
+) -> Result<u64, CryptError> {
     let input = std::fs::File::open(src).map_err(file_err("open", src))?;
     if input.metadata().is_ok_and(|m| m.is_dir()) {
         return Err(CryptError::File {
-            action: "decrypt",
+            action,
             path: src.to_owned(),
             source: std::io::Error::from(std::io::ErrorKind::IsADirectory),
         });
     }
     let mut out = Staged::new(dst, durable)?;
     let mut writer = std::io::BufWriter::with_capacity(256 * 1024, &mut out);
-    let n = decrypt(
-        BufReader::with_capacity(256 * 1024, input),
-        &mut writer,
-        key,
-    )?;
+    let n = f(input, &mut writer)?;
     writer.flush().map_err(file_err("write", dst))?;
     drop(writer);
     out.commit()?;

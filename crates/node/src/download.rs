@@ -702,10 +702,7 @@ async fn receive(
 
     // Offer what is verified to other peers while the rest arrives.
     let offered = swarm.partials.as_ref().map(|partials| {
-        let have = Have::new(entry.size);
-        for i in (0..pieces::piece_count(entry.size)).filter(|&i| state.has(i)) {
-            have.set(i);
-        }
+        let have = Have::from_bitmap(entry.size, &state.verified());
         let partial = Arc::new(Partial {
             part: part_path.clone(),
             size: entry.size,

@@ -305,17 +305,7 @@ impl Bundles<'_> {
                     ))
                     .await;
                 }
-                status => {
-                    let message = resp
-                        .json::<shoal_core::wire::ErrorBody>()
-                        .await
-                        .map_or_else(|_| "no explanation given".into(), |b| b.error);
-                    return Err(NodeError::PeerRefused {
-                        peer: self.peer.peer_id,
-                        status,
-                        message,
-                    });
-                }
+                _ => return Err(crate::peer_client::refusal(self.peer, resp).await),
             }
         };
         let mut body = Vec::with_capacity(max.min(BUNDLE_BYTES * 2) as usize);

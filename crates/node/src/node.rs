@@ -361,8 +361,14 @@ async fn heartbeat(
     retry.max_ms = retry.max_ms.min(default_wait.as_millis() as u64 / 2);
     let tracker = tracker.with_retry(retry);
     loop {
-        let reg = Registration::new(&identity, &name, addrs.clone(), ttl, next_ts(&clock))
-            .with_compat(&identity, compat.clone());
+        let reg = Registration::with_compat(
+            &identity,
+            &name,
+            addrs.clone(),
+            compat.clone(),
+            ttl,
+            next_ts(&clock),
+        );
         let register = tokio::select! {
             r = tracker.register(&reg) => r,
             () = shutdown.cancelled() => break,

@@ -191,21 +191,16 @@ impl PeerClient {
             if status.is_success() {
                 return Ok(resp);
             }
-            let message = resp
-                .json::<ErrorBody>()
-                .await
-                .map_or_else(|_| "no explanation given".into(), |b| b.error);
-            if status.is_server_error() {
+            let refused = refusal(peer, resp).await;
+            if let NodeError::PeerRefused { message, .. } = &refused
+                && status.is_server_error()
+            {
                 return Err(NodeError::unreachable(
                     peer,
                     format!("server error {status}: {message}"),
                 ));
             }
-            Err(NodeError::PeerRefused {
-                peer: peer.peer_id,
-                status: status.as_u16(),
-                message,
-            })
+            Err(refused)
         })
         .await
     }
@@ -257,6 +252,22 @@ impl PeerClient {
             peer: peer.peer_id,
             reason: format!("piece map is not valid: {e}"),
         })
+    }
+}
+
+/// A peer's error answer as [`NodeError::PeerRefused`], in its own words
+/// (its `{"error": ...}` body).
+pub(crate) async fn refusal(peer: &PeerRecord, resp: reqwest::Response) -> NodeError {
+    let status = resp.status().as_u16();
+    let body = read_capped(resp, peer, 64 * 1024, "error answer is too large")
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<ErrorBody>(&body)
+        .map_or_else(|_| "no explanation given".into(), |b| b.error);
+    NodeError::PeerRefused {
+        peer: peer.peer_id,
+        status,
+        message,
     }
 }
 

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use bao_tree::{BaoTree, BlockSize};
 use serde::{Deserialize, Serialize};
+
+use crate::swarm::Bitmap;
 use shoal_core::ContentId;
 
 /// log2 of the chunks (1 KiB each) in a piece.
@@ -199,33 +201,32 @@ impl PieceState {
         }
     }
 
-    fn bits(&self) -> Vec<u8> {
-        hex::decode(&self.verified).unwrap_or_default()
+    /// The verified pieces, decoded once (the record uses the same bit
+    /// layout as the peer protocol's piece maps).
+    pub fn verified(&self) -> Bitmap {
+        let count = piece_count(self.size);
+        Bitmap::from_hex(count, &self.verified).unwrap_or_else(|| Bitmap::new(count))
     }
 
     /// Whether piece `i` is verified and on disk.
     pub fn has(&self, i: u64) -> bool {
-        bit(&self.bits(), i)
+        self.verified().has(i)
     }
 
     /// Marks pieces as verified and on disk.
     pub fn mark(&mut self, pieces: impl IntoIterator<Item = u64>) {
-        let mut bits = self.bits();
+        let mut bits = self.verified();
         for i in pieces {
-            if let Some(b) = bits.get_mut((i / 8) as usize) {
-                *b |= 1 << (i % 8);
-            }
+            bits.set(i);
         }
-        self.verified = hex::encode(bits);
+        self.verified = bits.to_hex();
     }
 
     /// Pieces still missing.
     pub fn missing(&self) -> Vec<u64> {
         // Decoded once: a large file has hundreds of thousands of pieces.
-        let bits = self.bits();
-        (0..piece_count(self.size))
-            .filter(|&i| !bit(&bits, i))
-            .collect()
+        let bits = self.verified();
+        (0..bits.len()).filter(|&i| !bits.has(i)).collect()
     }
 
     /// Where the record of `part` lives.
@@ -249,11 +250,6 @@ impl PieceState {
         std::fs::write(&tmp, serde_json::to_vec(self).unwrap_or_default())?;
         std::fs::rename(&tmp, path)
     }
-}
-
-fn bit(bits: &[u8], i: u64) -> bool {
-    bits.get((i / 8) as usize)
-        .is_some_and(|b| b & (1 << (i % 8)) != 0)
 }
 
 #[cfg(test)]

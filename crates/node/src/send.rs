@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use shoal_core::wire::{ErrorBody, PeerRecord};
+use shoal_core::wire::PeerRecord;
 
 use crate::download::Progress;
 use crate::error::{NodeError, Result};
@@ -113,22 +113,11 @@ async fn answer<T: serde::de::DeserializeOwned>(
     peer: &PeerRecord,
     resp: reqwest::Response,
 ) -> Result<T> {
-    let status = resp.status();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| NodeError::unreachable(peer, crate::tracker_client::describe(&e)))?;
-    if status.is_success() {
-        return serde_json::from_slice(&body).map_err(|e| NodeError::Protocol {
-            peer: peer.peer_id,
-            reason: format!("answered a push with something else: {e}"),
-        });
+    if !resp.status().is_success() {
+        return Err(crate::peer_client::refusal(peer, resp).await);
     }
-    let message = serde_json::from_slice::<ErrorBody>(&body)
-        .map_or_else(|_| "no explanation given".into(), |b| b.error);
-    Err(NodeError::PeerRefused {
+    resp.json().await.map_err(|e| NodeError::Protocol {
         peer: peer.peer_id,
-        status: status.as_u16(),
-        message,
+        reason: format!("answered a push with something else: {e}"),
     })
 }

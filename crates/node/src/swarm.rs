@@ -132,9 +132,18 @@ impl Have {
 
     /// Every piece held, for a file of `size` bytes.
     pub fn full(size: u64) -> Self {
+        let mut all = Bitmap::new(piece_count(size));
+        for i in 0..all.len() {
+            all.set(i);
+        }
+        Self::from_bitmap(size, &all)
+    }
+
+    /// The pieces of `bits` held, for a file of `size` bytes.
+    pub fn from_bitmap(size: u64, bits: &Bitmap) -> Self {
         let have = Self::new(size);
-        for i in 0..have.pieces {
-            have.set(i);
+        for (w, b) in have.words.iter().zip(&bits.words) {
+            w.store(*b, Ordering::Relaxed);
         }
         have
     }

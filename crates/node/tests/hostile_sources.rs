@@ -151,6 +151,16 @@ async fn fake_peer(data: Arc<Vec<u8>>, fault: Fault) -> Peer {
     }
 }
 
+/// Downloads `entry` from `peers` into `out` as a test client.
+async fn fetch(
+    peers: &[PeerRecord],
+    entry: &FileEntry,
+    out: &std::path::Path,
+    swarm: &Swarm,
+) -> Result<std::path::PathBuf, shoal_node::NodeError> {
+    shoal_node::download::download_from(&client(), peers, entry, out, &NoProgress, swarm).await
+}
+
 fn client() -> PeerClient {
     let retry = RetryConfig {
         attempts: 1,
@@ -279,16 +289,9 @@ async fn honest_peers_finish_what_liars_and_quitters_started() {
             reputation: Some(reputation.clone()),
             ..Swarm::default()
         };
-        let path = shoal_node::download::download_from(
-            &client(),
-            &peers,
-            &bad.entry,
-            &out.path().join("files"),
-            &NoProgress,
-            &swarm,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{fault:?} with an honest peer beside it: {e}"));
+        let path = fetch(&peers, &bad.entry, &out.path().join("files"), &swarm)
+            .await
+            .unwrap_or_else(|e| panic!("{fault:?} with an honest peer beside it: {e}"));
         assert_eq!(std::fs::read(path).unwrap(), *data, "{fault:?}");
         // Its reputation shows it; the honest peer's shows the pieces.
         let standings = reputation.all().unwrap();
@@ -316,12 +319,10 @@ async fn a_second_bad_piece_bans_the_peer_and_later_downloads_skip_it() {
     let liar = fake_peer(data.clone(), Fault::CorruptByte).await;
     for round in 0..2 {
         let out = home.path().join(format!("round{round}"));
-        let err = shoal_node::download::download_from(
-            &client(),
+        let err = fetch(
             std::slice::from_ref(&liar.record),
             &liar.entry,
             &out,
-            &NoProgress,
             &swarm,
         )
         .await
@@ -335,12 +336,10 @@ async fn a_second_bad_piece_bans_the_peer_and_later_downloads_skip_it() {
     assert!(reputation.all().unwrap()[&liar.record.peer_id].banned(now));
     // Banned: not even asked, and the error says why and what to do.
     let out = home.path().join("round2");
-    let err = shoal_node::download::download_from(
-        &client(),
+    let err = fetch(
         std::slice::from_ref(&liar.record),
         &liar.entry,
         &out,
-        &NoProgress,
         &swarm,
     )
     .await
@@ -350,12 +349,10 @@ async fn a_second_bad_piece_bans_the_peer_and_later_downloads_skip_it() {
     // With an honest peer beside it, the download goes ahead without it.
     let before = reputation.all().unwrap()[&liar.record.peer_id].clone();
     let good = fake_peer(data.clone(), Fault::Honest).await;
-    let path = shoal_node::download::download_from(
-        &client(),
+    let path = fetch(
         &[liar.record.clone(), good.record.clone()],
         &liar.entry,
         &out,
-        &NoProgress,
         &swarm,
     )
     .await
@@ -376,12 +373,10 @@ async fn a_peer_that_lists_pieces_it_never_sends_costs_nothing_beside_an_honest_
     let liar = fake_peer(data.clone(), Fault::LyingHave).await;
     let good = fake_peer(data.clone(), Fault::Honest).await;
     // Beside an honest peer, it costs nothing.
-    let path = shoal_node::download::download_from(
-        &client(),
+    let path = fetch(
         &[liar.record.clone(), good.record.clone()],
         &liar.entry,
         out.path(),
-        &NoProgress,
         &Swarm::default(),
     )
     .await
