@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use shoal_core::config::parse_rate;
 
 /// Secure hybrid peer-to-peer file sharing.
 ///
@@ -81,14 +82,16 @@ pub enum Command {
     Get {
         /// `PEER:PATH` (as `shoal ls PEER` shows it) or a 64-hex content id.
         target: String,
-        /// Folder to download into.
-        #[arg(short, long, value_name = "DIR", default_value = ".")]
-        output: PathBuf,
-        /// Receive at most this fast, e.g. `2MiB` or `500kB` (per second).
+        /// Folder to download into [default: `downloads` in config.toml,
+        /// else the current folder].
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Receive at most this fast, e.g. `2MiB` or `500kB` (per second)
+        /// [default: `max_download_rate` in config.toml].
         #[arg(long, value_name = "RATE", value_parser = parse_rate)]
         max_download_rate: Option<u64>,
         /// While downloading, send verified pieces to other peers at most
-        /// this fast (per second).
+        /// this fast (per second) [default: `max_upload_rate` in config.toml].
         #[arg(long, value_name = "RATE", value_parser = parse_rate)]
         max_upload_rate: Option<u64>,
         /// Do not offer verified pieces to other peers while downloading.
@@ -234,18 +237,6 @@ pub struct NodeArgs {
     pub compat_token: Option<String>,
 }
 
-/// A byte rate such as `10MiB`, `500kB`, `1.5 MB/s` or plain bytes.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let t = s.trim().trim_end_matches("/s").trim();
-    let bytes: bytesize::ByteSize = t
-        .parse()
-        .map_err(|_| format!("`{s}` is not a rate; use e.g. 10MiB, 500kB or 1048576"))?;
-    if bytes.as_u64() == 0 {
-        return Err("a rate must be more than 0".into());
-    }
-    Ok(bytes.as_u64())
-}
-
 #[derive(Debug, Args)]
 pub struct UpArgs {
     #[command(flatten)]
@@ -253,19 +244,4 @@ pub struct UpArgs {
     /// Address the tracker listens on.
     #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR")]
     pub tracker_listen: SocketAddr,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_rate;
-
-    #[test]
-    fn rates_parse_with_units() {
-        assert_eq!(parse_rate("1048576"), Ok(1_048_576));
-        assert_eq!(parse_rate("1MiB"), Ok(1_048_576));
-        assert_eq!(parse_rate("2 MiB/s"), Ok(2 * 1_048_576));
-        assert_eq!(parse_rate("500kB"), Ok(500_000));
-        assert!(parse_rate("fast").is_err());
-        assert!(parse_rate("0").is_err());
-    }
 }

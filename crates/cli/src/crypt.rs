@@ -118,23 +118,6 @@ pub async fn encrypt(
     Ok(())
 }
 
-/// The plaintext name of an encrypted file: without `.age` or `.encrypted`.
-fn plain_name(file: &Path) -> Option<PathBuf> {
-    let name = file.file_name()?.to_str()?;
-    let stem = name
-        .strip_suffix(".age")
-        .or_else(|| name.strip_suffix(".encrypted"))?;
-    (!stem.is_empty()).then(|| file.with_file_name(stem))
-}
-
-fn starts_like_fernet(file: &Path) -> bool {
-    use std::io::Read;
-    let mut head = [0u8; 6];
-    std::fs::File::open(file)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok_and(|()| legacy::is_fernet(&head))
-}
-
 /// Decrypts `file` into `out`: the seed's Fernet files with a password,
 /// age files with a passphrase or this node's own key, whichever the file
 /// asks for. `durable`: `out` is on disk before it gets its name (needed
@@ -148,7 +131,7 @@ async fn open(
     durable: bool,
 ) -> Result<()> {
     let (src, dst) = (file.to_owned(), out.to_owned());
-    if legacy_hint || starts_like_fernet(file) {
+    if legacy_hint || shoal_crypt::is_fernet_file(file) {
         let password = old_passphrase(passphrase_file)?;
         return blocking(move || {
             use shoal_crypt::secrecy::ExposeSecret;
@@ -185,7 +168,7 @@ pub async fn decrypt(
 ) -> Result<()> {
     let out = match output {
         Some(o) => o.to_owned(),
-        None => plain_name(file).ok_or_else(|| {
+        None => shoal_crypt::plain_name(file).ok_or_else(|| {
             UsageError(format!(
                 "{} does not end in .age or .encrypted; say where to write with -o OUT",
                 file.display()
@@ -243,7 +226,7 @@ pub async fn share(
         dst
     } else {
         let d = plain.clone();
-        blocking(move || copy_into(&src, &d)).await?;
+        blocking(move || shoal_crypt::copy_file(&src, &d)).await?;
         plain
     };
     if !ctx.quiet {
@@ -255,22 +238,6 @@ pub async fn share(
     Ok(())
 }
 
-/// Copies `src` to the new file `dst`, which appears only when complete.
-fn copy_into(src: &Path, dst: &Path) -> Result<(), CryptError> {
-    let mut input = std::fs::File::open(src).map_err(|source| CryptError::File {
-        action: "open",
-        path: src.to_owned(),
-        source,
-    })?;
-    let mut out = shoal_crypt::Staged::new(dst, false)?;
-    std::io::copy(&mut input, &mut out).map_err(|source| CryptError::File {
-        action: "copy into",
-        path: dst.to_owned(),
-        source,
-    })?;
-    out.commit().map(|_| ())
-}
-
 /// After `get`: opens an encrypted download (`NAME.age`, or the seed's
 /// `NAME.encrypted`) into `NAME`. Returns the plaintext's path, or `None`
 /// if the file is not encrypted. On failure the verified ciphertext stays
@@ -280,11 +247,11 @@ pub async fn open_download(
     path: &Path,
     passphrase_file: Option<&Path>,
 ) -> Result<Option<PathBuf>> {
-    let Some(out) = plain_name(path) else {
+    let Some(out) = shoal_crypt::plain_name(path) else {
         return Ok(None);
     };
     let is_age = path.extension().is_some_and(|e| e == "age");
-    if !is_age && !starts_like_fernet(path) {
+    if !is_age && !shoal_crypt::is_fernet_file(path) {
         return Ok(None);
     }
     let again = match passphrase_file {

@@ -54,12 +54,15 @@ fn main() -> ExitCode {
                 no_decrypt,
             } => {
                 let opts = client::GetOptions {
-                    max_download_rate,
-                    max_upload_rate,
+                    max_download_rate: max_download_rate.or(ctx.config.max_download_rate),
+                    max_upload_rate: max_upload_rate.or(ctx.config.max_upload_rate),
                     seed: !no_seed,
                     passphrase_file,
                     decrypt: !no_decrypt,
                 };
+                let output = output
+                    .or_else(|| ctx.config.downloads.clone())
+                    .unwrap_or_else(|| ".".into());
                 client::get(&ctx, &target, &output, opts).await
             }
             Command::Encrypt {

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use shoal_core::config::Config;
@@ -57,40 +56,37 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
     Ok(())
 }
 
+/// The node config.toml describes, with the command line's flags over it.
 fn node_config(
     ctx: &Ctx,
     args: &NodeArgs,
     config: &Config,
     default_name: String,
 ) -> Result<NodeConfig> {
-    let shares: Vec<PathBuf> = if args.shares.is_empty() {
-        config.shares.clone()
-    } else {
-        args.shares.clone()
-    };
-    let listen = match (args.listen, &config.listen) {
-        (Some(l), _) => l,
-        (None, Some(s)) => s.parse().with_context(|| {
-            format!("`listen = {s:?}` in config.toml is not an address like 0.0.0.0:7000")
-        })?,
-        (None, None) => SocketAddr::from(([0, 0, 0, 0], 0)),
-    };
-    let name = args
-        .name
-        .clone()
-        .or_else(|| config.name.clone())
-        .unwrap_or(default_name);
-    let mut cfg = NodeConfig::new(ctx.data_dir.clone(), listen, name);
-    cfg.shares = shares;
+    let mut cfg = NodeConfig::from_config(ctx.data_dir.clone(), config, default_name)?;
+    if !args.shares.is_empty() {
+        cfg.shares = args.shares.clone();
+    }
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if let Some(n) = &args.name {
+        cfg.name = n.clone();
+    }
     cfg.ttl = args.ttl;
-    cfg.max_upload_rate = args.max_upload_rate;
+    cfg.max_upload_rate = args.max_upload_rate.or(cfg.max_upload_rate);
     cfg.max_uploads = args.max_uploads as usize;
     if let Some(dir) = &args.inbox {
         cfg.inbox.dir = dir.clone();
     }
-    cfg.inbox.max_size = args.max_inbox_size;
-    cfg.inbox.rate = shoal_node::rate::RateLimit::new(args.max_download_rate);
-    cfg.inbox.accept = accept(&args.accept_from)?;
+    cfg.inbox.max_size = args.max_inbox_size.or(cfg.inbox.max_size);
+    if let Some(rate) = args.max_download_rate {
+        cfg.inbox.rate = shoal_node::rate::RateLimit::new(Some(rate));
+    }
+    if !args.accept_from.is_empty() {
+        cfg.inbox.accept = shoal_node::inbox::Accept::from_list(&args.accept_from)
+            .map_err(|m| crate::client::UsageError(format!("--accept-from: {m}")))?;
+    }
     if let (Some(addr), Some(token)) = (args.compat_listen, &args.compat_token) {
         if token.trim().is_empty() {
             anyhow::bail!(crate::client::UsageError(
@@ -100,26 +96,6 @@ fn node_config(
         cfg.compat = Some((addr, token.clone()));
     }
     Ok(cfg)
-}
-
-/// `--accept-from`: peer ids, or `any`.
-fn accept(list: &[String]) -> Result<shoal_node::inbox::Accept> {
-    use shoal_node::inbox::Accept;
-    if list.is_empty() {
-        return Ok(Accept::Nobody);
-    }
-    if list.iter().any(|p| p == "any") {
-        return Ok(Accept::Anyone);
-    }
-    let ids = list
-        .iter()
-        .map(|p| {
-            p.parse::<shoal_core::PeerId>().with_context(|| {
-                format!("--accept-from {p}: give a full peer id (`shoal id` prints it) or `any`")
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Accept::Peers(ids))
 }
 
 async fn run_node(mut cfg: NodeConfig, tracker: TrackerClient, ctx: &Ctx) -> Result<()> {

@@ -83,15 +83,39 @@ impl Default for ReputationConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Tracker URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tracker: Option<String>,
     /// Bearer token for a private tracker.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tracker_token: Option<String>,
     /// Name shown to other peers.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Folders to share.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shares: Vec<PathBuf>,
     /// Node listen address.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// Where downloads are saved when no folder is given (`get` without
+    /// `-o`, the desktop app); the current folder for `get` if unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downloads: Option<PathBuf>,
+    /// Where files other peers send arrive [default: `inbox` in the data dir].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inbox: Option<PathBuf>,
+    /// Peers (full ids) that may send files, or `"any"`; nobody if empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accept_from: Vec<String>,
+    /// Upload limit over all peers, bytes per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_upload_rate: Option<u64>,
+    /// Download limit (downloads and received pushes), bytes per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_download_rate: Option<u64>,
+    /// Most the inbox may hold in all, bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_inbox_size: Option<u64>,
     /// Retry policy.
     pub retry: RetryConfig,
     /// Bans of peers that send bad data.
@@ -119,11 +143,23 @@ pub enum ConfigError {
         /// The parser's message.
         message: String,
     },
+    /// Writing failed.
+    #[error("cannot write config file {path}; check that its folder is writable")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl crate::HasKind for ConfigError {
     fn kind(&self) -> crate::ErrorKind {
-        crate::ErrorKind::Usage
+        match self {
+            ConfigError::Write { .. } => crate::ErrorKind::File,
+            _ => crate::ErrorKind::Usage,
+        }
     }
 }
 
@@ -141,6 +177,37 @@ impl Config {
             message: e.message().to_owned(),
         })
     }
+
+    /// Writes `config.toml` into `data_dir`: to a temporary file first,
+    /// renamed over the old one, so a crash never leaves half a config.
+    /// (Comments in a hand-edited file are not kept.)
+    pub fn save(&self, data_dir: &Path) -> Result<(), ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let write = |e: std::io::Error| ConfigError::Write {
+            path: path.clone(),
+            source: e,
+        };
+        let text = toml::to_string_pretty(self).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        std::fs::create_dir_all(data_dir).map_err(write)?;
+        let tmp = data_dir.join(format!(".{CONFIG_FILE}.tmp"));
+        std::fs::write(&tmp, text).map_err(write)?;
+        std::fs::rename(&tmp, &path).map_err(write)
+    }
+}
+
+/// A byte rate such as `10MiB`, `500kB`, `1.5 MB/s` or plain bytes.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim().trim_end_matches("/s").trim();
+    let bytes: bytesize::ByteSize = t
+        .parse()
+        .map_err(|_| format!("`{s}` is not a rate; use e.g. 10MiB, 500kB or 1048576"))?;
+    if bytes.as_u64() == 0 {
+        return Err("a rate must be more than 0".into());
+    }
+    Ok(bytes.as_u64())
 }
 
 #[cfg(test)]
@@ -165,5 +232,39 @@ mod tests {
             Config::load(dir.path()),
             Err(ConfigError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn saved_config_loads_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config {
+            tracker: Some("http://127.0.0.1:5000".into()),
+            shares: vec!["/a b".into(), "c".into()],
+            downloads: Some("dl".into()),
+            inbox: Some("in".into()),
+            accept_from: vec!["any".into()],
+            max_upload_rate: Some(1 << 20),
+            max_download_rate: Some(5),
+            max_inbox_size: Some(1 << 30),
+            retry: RetryConfig {
+                attempts: 7,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        c.save(dir.path()).unwrap();
+        assert_eq!(Config::load(dir.path()).unwrap(), c);
+        Config::default().save(dir.path()).unwrap();
+        assert_eq!(Config::load(dir.path()).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn rates_parse_with_units() {
+        assert_eq!(parse_rate("1048576"), Ok(1_048_576));
+        assert_eq!(parse_rate("1MiB"), Ok(1_048_576));
+        assert_eq!(parse_rate("2 MiB/s"), Ok(2 * 1_048_576));
+        assert_eq!(parse_rate("500kB"), Ok(500_000));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("0").is_err());
     }
 }

@@ -173,6 +173,9 @@ pub enum NodeError {
     /// Something else went wrong.
     #[error("{0}")]
     Internal(String),
+    /// A setting (flag or config.toml) cannot be used.
+    #[error("{0}")]
+    Settings(String),
 }
 
 impl NodeError {
@@ -220,7 +223,7 @@ impl HasKind for NodeError {
             NodeError::UnknownPeer { .. }
             | NodeError::NoSuchFile { .. }
             | NodeError::NoProvider(_) => ErrorKind::NotFound,
-            NodeError::AmbiguousPeer { .. } => ErrorKind::Usage,
+            NodeError::AmbiguousPeer { .. } | NodeError::Settings(_) => ErrorKind::Usage,
             NodeError::Integrity { .. } | NodeError::BadPiece { .. } | NodeError::Banned { .. } => {
                 ErrorKind::Integrity
             }

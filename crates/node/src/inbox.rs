@@ -45,6 +45,25 @@ pub enum Accept {
 }
 
 impl Accept {
+    /// `--accept-from` / `accept_from`: full peer ids, or `any`; nobody
+    /// if the list is empty.
+    pub fn from_list(list: &[String]) -> Result<Accept, String> {
+        if list.is_empty() {
+            return Ok(Accept::Nobody);
+        }
+        if list.iter().any(|p| p.trim() == "any") {
+            return Ok(Accept::Anyone);
+        }
+        list.iter()
+            .map(|p| {
+                p.trim().parse::<PeerId>().map_err(|_| {
+                    format!("accept from `{p}`: give a full peer id (`shoal id` prints it) or `any`")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Accept::Peers)
+    }
+
     fn allows(&self, peer: &PeerId) -> bool {
         match self {
             Accept::Nobody => false,

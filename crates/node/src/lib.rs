@@ -66,5 +66,5 @@ pub mod tls;
 pub mod tracker_client;
 
 pub use error::{NodeError, Result};
-pub use node::{Node, NodeConfig};
+pub use node::{Node, NodeConfig, TrackerState};
 pub use retry::with_retry;

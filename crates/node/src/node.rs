@@ -68,6 +68,51 @@ impl NodeConfig {
     }
 }
 
+impl NodeConfig {
+    /// The node `config.toml` describes (shares, listen address, name,
+    /// inbox, who may push, rate limits), with `default_name` if it names
+    /// none. The CLI lays its flags over this; the desktop app uses it as is.
+    pub fn from_config(
+        data_dir: PathBuf,
+        config: &shoal_core::config::Config,
+        default_name: String,
+    ) -> Result<Self> {
+        let listen = match &config.listen {
+            Some(s) => s.parse().map_err(|_| {
+                NodeError::Settings(format!(
+                    "`listen = {s:?}` in config.toml is not an address like 0.0.0.0:7000"
+                ))
+            })?,
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        let name = config.name.clone().unwrap_or(default_name);
+        let mut cfg = NodeConfig::new(data_dir, listen, name);
+        cfg.shares = config.shares.clone();
+        cfg.max_upload_rate = config.max_upload_rate;
+        if let Some(dir) = &config.inbox {
+            cfg.inbox.dir = dir.clone();
+        }
+        cfg.inbox.max_size = config.max_inbox_size;
+        cfg.inbox.rate = RateLimit::new(config.max_download_rate);
+        cfg.inbox.accept = crate::inbox::Accept::from_list(&config.accept_from)
+            .map_err(|m| NodeError::Settings(format!("{m} (in config.toml)")))?;
+        Ok(cfg)
+    }
+}
+
+/// Where the node stands with its tracker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackerState {
+    /// The node runs without a tracker.
+    None,
+    /// The first registration is under way.
+    Connecting,
+    /// The last registration succeeded.
+    Online,
+    /// The last registration failed; the node keeps trying.
+    Offline,
+}
+
 /// A running node. Dropping it without [`Node::shutdown`] stops the tasks
 /// but does not deregister.
 pub struct Node {
@@ -77,6 +122,7 @@ pub struct Node {
     partials: Partials,
     uploads: crate::server::Uploads,
     compat_addr: Option<SocketAddr>,
+    tracker_state: tokio::sync::watch::Receiver<TrackerState>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -162,7 +208,9 @@ impl Node {
             config.rescan_every,
             shutdown.clone(),
         )));
+        let (state_tx, tracker_state) = tokio::sync::watch::channel(TrackerState::None);
         if let Some(tracker) = config.tracker.clone() {
+            state_tx.send_replace(TrackerState::Connecting);
             let addr = if local_addr.ip().is_unspecified() {
                 format!(":{}", local_addr.port())
             } else {
@@ -185,6 +233,7 @@ impl Node {
                     index: index.clone(),
                     partials: partials.clone(),
                 },
+                state_tx,
                 shutdown.clone(),
             )));
         }
@@ -195,6 +244,7 @@ impl Node {
             partials,
             uploads,
             compat_addr,
+            tracker_state,
             shutdown,
             tasks,
         })
@@ -223,6 +273,16 @@ impl Node {
     /// Where the seed's API listens, if it does.
     pub fn compat_addr(&self) -> Option<SocketAddr> {
         self.compat_addr
+    }
+
+    /// Whether the tracker knows this node now.
+    pub fn tracker_state(&self) -> TrackerState {
+        *self.tracker_state.borrow()
+    }
+
+    /// Changes of [`Node::tracker_state`], to wait on.
+    pub fn watch_tracker(&self) -> tokio::sync::watch::Receiver<TrackerState> {
+        self.tracker_state.clone()
     }
 
     /// Downloads in progress whose verified pieces this node serves.
@@ -346,6 +406,7 @@ async fn heartbeat(
     (addrs, compat): (Vec<String>, Option<String>),
     ttl: u64,
     offers: Offers,
+    state: tokio::sync::watch::Sender<TrackerState>,
     shutdown: CancellationToken,
 ) {
     let clock = AtomicU64::new(0);
@@ -378,6 +439,7 @@ async fn heartbeat(
                 if online != Some(true) {
                     tracing::info!(tracker = tracker.url(), addrs = ?r.addrs, ttl = r.ttl, "registered with the tracker");
                     online = Some(true);
+                    state.send_replace(TrackerState::Online);
                 }
                 let version = (
                     *changes.borrow_and_update(),
@@ -399,6 +461,7 @@ async fn heartbeat(
                 if online != Some(false) {
                     tracing::warn!(error = %e, "tracker unreachable; still serving, will keep trying");
                     online = Some(false);
+                    state.send_replace(TrackerState::Offline);
                 }
                 default_wait
             }
