@@ -225,10 +225,13 @@ impl Node {
             });
             tasks.push(tokio::spawn(heartbeat(
                 tracker,
-                identity.clone(),
-                config.name.clone(),
-                (vec![addr], compat),
-                config.ttl,
+                Me {
+                    identity: identity.clone(),
+                    name: config.name.clone(),
+                    addrs: vec![addr],
+                    compat,
+                    ttl: config.ttl,
+                },
                 Offers {
                     index: index.clone(),
                     partials: partials.clone(),
@@ -395,20 +398,33 @@ impl Offers {
     }
 }
 
+/// What a node tells the tracker about itself.
+struct Me {
+    identity: Arc<Identity>,
+    name: String,
+    addrs: Vec<String>,
+    compat: Option<String>,
+    ttl: u64,
+}
+
 /// Registers, re-registers every third of the TTL, announces content ids
 /// whenever they change (or the tracker forgot them), and deregisters on
 /// shutdown. A tracker that is down is retried at every heartbeat; the node
 /// keeps serving meanwhile.
 async fn heartbeat(
     tracker: TrackerClient,
-    identity: Arc<Identity>,
-    name: String,
-    (addrs, compat): (Vec<String>, Option<String>),
-    ttl: u64,
+    me: Me,
     offers: Offers,
     state: tokio::sync::watch::Sender<TrackerState>,
     shutdown: CancellationToken,
 ) {
+    let Me {
+        identity,
+        name,
+        addrs,
+        compat,
+        ttl,
+    } = me;
     let clock = AtomicU64::new(0);
     let mut changes = offers.index.subscribe();
     let mut partial_changes = offers.partials.subscribe();
