@@ -394,6 +394,42 @@ pub(crate) fn transform(
     Ok(n)
 }
 
+/// The plaintext name of an encrypted file: without `.age` or the seed's
+/// `.encrypted`; `None` for other names.
+pub fn plain_name(file: &Path) -> Option<PathBuf> {
+    let name = file.file_name()?.to_str()?;
+    let stem = name
+        .strip_suffix(".age")
+        .or_else(|| name.strip_suffix(".encrypted"))?;
+    (!stem.is_empty()).then(|| file.with_file_name(stem))
+}
+
+/// Whether `file` starts like the seed's Fernet tokens.
+pub fn is_fernet_file(file: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 6];
+    std::fs::File::open(file)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| legacy::is_fernet(&head))
+}
+
+/// Copies `src` to the new file `dst`, which appears only when complete
+/// and never replaces a file already there.
+pub fn copy_file(src: &Path, dst: &Path) -> Result<(), CryptError> {
+    let mut input = std::fs::File::open(src).map_err(|source| CryptError::File {
+        action: "open",
+        path: src.to_owned(),
+        source,
+    })?;
+    let mut out = Staged::new(dst, false)?;
+    std::io::copy(&mut input, &mut out).map_err(|source| CryptError::File {
+        action: "copy into",
+        path: dst.to_owned(),
+        source,
+    })?;
+    out.commit().map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,40 +567,4 @@ mod tests {
             Err(CryptError::Exists(_))
         ));
     }
-}
-
-/// The plaintext name of an encrypted file: without `.age` or the seed's
-/// `.encrypted`; `None` for other names.
-pub fn plain_name(file: &Path) -> Option<PathBuf> {
-    let name = file.file_name()?.to_str()?;
-    let stem = name
-        .strip_suffix(".age")
-        .or_else(|| name.strip_suffix(".encrypted"))?;
-    (!stem.is_empty()).then(|| file.with_file_name(stem))
-}
-
-/// Whether `file` starts like the seed's Fernet tokens.
-pub fn is_fernet_file(file: &Path) -> bool {
-    use std::io::Read;
-    let mut head = [0u8; 6];
-    std::fs::File::open(file)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok_and(|()| legacy::is_fernet(&head))
-}
-
-/// Copies `src` to the new file `dst`, which appears only when complete
-/// and never replaces a file already there.
-pub fn copy_file(src: &Path, dst: &Path) -> Result<(), CryptError> {
-    let mut input = std::fs::File::open(src).map_err(|source| CryptError::File {
-        action: "open",
-        path: src.to_owned(),
-        source,
-    })?;
-    let mut out = Staged::new(dst, false)?;
-    std::io::copy(&mut input, &mut out).map_err(|source| CryptError::File {
-        action: "copy into",
-        path: dst.to_owned(),
-        source,
-    })?;
-    out.commit().map(|_| ())
 }
