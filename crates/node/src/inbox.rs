@@ -57,7 +57,9 @@ impl Accept {
         list.iter()
             .map(|p| {
                 p.trim().parse::<PeerId>().map_err(|_| {
-                    format!("accept from `{p}`: give a full peer id (`shoal id` prints it) or `any`")
+                    format!(
+                        "accept from `{p}`: give a full peer id (`shoal id` prints it) or `any`"
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()
