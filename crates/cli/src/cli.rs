@@ -146,6 +146,16 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Open the desktop app: a window around a node of this data dir,
+    /// with the settings of its config.toml.
+    Gui {
+        /// Start the network at once.
+        #[arg(long)]
+        start: bool,
+        /// Download `PEER:PATH` or a content id at once (repeatable).
+        #[arg(long, value_name = "TARGET")]
+        get: Vec<String>,
+    },
     /// Put a file into this node's share folder, optionally encrypted.
     Share {
         /// The file to share.

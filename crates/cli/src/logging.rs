@@ -18,7 +18,14 @@ pub struct LogGuard(#[allow(dead_code)] Option<WorkerGuard>);
 pub const FILE_ONLY: &str = "shoal_file_only";
 
 /// `server` commands log at info on the console; others only warn.
-pub fn init(data_dir: &Path, verbose: u8, quiet: bool, server: bool) -> LogGuard {
+/// `gui`: the window's activity log gets the node's events too.
+pub fn init(
+    data_dir: &Path,
+    verbose: u8,
+    quiet: bool,
+    server: bool,
+    window: Option<shoal_gui::activity::FeedLayer>,
+) -> LogGuard {
     let console_level = match (quiet, verbose) {
         (true, _) => "error",
         (_, 0) if server => "info",
@@ -66,6 +73,7 @@ pub fn init(data_dir: &Path, verbose: u8, quiet: bool, server: bool) -> LogGuard
     tracing_subscriber::registry()
         .with(console)
         .with(file)
+        .with(window)
         .init();
     LogGuard(guard)
 }

@@ -28,7 +28,33 @@ fn main() -> ExitCode {
         cli.command,
         Command::Up(_) | Command::Tracker(_) | Command::Node(_)
     );
-    let _logs = logging::init(&ctx.data_dir, cli.global.verbose, cli.global.quiet, server);
+    if let Command::Gui { start, get } = cli.command {
+        // The window runs on this thread; the app has its own runtime.
+        let feed = shoal_gui::activity::LogFeed::default();
+        let _logs = logging::init(
+            &ctx.data_dir,
+            cli.global.verbose,
+            cli.global.quiet,
+            false,
+            Some(shoal_gui::activity::FeedLayer::new(feed.clone())),
+        );
+        let opts = shoal_gui::Options {
+            data_dir: ctx.data_dir.clone(),
+            start,
+            get,
+        };
+        return match shoal_gui::run(opts, feed) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => report(&e),
+        };
+    }
+    let _logs = logging::init(
+        &ctx.data_dir,
+        cli.global.verbose,
+        cli.global.quiet,
+        server,
+        None,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,6 +121,7 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::Gui { .. } => unreachable!("handled before the runtime starts"),
             Command::Send { peer, files } => client::send(&ctx, &peer, &files).await,
             Command::Share {
                 file,
