@@ -213,7 +213,7 @@ mod tests {
             assert_eq!(
                 got,
                 [
-                    (Level::Warning, "provider unreachable peer=\"bob\""),
+                    (Level::Warning, "provider unreachable peer=bob"),
                     (Level::Success, "saved a.txt"),
                 ]
             );

@@ -375,7 +375,15 @@ impl ShoalApp {
                     self.net = state;
                     self.port = port;
                 }
-                Event::Peers(rows) => self.peers = rows,
+                Event::Peers(rows) => {
+                    self.peers = rows;
+                    // The browsed listing follows the peer's share.
+                    if let Some(b) = &self.browsing
+                        && self.view == View::Peers
+                    {
+                        self.backend.send(Command::Browse(b.peer.clone()));
+                    }
+                }
                 Event::Listing { peer, files } => {
                     if let Some(b) = &mut self.browsing
                         && b.peer.peer_id == peer
@@ -975,8 +983,8 @@ impl ShoalApp {
         let mut pick = None;
         let title = match &dialog {
             Dialog::Share { .. } => "Share a file",
-            Dialog::Passphrase { .. } => "Passphrase",
-            Dialog::Download { .. } => "Download",
+            Dialog::Passphrase { .. } => "Open an encrypted file",
+            Dialog::Download { .. } => "Download a file",
             Dialog::Send { .. } => "Send a file",
         };
         let peers: Vec<(PeerId, String)> = self

@@ -528,6 +528,7 @@ impl Core {
         tokio::spawn(watch_status(
             node.watch_tracker(),
             port,
+            self.feed.clone(),
             self.sink.clone(),
             self.commands.clone(),
             cancel.clone(),
@@ -805,12 +806,25 @@ pub fn default_downloads(data_dir: &Path) -> PathBuf {
 async fn watch_status(
     mut state: tokio::sync::watch::Receiver<TrackerState>,
     port: u16,
+    feed: LogFeed,
     sink: Sink,
     commands: mpsc::UnboundedSender<Command>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
+    let mut was = TrackerState::None;
     loop {
         let now = *state.borrow_and_update();
+        match now {
+            TrackerState::Online if was != TrackerState::Online => {
+                feed.push(Level::Success, "ONLINE: the tracker lists this node");
+            }
+            TrackerState::Offline if was != TrackerState::Offline => feed.push(
+                Level::Warning,
+                "OFFLINE: tracker unreachable; still serving, will keep trying (check the tracker URL in Settings)",
+            ),
+            _ => {}
+        }
+        was = now;
         let net = match now {
             TrackerState::Online => NetState::Online,
             TrackerState::Connecting => NetState::Connecting,
