@@ -136,6 +136,7 @@ struct SettingsForm {
     accept: String,
     upload: String,
     download: String,
+    inbox_size: String,
     error: Option<String>,
 }
 
@@ -171,6 +172,7 @@ impl SettingsForm {
                 .join("\n"),
             upload: rate(c.max_upload_rate),
             download: rate(c.max_download_rate),
+            inbox_size: rate(c.max_inbox_size),
             error: None,
         }
     }
@@ -219,6 +221,7 @@ impl SettingsForm {
         };
         c.max_upload_rate = rate(&self.upload, "upload limit")?;
         c.max_download_rate = rate(&self.download, "download limit")?;
+        c.max_inbox_size = rate(&self.inbox_size, "inbox size limit")?;
         Ok(c)
     }
 }
@@ -880,6 +883,12 @@ impl ShoalApp {
                         &mut s.download,
                     );
                     ui.end_row();
+                    labelled_field(
+                        ui,
+                        "Inbox size limit (e.g. 10GiB; empty: none)",
+                        &mut s.inbox_size,
+                    );
+                    ui.end_row();
                 });
             if let Some(e) = &s.error {
                 ui.label(RichText::new(e).color(theme::RED));
@@ -993,7 +1002,7 @@ impl ShoalApp {
             .map(|p| (p.record.peer_id, p.record.name.clone()))
             .collect();
         egui::Modal::new(egui::Id::new("dialog")).show(ctx, |ui| {
-            ui.set_min_width(440.0);
+            ui.set_width(460.0);
             ui.heading(RichText::new(title).color(theme::CYAN));
             match &mut dialog {
                 Dialog::Share {

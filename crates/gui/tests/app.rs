@@ -95,6 +95,16 @@ impl Net {
 
     /// A node called `name` sharing `files`, registered with the tracker.
     fn node(&mut self, name: &str, files: &[(&str, &[u8])], upload_rate: Option<u64>) -> PeerId {
+        self.node_with(name, files, |c| c.max_upload_rate = upload_rate)
+    }
+
+    /// [`Net::node`] with its config changed by `tweak` first.
+    fn node_with(
+        &mut self,
+        name: &str,
+        files: &[(&str, &[u8])],
+        tweak: impl FnOnce(&mut NodeConfig),
+    ) -> PeerId {
         let share = self.dir();
         for (n, bytes) in files {
             std::fs::write(share.join(n), bytes).unwrap();
@@ -102,8 +112,8 @@ impl Net {
         let mut cfg = NodeConfig::new(self.dir(), "127.0.0.1:0".parse().unwrap(), name.into());
         cfg.shares = vec![share];
         cfg.ttl = 2;
-        cfg.max_upload_rate = upload_rate;
         cfg.tracker = Some(TrackerClient::new(&self.url(), None, retry()).unwrap());
+        tweak(&mut cfg);
         let identity = Arc::new(Identity::generate().unwrap());
         let node = self.rt.block_on(Node::start(cfg, identity)).unwrap();
         let id = node.peer_id();
@@ -186,6 +196,10 @@ impl App {
     }
 
     fn click(&mut self, label: &str) {
+        // Let sizes settle (a dialog re-centres a frame after it grows),
+        // so the click lands where the widget is.
+        self.h.step();
+        self.h.step();
         self.h.get_by_label(label).click();
         self.h.step();
         self.h.step();
@@ -359,7 +373,9 @@ fn a_file_shared_with_a_passphrase_opens_only_with_it() {
         shoal_gui::theme::level_color(Level::Error),
         shoal_gui::theme::RED
     );
-    assert!(carol.h.query_by_label_contains("cannot open").is_some());
+    carol.wait("the red line in the window", |h| {
+        h.query_by_label_contains("cannot open").is_some()
+    });
     assert!(!plain.exists(), "nothing at the final path");
     carol.wait("the transfer waits for the passphrase", |h| {
         h.state()
@@ -539,4 +555,60 @@ fn every_dialog_cancels_and_bad_input_changes_nothing() {
     assert_eq!(saved.max_download_rate, Some(3 * 1024 * 1024));
     assert_eq!(saved.accept_from, ["any"]);
     assert_eq!(saved.tracker.as_deref(), Some(net.url().as_str()));
+}
+
+#[test]
+fn closing_the_app_deregisters_its_node() {
+    let mut net = Net::new();
+    net.node("alice", &[], None);
+    let mut app = net.app("leaver");
+    app.start_and_see("alice");
+    let tracker = TrackerClient::new(&net.url(), None, retry()).unwrap();
+    let listed = |net: &Net| {
+        net.rt
+            .block_on(tracker.peers())
+            .unwrap()
+            .iter()
+            .any(|p| p.name == "leaver")
+    };
+    assert!(listed(&net));
+    drop(app);
+    assert!(!listed(&net), "the tracker still lists the closed app");
+}
+
+#[test]
+fn a_file_sent_to_a_peer_lands_in_its_inbox() {
+    let mut net = Net::new();
+    let inbox = net.dir();
+    let dir = inbox.clone();
+    net.node_with("dave", &[], move |c| {
+        c.inbox.dir = dir;
+        c.inbox.accept = shoal_node::inbox::Accept::Anyone;
+    });
+    let mut app = net.app("me");
+    let file = app.data.join("gift.bin");
+    let bytes = random_bytes(700_000);
+    std::fs::write(&file, &bytes).unwrap();
+    app.start_and_see("dave");
+
+    // A folder is refused in the dialog; cancel, then send the file.
+    app.click("Send file to dave");
+    let folder = app.data.to_str().unwrap().to_owned();
+    app.type_into("File", &folder);
+    app.click("Send");
+    assert!(app.h.query_by_label_contains("is a folder").is_some());
+    app.click("Cancel");
+    assert!(!app.has("Send a file"));
+    app.click("Send file to dave");
+    app.type_into("File", file.to_str().unwrap());
+    app.click("Send");
+    app.wait("the push done", |h| {
+        h.state()
+            .transfers
+            .last()
+            .is_some_and(|t| matches!(t.state, TransferState::Done(_)))
+    });
+    assert!(app.has("100%"));
+    assert_eq!(std::fs::read(inbox.join("gift.bin")).unwrap(), bytes);
+    assert!(app.logged(Level::Success, "in its inbox as gift.bin"));
 }
