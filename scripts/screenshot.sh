@@ -18,13 +18,14 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/shoal-shot.XXXXXX")
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT
 wait_for() { for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "timeout waiting for $2 in $1" >&2; exit 1; }
 
 DISP=":$((90 + RANDOM % 100))"
 Xvfb "$DISP" -screen 0 1180x800x24 -nolisten tcp > "$WORK/xvfb.out" 2>&1 & PIDS+=($!)
 
 mkdir -p "$WORK/alice-share" "$WORK/bob-share" "$WORK/you-share"
-head -c $((96 * 1024 * 1024)) /dev/urandom > "$WORK/alice-share/holiday-video.mp4"
+head -c $((192 * 1024 * 1024)) /dev/urandom > "$WORK/alice-share/holiday-video.mp4"
 head -c 734003 /dev/urandom > "$WORK/alice-share/quarterly-report.pdf"
 printf 'Shoal demo notes\n' > "$WORK/alice-share/notes.txt"
 printf 'demo passphrase\n' > "$WORK/pass"
@@ -38,7 +39,7 @@ printf 'hello\n' > "$WORK/you-share/readme.txt"
 wait_for "$WORK/tracker.out" "listening on"
 TRACKER=$(sed -n 's/^listening on //p' "$WORK/tracker.out")
 "$SHOAL" --data-dir "$WORK/alice" --tracker "$TRACKER" node --name alice --share "$WORK/alice-share" \
-  --listen 127.0.0.1:0 --max-upload-rate 6MiB > "$WORK/alice.out" 2>/dev/null & PIDS+=($!)
+  --listen 127.0.0.1:0 --max-upload-rate 8MiB > "$WORK/alice.out" 2>/dev/null & PIDS+=($!)
 "$SHOAL" --data-dir "$WORK/bob" --tracker "$TRACKER" node --name bob --share "$WORK/bob-share" \
   --listen 127.0.0.1:0 > "$WORK/bob.out" 2>/dev/null & PIDS+=($!)
 wait_for "$WORK/alice.out" "peer id"
@@ -50,13 +51,22 @@ printf 'tracker = "%s"\nname = "you"\nshares = ["%s"]\nlisten = "127.0.0.1:0"\nd
   "$TRACKER" "$WORK/you-share" "$WORK/downloads" > "$WORK/you/config.toml"
 DISPLAY=$DISP LIBGL_ALWAYS_SOFTWARE=1 "$SHOAL" -q --data-dir "$WORK/you" gui --start \
   --get alice:holiday-video.mp4 > "$WORK/gui.out" 2>&1 & PIDS+=($!)
-# Under way: about a third of the video has arrived.
+# Wait for the window's first frames (not black any more), then give the
+# download a few seconds so the shot shows it under way (a third or so).
+START=$(date +%s)
 PART="$WORK/downloads/holiday-video.mp4.part"
-for _ in $(seq 1 600); do
-  [ "$(stat -c %s "$PART" 2>/dev/null || echo 0)" -gt 0 ] && \
-    [ "$(du -k "$PART" | cut -f1)" -gt $((32 * 1024)) ] && break
-  sleep 0.05
+drawn=""
+for _ in $(seq 1 300); do
+  if [ -f "$PART" ]; then
+    DISPLAY=$DISP import -window root "$WORK/probe.png"
+    mean=$(convert "$WORK/probe.png" -format "%[fx:mean]" info:)
+    if awk -v m="$mean" 'BEGIN { exit !(m > 0.04) }'; then drawn=1; break; fi
+  fi
+  sleep 0.1
 done
+[ -n "$drawn" ] || { echo "the window never drew; see $WORK/gui.out" >&2; cat "$WORK/gui.out" >&2; exit 1; }
+while [ $(( $(date +%s) - START )) -lt 8 ]; do sleep 0.2; done
+[ -f "$PART" ] || { echo "the download finished before the shot; slow alice down" >&2; exit 1; }
 mkdir -p "$(dirname "$OUT")"
 DISPLAY=$DISP import -window root "$OUT"
 echo "saved $OUT"

@@ -519,10 +519,10 @@ impl Core {
         let port = node.local_addr().port();
         self.feed.log(
             Level::Info,
-            format!(
-                "node started on port {port}; sharing {} files",
-                node.index().snapshot().len()
-            ),
+            match node.index().snapshot().len() {
+                1 => format!("node started on port {port}; sharing 1 file"),
+                n => format!("node started on port {port}; sharing {n} files"),
+            },
         );
         let cancel = tokio_util::sync::CancellationToken::new();
         tokio::spawn(watch_status(
