@@ -985,6 +985,12 @@ impl ShoalApp {
     }
 
     fn dialogs(&mut self, ctx: &egui::Context) {
+        // While the file picker is open it has the screen to itself (a
+        // modal below it would swallow its clicks); the dialog comes back
+        // with the picked path, or unchanged if the picker is cancelled.
+        if *self.picker.state() == egui_file_dialog::DialogState::Open {
+            return;
+        }
         let Some(mut dialog) = self.dialog.take() else {
             return;
         };
@@ -1146,9 +1152,7 @@ impl ShoalApp {
                 }
             }
         });
-        if ctx.input(|i| i.key_pressed(egui::Key::Escape))
-            && *self.picker.state() != egui_file_dialog::DialogState::Open
-        {
+        if ctx.input(|i| i.key_pressed(egui::Key::Escape)) {
             close = true;
         }
         if !close {

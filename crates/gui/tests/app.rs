@@ -360,6 +360,13 @@ fn a_file_shared_with_a_passphrase_opens_only_with_it() {
     });
     let plain = carol.downloads.join("secret.txt");
 
+    // Cancelled: the verified ciphertext waits; the transfer offers the
+    // dialog again.
+    carol.click("Cancel");
+    assert!(!carol.has("Open an encrypted file"));
+    assert!(carol.downloads.join("secret.txt.age").exists());
+    carol.click("Enter passphrase");
+
     // A wrong passphrase: a red line in the log, nothing at the final path.
     carol.type_into("Passphrase", "wrong horse");
     carol.click("Open");
@@ -496,6 +503,13 @@ fn every_dialog_cancels_and_bad_input_changes_nothing() {
     app.type_into("File", folder.to_str().unwrap());
     app.click("Share");
     assert!(app.h.query_by_label_contains("is a folder").is_some());
+    // The file picker opens over the dialog and cancels back to it.
+    app.click("Browse…");
+    assert!(app.has("📂 Open File"));
+    assert!(!app.has("Share a file"), "the picker has the screen");
+    app.click("🚫 Cancel");
+    assert!(!app.has("📂 Open File"));
+    assert!(app.has("Share a file"));
     app.click("Cancel");
     assert!(!app.has("Share a file"));
 
