@@ -42,6 +42,11 @@ fn main() -> ExitCode {
             data_dir: ctx.data_dir.clone(),
             start,
             get,
+            tracker: cli
+                .global
+                .tracker
+                .clone()
+                .map(|url| (url, cli.global.tracker_token.clone())),
         };
         return match shoal_gui::run(opts, feed) {
             Ok(()) => ExitCode::SUCCESS,

@@ -264,12 +264,19 @@ pub struct Options {
     pub start: bool,
     /// Download these (`PEER:PATH` or content ids) at once.
     pub get: Vec<String>,
+    /// Use this tracker (and token) instead of config.toml's, for this
+    /// run (`--tracker`, `SHOAL_TRACKER`); saving the settings keeps it.
+    pub tracker: Option<(String, Option<String>)>,
 }
 
 impl ShoalApp {
     /// Loads the data dir's key and config.toml and starts the worker.
     pub fn new(opts: Options, feed: LogFeed) -> anyhow::Result<Self> {
-        let config = Config::load(&opts.data_dir)?;
+        let mut config = Config::load(&opts.data_dir)?;
+        if let Some((url, token)) = opts.tracker {
+            config.tracker = Some(url);
+            config.tracker_token = token.or(config.tracker_token);
+        }
         let identity = Arc::new(Identity::load_or_create(&opts.data_dir)?);
         let me = identity.peer_id();
         let name = config
@@ -1083,10 +1090,10 @@ impl ShoalApp {
                         path.file_name()
                             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
                     ));
-                    secret_field(ui, "Passphrase", pass);
+                    let enter = secret_field(ui, "Passphrase", pass);
                     show_error(ui, error);
                     ui.horizontal(|ui| {
-                        if ui.button(accent("Open", theme::GREEN)).clicked() {
+                        if ui.button(accent("Open", theme::GREEN)).clicked() || enter {
                             match shoal_crypt::passphrase(std::mem::take(pass)) {
                                 Ok(p) => {
                                     self.backend.send(Command::Open {
@@ -1235,16 +1242,20 @@ fn labelled_field(ui: &mut Ui, label: &str, value: &mut String) {
         .labelled_by(l.id);
 }
 
-fn secret_field(ui: &mut Ui, label: &str, value: &mut String) {
+/// A masked field; true when Enter was pressed in it.
+fn secret_field(ui: &mut Ui, label: &str, value: &mut String) -> bool {
     ui.horizontal(|ui| {
         let l = ui.label(label);
-        ui.add(
-            TextEdit::singleline(value)
-                .password(true)
-                .desired_width(280.0),
-        )
-        .labelled_by(l.id);
-    });
+        let r = ui
+            .add(
+                TextEdit::singleline(value)
+                    .password(true)
+                    .desired_width(280.0),
+            )
+            .labelled_by(l.id);
+        r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter))
+    })
+    .inner
 }
 
 fn show_error(ui: &mut Ui, error: &Option<String>) {

@@ -992,6 +992,17 @@ impl JobCtx {
         };
         let path = match result {
             Ok(p) => p,
+            Err(shoal_node::NodeError::Exists(p)) => {
+                let e = format!(
+                    "{} already exists; move it away, or choose another download folder in Settings",
+                    p.display()
+                );
+                self.feed.log(
+                    Level::Error,
+                    format!("download of {} failed: {e}", file.name),
+                );
+                return TransferState::Failed(e);
+            }
             Err(e) => {
                 self.feed.log(
                     Level::Error,

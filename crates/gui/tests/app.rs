@@ -142,6 +142,7 @@ impl Net {
                 data_dir: data.clone(),
                 start: false,
                 get: Vec::new(),
+                tracker: None,
             },
             LogFeed::default(),
         )
@@ -347,6 +348,10 @@ fn a_file_shared_with_a_passphrase_opens_only_with_it() {
             .unwrap()
             .starts_with(b"age-encryption.org/v1")
     );
+    bob.click("Local files");
+    bob.wait("the shared file in Local files", |h| {
+        h.query_by_label("🔒 secret.txt.age").is_some()
+    });
 
     carol.start_and_see("bob");
     carol.click("bob");
