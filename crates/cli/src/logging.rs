@@ -35,7 +35,7 @@ pub fn init(
     };
     let console_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "warn,shoal={console_level},shoal_node={console_level},shoal_tracker={console_level},{FILE_ONLY}=off"
+            "warn,winit=error,shoal={console_level},shoal_node={console_level},shoal_tracker={console_level},{FILE_ONLY}=off"
         ))
     });
     let console = tracing_subscriber::fmt::layer()

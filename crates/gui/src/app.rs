@@ -1066,7 +1066,12 @@ impl ShoalApp {
                     show_error(ui, error);
                     ui.horizontal(|ui| {
                         if ui.button(accent("Share", theme::PURPLE)).clicked() {
-                            match share_command(path, *lock, pass, again, *peer) {
+                            let checked = if self.config.shares.is_empty() {
+                                Err("no share folder yet: add one in Settings (Share folders), then share again".to_owned())
+                            } else {
+                                share_command(path, *lock, pass, again, *peer)
+                            };
+                            match checked {
                                 Ok(c) => {
                                     self.backend.send(c);
                                     close = true;

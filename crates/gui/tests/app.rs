@@ -550,6 +550,36 @@ fn every_dialog_cancels_and_bad_input_changes_nothing() {
     app.click("Cancel");
     assert!(!app.has("Start download"));
 
+    // With no share folder, sharing says where to add one.
+    let mut config = Config::load(&app.data).unwrap();
+    config.shares.clear();
+    config.save(&app.data).unwrap();
+    let bare = ShoalApp::new(
+        Options {
+            data_dir: app.data.clone(),
+            start: false,
+            get: Vec::new(),
+            tracker: None,
+        },
+        LogFeed::default(),
+    )
+    .unwrap();
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 900.0))
+        .build_ui_state(|ui, app: &mut ShoalApp| app.ui(ui), bare);
+    h.input_mut()
+        .dropped_files
+        .push(Arc::new(Dropped(file.clone())));
+    h.step();
+    h.step();
+    h.get_by_label("Share").click();
+    h.step();
+    h.step();
+    assert!(h.query_by_label_contains("no share folder yet").is_some());
+    drop(h);
+    config.shares = vec![app.share.clone()];
+    config.save(&app.data).unwrap();
+
     // Settings: a bad rate is refused and config.toml is untouched.
     let config_path = app.data.join("config.toml");
     let before = std::fs::read_to_string(&config_path).unwrap();
@@ -630,4 +660,48 @@ fn a_file_sent_to_a_peer_lands_in_its_inbox() {
     assert!(app.has("100%"));
     assert_eq!(std::fs::read(inbox.join("gift.bin")).unwrap(), bytes);
     assert!(app.logged(Level::Success, "in its inbox as gift.bin"));
+}
+
+#[test]
+fn a_file_shared_to_a_peer_opens_by_itself_for_that_peer() {
+    let mut net = Net::new();
+    let mut bob = net.app("bob");
+    let mut carol = net.app("carol");
+    bob.click("Start network");
+    carol.start_and_see("bob");
+    bob.wait("bob sees carol", |h| {
+        h.state().peers.iter().any(|p| p.record.name == "carol")
+    });
+    let letter = bob.data.join("letter.txt");
+    std::fs::write(&letter, b"for carol only").unwrap();
+    bob.drop_file(&letter);
+    bob.click("Encrypt to a peer");
+    bob.click("Peer");
+    // The list pops up under the combo box; its entry is the last "carol".
+    let entries = bob.h.query_all_by_label("carol").count();
+    assert!(entries >= 2, "carol in the peer list and in the combo box");
+    bob.h.query_all_by_label("carol").last().unwrap().click();
+    bob.h.step();
+    bob.h.step();
+    bob.click("Share");
+    let shared = bob.share.join("letter.txt.age");
+    bob.wait("the encrypted copy", |_| shared.exists());
+
+    carol.click("bob");
+    carol.wait("bob's letter listed", |h| {
+        h.query_by_label("Download letter.txt.age").is_some()
+    });
+    carol.click("Download letter.txt.age");
+    carol.wait("the letter opened with carol's own key", |h| {
+        h.state()
+            .transfers
+            .last()
+            .is_some_and(|t| matches!(t.state, TransferState::Done(_)))
+    });
+    assert!(!carol.has("Open an encrypted file"), "no passphrase asked");
+    assert_eq!(
+        std::fs::read(carol.downloads.join("letter.txt")).unwrap(),
+        b"for carol only"
+    );
+    assert!(!carol.downloads.join("letter.txt.age").exists());
 }
