@@ -278,6 +278,7 @@ impl Backend {
             ctx: Arc::new(std::sync::OnceLock::new()),
         };
         let core = Core {
+            client: Arc::new(new_client(&identity, &config)),
             data_dir,
             config,
             identity,
@@ -385,6 +386,7 @@ struct Core {
     watch: Option<tokio_util::sync::DropGuard>,
     jobs: HashMap<u64, Running>,
     next_id: u64,
+    client: Arc<PeerClient>,
     commands: mpsc::UnboundedSender<Command>,
     refreshing: Arc<AtomicBool>,
 }
@@ -405,14 +407,27 @@ impl Core {
             Command::Browse(peer) => self.browse(peer),
             Command::Download { peer, file } => {
                 let dir = self.downloads_dir();
-                self.begin(Job::Download { peer, file, dir }, None);
+                let busy = self.jobs.values().any(|r| {
+                    r.task.as_ref().is_some_and(|t| !t.is_finished())
+                        && matches!(&r.job, Job::Download { file: f, dir: d, .. }
+                            if f.content_id == file.content_id && f.name == file.name && *d == dir)
+                });
+                if busy {
+                    self.feed.log(
+                        Level::Info,
+                        format!("{} is being downloaded already", file.name),
+                    );
+                } else {
+                    self.begin(Job::Download { peer, file, dir }, None);
+                }
             }
             Command::Fetch(target) => self.fetch(target),
             Command::Share { path, lock } => self.share(path, lock),
             Command::Send { peer, path } => self.begin(Job::Push { peer, path }, None),
             Command::Pause(id) => {
+                // A transfer that just ended keeps its own final state.
                 if let Some(r) = self.jobs.get_mut(&id)
-                    && let Some(t) = r.task.take()
+                    && let Some(t) = r.task.take_if(|t| !t.is_finished())
                 {
                     t.abort();
                     self.sink.send(Event::TransferState {
@@ -463,10 +478,10 @@ impl Core {
             .map_err(|e| format!("{e}; fix the tracker URL in Settings"))
     }
 
-    fn client(&self) -> PeerClient {
-        PeerClient::new(self.identity.clone(), self.config.retry).with_download_limit(
-            shoal_node::rate::RateLimit::new(self.config.max_download_rate),
-        )
+    /// The one client of every download, listing and push: its
+    /// connections are reused, and its limit covers all downloads together.
+    fn client(&self) -> Arc<PeerClient> {
+        self.client.clone()
     }
 
     fn name(&self) -> String {
@@ -535,6 +550,7 @@ impl Core {
         ));
         tokio::spawn(refresh_every(
             node.index().clone(),
+            node.watch_tracker(),
             self.sink.clone(),
             self.commands.clone(),
             cancel.clone(),
@@ -583,7 +599,7 @@ impl Core {
         let me = self.identity.peer_id();
         let (sink, feed) = (self.sink.clone(), self.feed.clone());
         tokio::spawn(async move {
-            let rows = peer_rows(&book, Arc::new(client), reputation, me).await;
+            let rows = peer_rows(&book, client, reputation, me).await;
             flag.store(false, Ordering::SeqCst);
             match rows {
                 Ok(rows) => sink.send(Event::Peers(rows)),
@@ -781,6 +797,7 @@ impl Core {
                             .display()
                     ),
                 );
+                self.client = Arc::new(new_client(&self.identity, &config));
                 self.config = config.clone();
                 self.sink.send(Event::Saved(Box::new(config)));
                 if self.node.is_some() {
@@ -794,6 +811,11 @@ impl Core {
                 .log(Level::Error, format!("saving settings failed: {e}")),
         }
     }
+}
+
+fn new_client(identity: &Arc<Identity>, config: &Config) -> PeerClient {
+    PeerClient::new(identity.clone(), config.retry)
+        .with_download_limit(shoal_node::rate::RateLimit::new(config.max_download_rate))
 }
 
 /// Downloads go here unless config.toml says otherwise.
@@ -844,9 +866,11 @@ async fn watch_status(
     }
 }
 
-/// Refreshes the peer list and the local listing now and then.
+/// Refreshes the local listing when it changes and the peer list now and
+/// then while the tracker is reachable.
 async fn refresh_every(
     index: Arc<shoal_node::index::ShareIndex>,
+    tracker: tokio::sync::watch::Receiver<TrackerState>,
     sink: Sink,
     commands: mpsc::UnboundedSender<Command>,
     cancel: tokio_util::sync::CancellationToken,
@@ -857,7 +881,11 @@ async fn refresh_every(
         let files: Vec<FileEntry> = index.snapshot().files().map(|f| f.entry.clone()).collect();
         sink.send(Event::LocalFiles(files));
         tokio::select! {
-            _ = tick.tick() => { let _ = commands.send(Command::RefreshPeers); }
+            _ = tick.tick() => {
+                if *tracker.borrow() == TrackerState::Online {
+                    let _ = commands.send(Command::RefreshPeers);
+                }
+            }
             r = changes.changed() => if r.is_err() { return },
             () = cancel.cancelled() => return,
         }
@@ -946,7 +974,7 @@ async fn lookup(
 
 /// What a running transfer needs.
 struct JobCtx {
-    client: PeerClient,
+    client: Arc<PeerClient>,
     tracker: Option<TrackerClient>,
     swarm: Swarm,
     identity: Arc<Identity>,
