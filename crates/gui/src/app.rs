@@ -561,38 +561,55 @@ impl ShoalApp {
         let mut browse = None;
         let mut send = None;
         ui.columns(2, |cols| {
-            ScrollArea::vertical()
-                .id_salt("peers")
-                .show(&mut cols[0], |ui| {
-                    egui::Grid::new("peer-grid")
-                        .striped(true)
-                        .num_columns(5)
-                        .show(ui, |ui| {
-                            for h in ["Name", "Id", "Standing", "Files", ""] {
-                                ui.label(RichText::new(h).color(theme::MUTED));
-                            }
-                            ui.end_row();
-                            for row in &self.peers {
-                                let p = &row.record;
-                                let selected = self
-                                    .browsing
-                                    .as_ref()
-                                    .is_some_and(|b| b.peer.peer_id == p.peer_id);
+            let ui = &mut cols[0];
+            ui.horizontal(|ui| {
+                for (h, w) in PEER_COLUMNS {
+                    cell(ui, w, |ui| {
+                        ui.label(RichText::new(h).color(theme::MUTED));
+                    });
+                }
+            });
+            // Only the rows in view are laid out: a tracker may list thousands.
+            let row_h = ui.spacing().interact_size.y + 6.0;
+            ScrollArea::vertical().id_salt("peers").show_rows(
+                ui,
+                row_h,
+                self.peers.len(),
+                |ui, rows| {
+                    for row in &self.peers[rows] {
+                        let p = &row.record;
+                        let selected = self
+                            .browsing
+                            .as_ref()
+                            .is_some_and(|b| b.peer.peer_id == p.peer_id);
+                        ui.horizontal(|ui| {
+                            let [name, id, standing, files, _] = PEER_COLUMNS.map(|c| c.1);
+                            cell(ui, name, |ui| {
                                 if ui.selectable_label(selected, &p.name).clicked() {
                                     browse = Some(p.clone());
                                 }
-                                ui.label(RichText::new(p.peer_id.short()).monospace());
+                            });
+                            cell(ui, id, |ui| {
+                                ui.label(RichText::new(p.peer_id.short()).monospace())
+                                    .on_hover_text(p.peer_id.to_string());
+                            });
+                            cell(ui, standing, |ui| {
                                 ui.label(
                                     RichText::new(row.verdict).color(verdict_color(row.verdict)),
                                 );
+                            });
+                            cell(ui, files, |ui| {
                                 ui.label(row.files.map_or("?".to_owned(), |n| n.to_string()));
-                                if ui.button(format!("Send file to {}", p.name)).clicked() {
-                                    send = Some(p.clone());
-                                }
-                                ui.end_row();
+                            });
+                            if labelled_button(ui, "Send file…", format!("Send file to {}", p.name))
+                                .clicked()
+                            {
+                                send = Some(p.clone());
                             }
                         });
-                });
+                    }
+                },
+            );
             self.files_of_peer(&mut cols[1]);
         });
         if let Some(p) = browse {
@@ -633,23 +650,33 @@ impl ShoalApp {
                 ui.label(RichText::new("It shares no files.").color(theme::MUTED));
             }
             Some(Ok(files)) => {
-                ScrollArea::vertical().id_salt("files").show(ui, |ui| {
-                    egui::Grid::new("file-grid")
-                        .striped(true)
-                        .num_columns(3)
-                        .show(ui, |ui| {
-                            for f in files {
+                let row_h = ui.spacing().interact_size.y + 6.0;
+                ScrollArea::vertical().id_salt("files").show_rows(
+                    ui,
+                    row_h,
+                    files.len(),
+                    |ui, rows| {
+                        for f in &files[rows] {
+                            ui.horizontal(|ui| {
                                 let lock = if f.encrypted { "🔒 " } else { "" };
-                                ui.label(format!("{lock}{}", f.name))
-                                    .on_hover_text(f.content_id.to_string());
-                                ui.label(RichText::new(human(f.size)).color(theme::MUTED));
-                                if ui.button(format!("Download {}", f.name)).clicked() {
+                                cell(ui, 260.0, |ui| {
+                                    ui.add(
+                                        egui::Label::new(format!("{lock}{}", f.name)).truncate(),
+                                    )
+                                    .on_hover_text(format!("{}\n{}", f.name, f.content_id));
+                                });
+                                cell(ui, 80.0, |ui| {
+                                    ui.label(RichText::new(human(f.size)).color(theme::MUTED));
+                                });
+                                if labelled_button(ui, "⬇ Download", format!("Download {}", f.name))
+                                    .clicked()
+                                {
                                     get = Some(f.clone());
                                 }
-                                ui.end_row();
-                            }
-                        });
-                });
+                            });
+                        }
+                    },
+                );
             }
         }
         if let Some(file) = get {
@@ -792,21 +819,27 @@ impl ShoalApp {
                     .color(theme::MUTED),
             );
         }
-        ScrollArea::vertical().id_salt("local").show(ui, |ui| {
-            egui::Grid::new("local-grid")
-                .striped(true)
-                .num_columns(3)
-                .show(ui, |ui| {
-                    for f in &self.local {
+        let row_h = ui.spacing().interact_size.y + 6.0;
+        ScrollArea::vertical().id_salt("local").show_rows(
+            ui,
+            row_h,
+            self.local.len(),
+            |ui, rows| {
+                for f in &self.local[rows] {
+                    ui.horizontal(|ui| {
                         let lock = if f.encrypted { "🔒 " } else { "" };
-                        ui.label(format!("{lock}{}", f.name));
-                        ui.label(RichText::new(human(f.size)).color(theme::MUTED));
+                        cell(ui, 360.0, |ui| {
+                            ui.add(egui::Label::new(format!("{lock}{}", f.name)).truncate());
+                        });
+                        cell(ui, 90.0, |ui| {
+                            ui.label(RichText::new(human(f.size)).color(theme::MUTED));
+                        });
                         ui.label(RichText::new(f.content_id.to_string()).monospace().small())
                             .on_hover_text("content id: `shoal get` takes it");
-                        ui.end_row();
-                    }
-                });
-        });
+                    });
+                }
+            },
+        );
     }
 
     fn settings_view(&mut self, ui: &mut Ui) {
@@ -1184,6 +1217,36 @@ impl eframe::App for ShoalApp {
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.shutdown();
     }
+}
+
+/// Columns of the peer list: heading and width.
+const PEER_COLUMNS: [(&str, f32); 5] = [
+    ("Name", 120.0),
+    ("Id", 80.0),
+    ("Standing", 70.0),
+    ("Files", 40.0),
+    ("", 0.0),
+];
+
+/// A button showing `text` that screen readers (and tests) know by the
+/// longer `label`, e.g. "Download" known as "Download notes.txt".
+fn labelled_button(ui: &mut Ui, text: &str, label: String) -> egui::Response {
+    let r = ui.button(text);
+    r.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Button, true, &label));
+    r
+}
+
+/// A fixed-width cell of a row, its content left-aligned.
+fn cell(ui: &mut Ui, width: f32, add: impl FnOnce(&mut Ui)) {
+    let h = ui.spacing().interact_size.y;
+    ui.allocate_ui_with_layout(
+        egui::vec2(width, h),
+        Layout::left_to_right(Align::Center),
+        |ui| {
+            ui.set_min_width(width);
+            add(ui);
+        },
+    );
 }
 
 fn share_dialog(path: String) -> Dialog {
