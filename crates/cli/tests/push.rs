@@ -102,3 +102,54 @@ fn a_node_receives_pushes_no_faster_than_its_download_limit() {
     assert!(secs >= 1.8, "12 MiB at 4 MiB/s took only {secs:.2}s");
     assert_eq!(b3sum(&inbox.join("f.bin")), b3sum(&file));
 }
+
+#[test]
+fn config_toml_decides_who_may_push_and_where_it_lands() {
+    // The desktop app's Settings write these keys; a CLI node obeys them
+    // without flags.
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tracker(30);
+    let friend = tmp.path().join("friend");
+    let friend_id = ok(&shoal(&friend, &t.url, &["id"])).trim().to_owned();
+    let data = tmp.path().join("r");
+    let inbox = tmp.path().join("from-config");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(
+        data.join("config.toml"),
+        format!(
+            "inbox = {:?}\naccept_from = [{friend_id:?}]\nmax_inbox_size = 1000000\n",
+            inbox.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    let _r = node_with(&t.url, &data, &share, "receiver", 30, "127.0.0.1:0", &[]);
+    wait_for_peers(&friend, &t.url, &["receiver"], 20);
+    let small = tmp.path().join("small.txt");
+    fs::write(&small, b"from a friend").unwrap();
+    ok(&shoal(
+        &friend,
+        &t.url,
+        &["send", "receiver", small.to_str().unwrap()],
+    ));
+    assert_eq!(fs::read(inbox.join("small.txt")).unwrap(), b"from a friend");
+    // Over max_inbox_size: refused at the offer, nothing lands.
+    let big = tmp.path().join("big.bin");
+    fs::write(&big, bytes(2_000_000, 7)).unwrap();
+    let r = shoal(
+        &friend,
+        &t.url,
+        &["send", "receiver", big.to_str().unwrap()],
+    );
+    assert!(!r.status.success(), "{r:?}");
+    assert!(!inbox.join("big.bin").exists());
+    // Anyone else is still refused.
+    let stranger = tmp.path().join("stranger");
+    let r = shoal(
+        &stranger,
+        &t.url,
+        &["send", "receiver", small.to_str().unwrap()],
+    );
+    assert_eq!(r.status.code(), Some(5), "{r:?}");
+}
