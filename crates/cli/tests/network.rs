@@ -662,3 +662,28 @@ fn a_full_disk_is_a_clear_error_and_get_resumes_once_there_is_room() {
         fs::read(share.join("big.bin")).unwrap()
     );
 }
+
+#[test]
+fn get_without_o_saves_into_the_configured_download_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    fs::write(share.join("report.txt"), b"quarterly").unwrap();
+    let net = alice_sharing(tmp.path(), &share, &[]);
+    let downloads = tmp.path().join("my downloads");
+    fs::create_dir_all(&net.client).unwrap();
+    fs::write(
+        net.client.join("config.toml"),
+        format!("downloads = {:?}\n", downloads.to_str().unwrap()),
+    )
+    .unwrap();
+    ok(&shoal(
+        &net.client,
+        &net.tracker.url,
+        &["get", "alice:report.txt"],
+    ));
+    assert_eq!(
+        fs::read(downloads.join("report.txt")).unwrap(),
+        b"quarterly"
+    );
+}
