@@ -307,7 +307,30 @@ fn start_see_peers_browse_and_download_to_100_percent() {
     let got = std::fs::read(app.downloads.join("big.bin")).unwrap();
     assert_eq!(blake3::hash(&got), blake3::hash(&big));
     assert!(app.logged(Level::Success, "saved"));
-    drop(app);
+
+    // The Download button takes PEER:PATH, as `shoal get` does.
+    app.click("Download");
+    app.type_into("PEER:PATH or content id", "alice:note.txt");
+    app.click("Start download");
+    app.wait("note.txt saved", |h| {
+        h.state().transfers.len() == 2
+            && matches!(h.state().transfers[1].state, TransferState::Done(_))
+    });
+    assert_eq!(
+        std::fs::read(app.downloads.join("note.txt")).unwrap(),
+        b"hi"
+    );
+    // A name nobody shares is a red line, not a transfer.
+    app.click("Download");
+    app.type_into("PEER:PATH or content id", "alice:nope.txt");
+    app.click("Start download");
+    app.wait("the error", |h| {
+        h.state().feed().with_lines(|l| {
+            l.iter()
+                .any(|x| x.level == Level::Error && x.text.contains("shares no file `nope.txt`"))
+        })
+    });
+    assert_eq!(app.h.state().transfers.len(), 2);
 }
 
 #[test]
