@@ -168,7 +168,7 @@ fn kind_of(e: &anyhow::Error) -> ErrorKind {
         if let Some(k) = cause.downcast_ref::<shoal_core::config::ConfigError>() {
             return k.kind();
         }
-        if cause.is::<client::UsageError>() {
+        if cause.is::<client::UsageError>() || cause.is::<shoal_gui::NoWindow>() {
             return ErrorKind::Usage;
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {

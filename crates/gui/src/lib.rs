@@ -17,6 +17,16 @@ pub use app::{Options, ShoalApp, View};
 /// shows; give the same feed to [`activity::FeedLayer`] in the process's
 /// `tracing` subscriber so the node's events appear in it.
 pub fn run(opts: Options, feed: activity::LogFeed) -> anyhow::Result<()> {
+    if cfg!(all(unix, not(target_os = "macos")))
+        && std::env::var_os("DISPLAY").is_none()
+        && std::env::var_os("WAYLAND_DISPLAY").is_none()
+        && std::env::var_os("WAYLAND_SOCKET").is_none()
+    {
+        return Err(NoWindow(
+            "there is no display (DISPLAY and WAYLAND_DISPLAY are unset); run it in a desktop session, or use the command-line commands (`shoal --help`)".into(),
+        )
+        .into());
+    }
     let app = ShoalApp::new(opts, feed)?;
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
@@ -28,8 +38,15 @@ pub fn run(opts: Options, feed: activity::LogFeed) -> anyhow::Result<()> {
         ..Default::default()
     };
     eframe::run_native("Shoal", native, Box::new(|_cc| Ok(Box::new(app)))).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the window: {e}; is a display available (DISPLAY or WAYLAND_DISPLAY)?"
-        )
+        NoWindow(format!(
+            "{e}; check that the display works (DISPLAY or WAYLAND_DISPLAY) and that OpenGL is available"
+        ))
+        .into()
     })
 }
+
+/// The window could not be opened (no display, no OpenGL): a matter of
+/// the environment, not a bug.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the window: {0}")]
+pub struct NoWindow(pub String);
