@@ -358,7 +358,9 @@ impl Sink {
 #[derive(Clone)]
 enum Job {
     Download {
-        peer: PeerRecord,
+        /// The peer it was asked of (none for a download left from an
+        /// earlier session: whoever has the content then).
+        peer: Option<PeerRecord>,
         file: FileEntry,
         dir: PathBuf,
     },
@@ -391,8 +393,12 @@ struct Core {
     refreshing: Arc<AtomicBool>,
 }
 
+/// Who a download left from an earlier session comes from.
+const ANY_PEER: &str = "whoever has it";
+
 impl Core {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        self.restore();
         while let Some(c) = rx.recv().await {
             self.handle(c).await;
         }
@@ -418,7 +424,14 @@ impl Core {
                         format!("{} is being downloaded already", file.name),
                     );
                 } else {
-                    self.begin(Job::Download { peer, file, dir }, None);
+                    self.begin(
+                        Job::Download {
+                            peer: Some(peer),
+                            file,
+                            dir,
+                        },
+                        None,
+                    );
                 }
             }
             Command::Fetch(target) => self.fetch(target),
@@ -458,6 +471,75 @@ impl Core {
                 self.stop().await;
                 let _ = done.send(());
             }
+        }
+    }
+
+    /// Lists the downloads an earlier session left unfinished in the
+    /// download folder (their `.part` and piece record), paused, so they
+    /// can be resumed from the pieces already verified.
+    fn restore(&mut self) {
+        let dir = self.downloads_dir();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let suffix = format!("{}.state", shoal_node::index::PART_SUFFIX);
+        let mut found: Vec<(String, shoal_node::pieces::PieceState)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let file = e.file_name().into_string().ok()?;
+                let name = file.strip_suffix(&suffix)?.to_owned();
+                let state = shoal_node::pieces::PieceState::load(&e.path())?;
+                Some((name, state))
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, state) in found {
+            self.next_id += 1;
+            let id = self.next_id;
+            let meter = Meter::new(self.sink.ctx());
+            meter.start(&name, state.size);
+            meter.advance(
+                (state.verified().count() * shoal_node::pieces::PIECE_SIZE).min(state.size),
+            );
+            self.sink.send(Event::Transfer(TransferInfo {
+                id,
+                direction: Direction::Download,
+                name: name.clone(),
+                peer: ANY_PEER.to_owned(),
+                meter: meter.clone(),
+            }));
+            self.sink.send(Event::TransferState {
+                id,
+                state: TransferState::Paused,
+            });
+            let file = FileEntry {
+                encrypted: name.ends_with(".age"),
+                name,
+                size: state.size,
+                content_id: state.content_id,
+                modified: 0,
+            };
+            self.jobs.insert(
+                id,
+                Running {
+                    job: Job::Download {
+                        peer: None,
+                        file,
+                        dir: dir.clone(),
+                    },
+                    meter,
+                    task: None,
+                },
+            );
+        }
+        if !self.jobs.is_empty() {
+            self.feed.log(
+                Level::Info,
+                format!(
+                    "{} unfinished download(s) from last time are paused in Transfers; resume them there",
+                    self.jobs.len()
+                ),
+            );
         }
     }
 
@@ -655,9 +737,12 @@ impl Core {
             None => {
                 let meter = Meter::new(self.sink.ctx());
                 let (direction, name, peer) = match &job {
-                    Job::Download { peer, file, .. } => {
-                        (Direction::Download, file.name.clone(), peer.name.clone())
-                    }
+                    Job::Download { peer, file, .. } => (
+                        Direction::Download,
+                        file.name.clone(),
+                        peer.as_ref()
+                            .map_or_else(|| ANY_PEER.to_owned(), |p| p.name.clone()),
+                    ),
                     Job::Push { peer, path } => (
                         Direction::Push,
                         path.file_name().map_or_else(
@@ -983,8 +1068,13 @@ struct JobCtx {
 }
 
 impl JobCtx {
-    async fn download(self, peer: PeerRecord, file: FileEntry, dir: PathBuf) -> TransferState {
-        let mut peers = vec![peer];
+    async fn download(
+        self,
+        peer: Option<PeerRecord>,
+        file: FileEntry,
+        dir: PathBuf,
+    ) -> TransferState {
+        let mut peers: Vec<PeerRecord> = peer.into_iter().collect();
         if let Some(t) = &self.tracker
             && let Ok(more) = t.providers(file.content_id).await
         {
@@ -995,6 +1085,11 @@ impl JobCtx {
                     peers.push(p);
                 }
             }
+        }
+        if peers.is_empty() {
+            let e = format!("no live peer provides {} now; resume it later", file.name);
+            self.feed.log(Level::Warning, e.clone());
+            return TransferState::Failed(e);
         }
         // A paused download's writer may still be letting go of the file.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -137,6 +137,13 @@ impl Net {
             ..Config::default()
         };
         config.save(&data).unwrap();
+        Self::open(data)
+    }
+
+    /// The app on an existing data dir (as after a restart).
+    fn open(data: PathBuf) -> App {
+        let share = data.join("share");
+        let downloads = data.join("downloads");
         let app = ShoalApp::new(
             Options {
                 data_dir: data.clone(),
@@ -493,6 +500,21 @@ fn transfers_pause_resume_and_cancel() {
     app.wait("paused", |h| h.query_by_label("Paused").is_some());
     assert_eq!(app.last_transfer(), TransferState::Paused);
     assert!(!app.downloads.join("a.bin").exists());
+    // Closed while paused: the next session lists it, paused, and resumes
+    // it from the pieces already verified.
+    let dir = app.data.clone();
+    drop(app);
+    let mut app = Net::open(dir);
+    app.wait("the paused download listed again", |h| {
+        h.state().transfers.len() == 1
+            && h.state().transfers[0].state == TransferState::Paused
+            && h.query_by_label("Paused").is_some()
+    });
+    assert_eq!(app.h.state().transfers[0].info.name, "a.bin");
+    assert!(app.h.state().transfers[0].info.meter.bytes().0 > 0);
+    assert!(app.logged(Level::Info, "unfinished download"));
+    app.click("Start network");
+    app.wait("ONLINE", |h| h.query_by_label("ONLINE").is_some());
     app.click("Resume");
     app.wait("done after resuming", |h| {
         h.state()
@@ -504,6 +526,13 @@ fn transfers_pause_resume_and_cancel() {
 
     // Cancel: what arrived is thrown away, nothing at the final path.
     app.click("Peers");
+    app.wait("slowpoke listed", |h| {
+        h.query_by_label("slowpoke").is_some()
+    });
+    app.click("slowpoke");
+    app.wait("the listing", |h| {
+        h.query_by_label("Download b.bin").is_some()
+    });
     app.click("Download b.bin");
     app.wait("b arriving", |h| {
         h.state().transfers.len() == 2 && h.state().transfers[1].info.meter.bytes().0 > 0
