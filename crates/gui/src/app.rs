@@ -248,6 +248,8 @@ pub struct ShoalApp {
     local: Vec<FileEntry>,
     settings: SettingsForm,
     dialog: Option<Dialog>,
+    /// Dropped files waiting for their share dialog.
+    drops: std::collections::VecDeque<PathBuf>,
     picker: FileDialog,
     pick_for: Option<PickFor>,
     levels: HashSet<Level>,
@@ -311,6 +313,7 @@ impl ShoalApp {
             transfers: Vec::new(),
             local: Vec::new(),
             dialog: None,
+            drops: Default::default(),
             picker: FileDialog::new(),
             pick_for: None,
             levels: Level::ALL.into_iter().collect(),
@@ -441,18 +444,37 @@ impl ShoalApp {
     }
 
     /// Files dropped onto the window open the share dialog (one at a time).
+    /// Files dropped onto the window each get the share dialog, one after
+    /// the other; while files hover over the window, it says what a drop
+    /// does.
     fn take_drops(&mut self, ctx: &egui::Context) {
-        let dropped: Vec<PathBuf> = ctx.input(|i| {
-            i.raw
-                .dropped_files
-                .iter()
-                .map(|f| f.path().to_owned())
-                .collect()
+        let (dropped, hovering): (Vec<PathBuf>, bool) = ctx.input(|i| {
+            (
+                i.raw
+                    .dropped_files
+                    .iter()
+                    .map(|f| f.path().to_owned())
+                    .collect(),
+                !i.raw.hovered_files.is_empty(),
+            )
         });
-        if let Some(path) = dropped.into_iter().next()
-            && self.dialog.is_none()
+        self.drops.extend(dropped);
+        if self.dialog.is_none()
+            && let Some(path) = self.drops.pop_front()
         {
             self.dialog = Some(share_dialog(path.display().to_string()));
+        }
+        if hovering {
+            egui::Area::new(egui::Id::new("drop-hint"))
+                .order(egui::Order::Foreground)
+                .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+                .show(ctx, |ui| {
+                    theme::card()
+                        .stroke(egui::Stroke::new(2.0, theme::CYAN))
+                        .show(ui, |ui| {
+                            ui.label(RichText::new("Drop to share").size(24.0).color(theme::CYAN));
+                        });
+                });
         }
     }
 

@@ -602,6 +602,26 @@ fn every_dialog_cancels_and_bad_input_changes_nothing() {
     app.click("Cancel");
     assert!(!app.has("Start download"));
 
+    // Two files dropped at once: one dialog after the other.
+    let second = app.data.join("second.txt");
+    std::fs::write(&second, b"2").unwrap();
+    for p in [&file, &second] {
+        app.h
+            .input_mut()
+            .dropped_files
+            .push(Arc::new(Dropped(p.clone())));
+    }
+    app.h.step();
+    app.h.step();
+    assert_eq!(app.h.get_by_label("File").value().as_deref(), file.to_str());
+    app.click("Cancel");
+    assert_eq!(
+        app.h.get_by_label("File").value().as_deref(),
+        second.to_str()
+    );
+    app.click("Cancel");
+    assert!(!app.has("Share a file"));
+
     // With no share folder, sharing says where to add one.
     let mut config = Config::load(&app.data).unwrap();
     config.shares.clear();
