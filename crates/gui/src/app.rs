@@ -273,7 +273,12 @@ pub struct Options {
 
 impl ShoalApp {
     /// Loads the data dir's key and config.toml and starts the worker.
-    pub fn new(opts: Options, feed: LogFeed) -> anyhow::Result<Self> {
+    pub fn new(mut opts: Options, feed: LogFeed) -> anyhow::Result<Self> {
+        // Folders the settings derive from it are saved as they are shown,
+        // so they must not depend on where the app was started.
+        if let Ok(abs) = std::path::absolute(&opts.data_dir) {
+            opts.data_dir = abs;
+        }
         let mut config = Config::load(&opts.data_dir)?;
         if let Some((url, token)) = opts.tracker {
             config.tracker = Some(url);
