@@ -1,0 +1,268 @@
+//! What a running transfer does: a download from its peers (then opening
+//! it if it is encrypted), a push into a peer's inbox; and the file work
+//! behind sharing and decrypting.
+
+use super::*;
+
+/// What a running transfer needs.
+pub(super) struct JobCtx {
+    pub(super) client: Arc<PeerClient>,
+    pub(super) tracker: Option<TrackerClient>,
+    pub(super) swarm: Swarm,
+    pub(super) identity: Arc<Identity>,
+    pub(super) feed: LogFeed,
+    pub(super) meter: Arc<Meter>,
+}
+
+impl JobCtx {
+    pub(super) async fn download(
+        self,
+        peer: Option<PeerRecord>,
+        file: FileEntry,
+        dir: PathBuf,
+    ) -> TransferState {
+        let mut peers: Vec<PeerRecord> = peer.into_iter().collect();
+        if let Some(t) = &self.tracker
+            && let Ok(more) = t.providers(file.content_id).await
+        {
+            for p in more {
+                if p.peer_id != self.client.peer_id()
+                    && !peers.iter().any(|q| q.peer_id == p.peer_id)
+                {
+                    peers.push(p);
+                }
+            }
+        }
+        if peers.is_empty() {
+            let e = format!("no live peer provides {} now; resume it later", file.name);
+            self.feed.log(Level::Warning, e.clone());
+            return TransferState::Failed(e);
+        }
+        // A paused download's writer may still be letting go of the file.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let result = loop {
+            let r = download::download_from(
+                &self.client,
+                &peers,
+                &file,
+                &dir,
+                &*self.meter,
+                &self.swarm,
+            )
+            .await;
+            match r {
+                Err(shoal_node::NodeError::File { source, .. })
+                    if source.kind() == std::io::ErrorKind::ResourceBusy
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                r => break r,
+            }
+        };
+        let path = match result {
+            Ok(p) => p,
+            Err(shoal_node::NodeError::Exists(p)) => {
+                let e = format!(
+                    "{} already exists; move it away, or choose another download folder in Settings",
+                    p.display()
+                );
+                self.feed.log(
+                    Level::Error,
+                    format!("download of {} failed: {e}", file.name),
+                );
+                return TransferState::Failed(e);
+            }
+            Err(e) => {
+                self.feed.log(
+                    Level::Error,
+                    format!("download of {} failed: {e}", file.name),
+                );
+                return TransferState::Failed(e.to_string());
+            }
+        };
+        let identity = self.identity.clone();
+        let p = path.clone();
+        let opened = tokio::task::spawn_blocking(move || open_with_key(&p, &identity)).await;
+        match opened {
+            Ok(Opened::Plain) => {
+                self.feed
+                    .log(Level::Success, format!("saved {}", path.display()));
+                TransferState::Done(path)
+            }
+            Ok(Opened::Decrypted(plain)) => {
+                self.feed.log(
+                    Level::Success,
+                    format!("saved {} (decrypted)", plain.display()),
+                );
+                TransferState::Done(plain)
+            }
+            Ok(Opened::NeedsPassphrase) => {
+                self.feed.log(
+                    Level::Info,
+                    format!(
+                        "downloaded {}; it is encrypted with a passphrase, enter it to open the file",
+                        path.display()
+                    ),
+                );
+                TransferState::NeedsPassphrase(path)
+            }
+            Ok(Opened::Failed(e)) => {
+                self.feed.log(
+                    Level::Error,
+                    format!(
+                        "downloaded and verified {}, but cannot open it: {e}; it is kept as it is",
+                        path.display()
+                    ),
+                );
+                TransferState::Done(path)
+            }
+            Err(e) => TransferState::Failed(e.to_string()),
+        }
+    }
+
+    pub(super) async fn push(self, peer: PeerRecord, path: PathBuf) -> TransferState {
+        match shoal_node::send::send_file(&self.client, &peer, &path, &*self.meter).await {
+            Ok(got) => {
+                self.feed.log(
+                    Level::Success,
+                    format!(
+                        "sent {} to {} (in its inbox as {})",
+                        path.display(),
+                        peer.name,
+                        got.name
+                    ),
+                );
+                TransferState::Done(PathBuf::from(got.name))
+            }
+            Err(e) => {
+                self.feed.log(
+                    Level::Error,
+                    format!("cannot send {} to {}: {e}", path.display(), peer.name),
+                );
+                TransferState::Failed(e.to_string())
+            }
+        }
+    }
+}
+
+enum Opened {
+    Plain,
+    Decrypted(PathBuf),
+    NeedsPassphrase,
+    Failed(String),
+}
+
+/// Opens a downloaded `.age` file meant for this node's key; says when a
+/// passphrase is needed instead. The ciphertext goes once the plaintext
+/// is on disk.
+fn open_with_key(path: &Path, identity: &Identity) -> Opened {
+    let Some(out) = shoal_crypt::plain_name(path) else {
+        return Opened::Plain;
+    };
+    let is_age = path.extension().is_some_and(|e| e == "age");
+    if !is_age {
+        return if shoal_crypt::is_fernet_file(path) {
+            Opened::NeedsPassphrase
+        } else {
+            Opened::Plain
+        };
+    }
+    match shoal_crypt::needs(path) {
+        Ok(shoal_crypt::Needs::Passphrase) => Opened::NeedsPassphrase,
+        Ok(shoal_crypt::Needs::Key) => {
+            match shoal_crypt::decrypt_file(path, &out, &shoal_crypt::Key::Identity(identity), true)
+            {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(path);
+                    Opened::Decrypted(out)
+                }
+                Err(e) => Opened::Failed(e.to_string()),
+            }
+        }
+        Err(e) => Opened::Failed(e.to_string()),
+    }
+}
+
+/// Decrypts `path` (age or the seed's Fernet) with a passphrase into its
+/// plain name; removes the ciphertext once the plaintext is on disk.
+pub(super) fn open_with_passphrase(
+    path: &Path,
+    passphrase: SecretString,
+) -> Result<PathBuf, String> {
+    use shoal_crypt::secrecy::ExposeSecret;
+    let out = shoal_crypt::plain_name(path)
+        .ok_or_else(|| format!("{} is not an encrypted file", path.display()))?;
+    if shoal_crypt::is_fernet_file(path) {
+        shoal_crypt::legacy::decrypt_file(path, &out, passphrase.expose_secret(), true)
+            .map_err(|e| e.to_string())?;
+    } else {
+        shoal_crypt::decrypt_file(path, &out, &shoal_crypt::Key::Passphrase(passphrase), true)
+            .map_err(|e| e.to_string())?;
+    }
+    let _ = std::fs::remove_file(path);
+    Ok(out)
+}
+
+/// Puts `src` into `folder` (the first share): copied, or encrypted as
+/// `NAME.age`. Never replaces a file there.
+pub(super) fn share_file(
+    src: &Path,
+    folder: Option<PathBuf>,
+    lock: ShareLock,
+) -> Result<PathBuf, String> {
+    let folder = folder.ok_or("no share folder is set; add one in Settings first".to_owned())?;
+    let meta = std::fs::metadata(src).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "it does not exist (any more)".to_owned(),
+        _ => format!("cannot read it: {e}"),
+    })?;
+    if meta.is_dir() {
+        return Err(
+            "it is a folder; share files one by one, or add the folder as a share in Settings"
+                .into(),
+        );
+    }
+    if !folder.is_dir() {
+        return Err(format!(
+            "the share folder {} does not exist; create it or choose another in Settings",
+            folder.display()
+        ));
+    }
+    let name = src
+        .file_name()
+        .ok_or_else(|| "it has no file name".to_owned())?;
+    let plain = folder.join(name);
+    let crypt = |lock: shoal_crypt::Lock| {
+        let mut s = plain.clone().into_os_string();
+        s.push(".age");
+        let dst = PathBuf::from(s);
+        shoal_crypt::encrypt_file(src, &dst, &lock, false)
+            .map(|_| dst)
+            .map_err(|e| e.to_string())
+    };
+    match lock {
+        ShareLock::Plain => shoal_crypt::copy_file(src, &plain)
+            .map(|()| plain)
+            .map_err(|e| e.to_string()),
+        ShareLock::Passphrase(p) => crypt(shoal_crypt::Lock::Passphrase(p)),
+        ShareLock::Peer(id) => {
+            let key = shoal_crypt::PeerKey::of_peer(&id).map_err(|e| e.to_string())?;
+            crypt(shoal_crypt::Lock::Peers(vec![key]))
+        }
+    }
+}
+
+/// Removes a cancelled download's partial file and its piece record,
+/// once the engine's writer has let go of it (a few seconds at most).
+pub(super) fn remove_part(part: &Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(f) = std::fs::File::open(part) {
+        if f.try_lock().is_ok() || std::time::Instant::now() > deadline {
+            break;
+        }
+        drop(f);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_file(part);
+    let _ = std::fs::remove_file(shoal_node::pieces::PieceState::path_for(part));
+}

@@ -1,0 +1,735 @@
+//! The worker's loop: it owns the node and the transfers, handles the
+//! UI's commands in order, and keeps the header and the peer list fresh.
+
+use super::jobs::{JobCtx, open_with_passphrase, remove_part, share_file};
+use super::*;
+
+/// Registration lifetime the app asks for: heartbeats every 5 s, so the
+/// header follows the tracker closely.
+const TTL: u64 = 15;
+/// How often the peer list refreshes while online.
+const PEERS_EVERY: Duration = Duration::from_secs(5);
+/// Longest wait for one peer's listing when counting its files.
+const LISTING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a transfer does, kept so it can be resumed.
+#[derive(Clone)]
+enum Job {
+    Download {
+        /// The peer it was asked of (none for a download left from an
+        /// earlier session: whoever has the content then).
+        peer: Option<PeerRecord>,
+        file: FileEntry,
+        dir: PathBuf,
+    },
+    Push {
+        peer: PeerRecord,
+        path: PathBuf,
+    },
+}
+
+struct Running {
+    job: Job,
+    meter: Arc<Meter>,
+    task: Option<AbortHandle>,
+}
+
+/// The worker's state; lives on the runtime.
+pub(super) struct Core {
+    data_dir: PathBuf,
+    config: Config,
+    identity: Arc<Identity>,
+    feed: LogFeed,
+    sink: Sink,
+    node: Option<Node>,
+    /// Stops the status watcher and the peer refresher of the running node.
+    watch: Option<tokio_util::sync::DropGuard>,
+    jobs: HashMap<u64, Running>,
+    next_id: u64,
+    client: Arc<PeerClient>,
+    commands: mpsc::UnboundedSender<Command>,
+    refreshing: Arc<AtomicBool>,
+}
+
+/// Who a download left from an earlier session comes from.
+const ANY_PEER: &str = "whoever has it";
+
+impl Core {
+    pub(super) fn new(
+        data_dir: PathBuf,
+        config: Config,
+        identity: Arc<Identity>,
+        feed: LogFeed,
+        sink: Sink,
+        commands: mpsc::UnboundedSender<Command>,
+    ) -> Self {
+        Core {
+            client: Arc::new(new_client(&identity, &config)),
+            data_dir,
+            config,
+            identity,
+            feed,
+            sink,
+            node: None,
+            watch: None,
+            jobs: HashMap::new(),
+            next_id: 0,
+            commands,
+            refreshing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        self.restore();
+        while let Some(c) = rx.recv().await {
+            self.handle(c).await;
+        }
+        self.stop().await;
+    }
+
+    async fn handle(&mut self, c: Command) {
+        match c {
+            Command::Start => self.start().await,
+            Command::Stop => self.stop().await,
+            Command::RefreshPeers => self.refresh_peers(),
+            Command::Browse(peer) => self.browse(peer),
+            Command::Download { peer, file } => {
+                let dir = self.downloads_dir();
+                let busy = self.jobs.values().any(|r| {
+                    r.task.as_ref().is_some_and(|t| !t.is_finished())
+                        && matches!(&r.job, Job::Download { file: f, dir: d, .. }
+                            if f.content_id == file.content_id && f.name == file.name && *d == dir)
+                });
+                if busy {
+                    self.feed.log(
+                        Level::Info,
+                        format!("{} is being downloaded already", file.name),
+                    );
+                } else {
+                    self.begin(
+                        Job::Download {
+                            peer: Some(peer),
+                            file,
+                            dir,
+                        },
+                        None,
+                    );
+                }
+            }
+            Command::Fetch(target) => self.fetch(target),
+            Command::Share { path, lock } => self.share(path, lock),
+            Command::Send { peer, path } => self.begin(Job::Push { peer, path }, None),
+            Command::Pause(id) => {
+                // A transfer that just ended keeps its own final state.
+                if let Some(r) = self.jobs.get_mut(&id)
+                    && let Some(t) = r.task.take_if(|t| !t.is_finished())
+                {
+                    t.abort();
+                    self.sink.send(Event::TransferState {
+                        id,
+                        state: TransferState::Paused,
+                    });
+                }
+            }
+            Command::Resume(id) => {
+                if let Some(r) = self.jobs.get(&id) {
+                    let job = r.job.clone();
+                    self.begin(job, Some(id));
+                }
+            }
+            Command::Cancel(id) => self.cancel(id),
+            Command::Open {
+                id,
+                path,
+                passphrase,
+            } => self.open(id, path, passphrase),
+            Command::Save(config) => self.save(*config).await,
+            Command::Quit(done) => {
+                for r in self.jobs.values_mut() {
+                    if let Some(t) = r.task.take() {
+                        t.abort();
+                    }
+                }
+                self.stop().await;
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Lists the downloads an earlier session left unfinished in the
+    /// download folder (their `.part` and piece record), paused, so they
+    /// can be resumed from the pieces already verified.
+    fn restore(&mut self) {
+        let dir = self.downloads_dir();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let suffix = format!("{}.state", shoal_node::index::PART_SUFFIX);
+        let mut found: Vec<(String, shoal_node::pieces::PieceState)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let file = e.file_name().into_string().ok()?;
+                let name = file.strip_suffix(&suffix)?.to_owned();
+                let state = shoal_node::pieces::PieceState::load(&e.path())?;
+                Some((name, state))
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, state) in found {
+            self.next_id += 1;
+            let id = self.next_id;
+            let meter = Meter::new(self.sink.ctx());
+            meter.start(&name, state.size);
+            meter.advance(
+                (state.verified().count() * shoal_node::pieces::PIECE_SIZE).min(state.size),
+            );
+            self.sink.send(Event::Transfer(TransferInfo {
+                id,
+                direction: Direction::Download,
+                name: name.clone(),
+                peer: ANY_PEER.to_owned(),
+                meter: meter.clone(),
+            }));
+            self.sink.send(Event::TransferState {
+                id,
+                state: TransferState::Paused,
+            });
+            let file = FileEntry {
+                encrypted: name.ends_with(".age"),
+                name,
+                size: state.size,
+                content_id: state.content_id,
+                modified: 0,
+            };
+            self.jobs.insert(
+                id,
+                Running {
+                    job: Job::Download {
+                        peer: None,
+                        file,
+                        dir: dir.clone(),
+                    },
+                    meter,
+                    task: None,
+                },
+            );
+        }
+        if !self.jobs.is_empty() {
+            self.feed.log(
+                Level::Info,
+                format!(
+                    "{} unfinished download(s) from last time are paused in Transfers; resume them there",
+                    self.jobs.len()
+                ),
+            );
+        }
+    }
+
+    fn downloads_dir(&self) -> PathBuf {
+        self.config
+            .downloads
+            .clone()
+            .unwrap_or_else(|| default_downloads(&self.data_dir))
+    }
+
+    fn tracker(&self) -> Result<TrackerClient, String> {
+        let url = self
+            .config
+            .tracker
+            .clone()
+            .unwrap_or_else(|| shoal_core::config::DEFAULT_TRACKER.to_owned());
+        TrackerClient::new(&url, self.config.tracker_token.clone(), self.config.retry)
+            .map_err(|e| format!("{e}; fix the tracker URL in Settings"))
+    }
+
+    /// The one client of every download, listing and push: its
+    /// connections are reused, and its limit covers all downloads together.
+    fn client(&self) -> Arc<PeerClient> {
+        self.client.clone()
+    }
+
+    fn name(&self) -> String {
+        self.config
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("peer-{}", self.identity.peer_id().short()))
+    }
+
+    async fn start(&mut self) {
+        if self.node.is_some() {
+            return;
+        }
+        self.sink.send(Event::Network {
+            state: NetState::Connecting,
+            port: None,
+        });
+        let tracker = match self.tracker() {
+            Ok(t) => t,
+            Err(e) => return self.start_failed(e),
+        };
+        let cfg = match NodeConfig::from_config(self.data_dir.clone(), &self.config, self.name()) {
+            Ok(mut c) => {
+                c.tracker = Some(tracker);
+                c.ttl = TTL;
+                c
+            }
+            Err(e) => return self.start_failed(format!("{e}; fix it in Settings")),
+        };
+        for dir in &cfg.shares {
+            if !dir.is_dir() {
+                self.feed.log(
+                    Level::Warning,
+                    format!(
+                        "share folder {} does not exist; remove it in Settings or create it",
+                        dir.display()
+                    ),
+                );
+            }
+        }
+        let node = match Node::start(cfg, self.identity.clone()).await {
+            Ok(n) => n,
+            Err(shoal_node::NodeError::DataDirInUse(_)) => {
+                return self.start_failed(
+                    "another Shoal node runs with this data dir; stop it (or its `shoal up`) and start again".into(),
+                );
+            }
+            Err(e) => return self.start_failed(format!("{e}")),
+        };
+        let port = node.local_addr().port();
+        self.feed.log(
+            Level::Info,
+            match node.index().snapshot().len() {
+                1 => format!("node started on port {port}; sharing 1 file"),
+                n => format!("node started on port {port}; sharing {n} files"),
+            },
+        );
+        let cancel = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(watch_status(
+            node.watch_tracker(),
+            port,
+            self.feed.clone(),
+            self.sink.clone(),
+            self.commands.clone(),
+            cancel.clone(),
+        ));
+        tokio::spawn(refresh_every(
+            node.index().clone(),
+            node.watch_tracker(),
+            self.sink.clone(),
+            self.commands.clone(),
+            cancel.clone(),
+        ));
+        self.watch = Some(cancel.drop_guard());
+        self.node = Some(node);
+    }
+
+    fn start_failed(&self, why: String) {
+        self.feed
+            .log(Level::Error, format!("cannot start the network: {why}"));
+        self.sink.send(Event::Network {
+            state: NetState::Offline,
+            port: None,
+        });
+    }
+
+    async fn stop(&mut self) {
+        self.watch = None;
+        if let Some(node) = self.node.take() {
+            node.shutdown().await;
+            self.feed.log(Level::Info, "network stopped");
+        }
+        self.sink.send(Event::Network {
+            state: NetState::Offline,
+            port: None,
+        });
+        self.sink.send(Event::LocalFiles(Vec::new()));
+    }
+
+    fn refresh_peers(&self) {
+        if self.refreshing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let flag = self.refreshing.clone();
+        let tracker = match self.tracker() {
+            Ok(t) => t,
+            Err(e) => {
+                flag.store(false, Ordering::SeqCst);
+                return self.feed.log(Level::Error, e);
+            }
+        };
+        let book = PeerBook::new(tracker, &self.data_dir);
+        let client = self.client();
+        let reputation = Reputation::new(&self.data_dir, self.config.reputation);
+        let me = self.identity.peer_id();
+        let (sink, feed) = (self.sink.clone(), self.feed.clone());
+        tokio::spawn(async move {
+            let rows = peer_rows(&book, client, reputation, me).await;
+            flag.store(false, Ordering::SeqCst);
+            match rows {
+                Ok(rows) => sink.send(Event::Peers(rows)),
+                Err(e) => feed.log(Level::Warning, format!("cannot list peers: {e}")),
+            }
+        });
+    }
+
+    fn browse(&self, peer: PeerRecord) {
+        let client = self.client();
+        let sink = self.sink.clone();
+        tokio::spawn(async move {
+            let files = client.files(&peer).await.map_err(|e| e.to_string());
+            sink.send(Event::Listing {
+                peer: peer.peer_id,
+                files,
+            });
+        });
+    }
+
+    /// `PEER:PATH` or a content id: looks the file up, then downloads it.
+    fn fetch(&self, target: String) {
+        let tracker = match self.tracker() {
+            Ok(t) => t,
+            Err(e) => return self.feed.log(Level::Error, e),
+        };
+        let book = PeerBook::new(tracker, &self.data_dir);
+        let client = self.client();
+        let (commands, feed) = (self.commands.clone(), self.feed.clone());
+        tokio::spawn(async move {
+            match lookup(&book, &client, target.trim()).await {
+                Ok((peer, file)) => {
+                    let _ = commands.send(Command::Download { peer, file });
+                }
+                Err(e) => feed.log(Level::Error, format!("cannot download `{target}`: {e}")),
+            }
+        });
+    }
+
+    /// Starts (or, with `id`, resumes) a transfer.
+    fn begin(&mut self, job: Job, id: Option<u64>) {
+        let id = id.unwrap_or_else(|| {
+            self.next_id += 1;
+            self.next_id
+        });
+        if let Some(r) = self.jobs.get(&id)
+            && r.task.as_ref().is_some_and(|t| !t.is_finished())
+        {
+            return; // running already
+        }
+        let meter = match self.jobs.get(&id) {
+            Some(r) => r.meter.clone(),
+            None => {
+                let meter = Meter::new(self.sink.ctx());
+                let (direction, name, peer) = match &job {
+                    Job::Download { peer, file, .. } => (
+                        Direction::Download,
+                        file.name.clone(),
+                        peer.as_ref()
+                            .map_or_else(|| ANY_PEER.to_owned(), |p| p.name.clone()),
+                    ),
+                    Job::Push { peer, path } => (
+                        Direction::Push,
+                        path.file_name().map_or_else(
+                            || path.display().to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        ),
+                        peer.name.clone(),
+                    ),
+                };
+                self.sink.send(Event::Transfer(TransferInfo {
+                    id,
+                    direction,
+                    name,
+                    peer,
+                    meter: meter.clone(),
+                }));
+                meter
+            }
+        };
+        self.sink.send(Event::TransferState {
+            id,
+            state: TransferState::Running,
+        });
+        let ctx = JobCtx {
+            client: self.client(),
+            tracker: self.tracker().ok(),
+            swarm: Swarm {
+                tracker: self.tracker().ok(),
+                partials: self.node.as_ref().map(|n| n.partials().clone()),
+                reputation: Some(Reputation::new(&self.data_dir, self.config.reputation)),
+            },
+            identity: self.identity.clone(),
+            feed: self.feed.clone(),
+            meter: meter.clone(),
+        };
+        let sink = self.sink.clone();
+        let run = job.clone();
+        let task = tokio::spawn(async move {
+            let state = match run {
+                Job::Download { peer, file, dir } => ctx.download(peer, file, dir).await,
+                Job::Push { peer, path } => ctx.push(peer, path).await,
+            };
+            sink.send(Event::TransferState { id, state });
+        });
+        self.jobs.insert(
+            id,
+            Running {
+                job,
+                meter,
+                task: Some(task.abort_handle()),
+            },
+        );
+    }
+
+    fn cancel(&mut self, id: u64) {
+        let Some(mut r) = self.jobs.remove(&id) else {
+            return;
+        };
+        if let Some(t) = r.task.take() {
+            t.abort();
+        }
+        let feed = self.feed.clone();
+        if let Job::Download { file, dir, .. } = &r.job
+            && let Ok(name) = download::local_name(&file.name)
+        {
+            let part = dir.join(format!("{name}{}", shoal_node::index::PART_SUFFIX));
+            let name = name.clone();
+            tokio::task::spawn_blocking(move || {
+                remove_part(&part);
+                feed.log(
+                    Level::Info,
+                    format!("cancelled {name}; what had arrived was removed"),
+                );
+            });
+        } else {
+            feed.log(Level::Info, "push cancelled");
+        }
+        self.sink.send(Event::TransferState {
+            id,
+            state: TransferState::Cancelled,
+        });
+    }
+
+    fn open(&self, id: u64, path: PathBuf, passphrase: SecretString) {
+        let (sink, feed) = (self.sink.clone(), self.feed.clone());
+        tokio::task::spawn_blocking(move || match open_with_passphrase(&path, passphrase) {
+            Ok(plain) => {
+                feed.log(
+                    Level::Success,
+                    format!("saved {} (decrypted)", plain.display()),
+                );
+                sink.send(Event::TransferState {
+                    id,
+                    state: TransferState::Done(plain),
+                });
+            }
+            Err(e) => {
+                feed.log(
+                    Level::Error,
+                    format!(
+                        "cannot open {}: {e}; nothing was written and the encrypted file is kept, so try again",
+                        path.display()
+                    ),
+                );
+                sink.send(Event::TransferState {
+                    id,
+                    state: TransferState::NeedsPassphrase(path),
+                });
+            }
+        });
+    }
+
+    fn share(&self, path: PathBuf, lock: ShareLock) {
+        let folder = self.config.shares.first().cloned();
+        let feed = self.feed.clone();
+        tokio::task::spawn_blocking(move || match share_file(&path, folder, lock) {
+            Ok(done) => feed.log(Level::Success, format!("shared {}", done.display())),
+            Err(e) => feed.log(
+                Level::Error,
+                format!("cannot share {}: {e}", path.display()),
+            ),
+        });
+    }
+
+    async fn save(&mut self, config: Config) {
+        let dir = self.data_dir.clone();
+        let c = config.clone();
+        let saved = tokio::task::spawn_blocking(move || c.save(&dir)).await;
+        match saved {
+            Ok(Ok(())) => {
+                self.feed.log(
+                    Level::Success,
+                    format!(
+                        "settings saved to {}",
+                        self.data_dir
+                            .join(shoal_core::config::CONFIG_FILE)
+                            .display()
+                    ),
+                );
+                self.client = Arc::new(new_client(&self.identity, &config));
+                self.config = config.clone();
+                self.sink.send(Event::Saved(Box::new(config)));
+                if self.node.is_some() {
+                    self.stop().await;
+                    self.start().await;
+                }
+            }
+            Ok(Err(e)) => self.feed.log(Level::Error, format!("{e}")),
+            Err(e) => self
+                .feed
+                .log(Level::Error, format!("saving settings failed: {e}")),
+        }
+    }
+}
+
+fn new_client(identity: &Arc<Identity>, config: &Config) -> PeerClient {
+    PeerClient::new(identity.clone(), config.retry)
+        .with_download_limit(shoal_node::rate::RateLimit::new(config.max_download_rate))
+}
+
+/// Sends the header's status whenever the node's standing changes, and
+/// refreshes peers when it comes online.
+async fn watch_status(
+    mut state: tokio::sync::watch::Receiver<TrackerState>,
+    port: u16,
+    feed: LogFeed,
+    sink: Sink,
+    commands: mpsc::UnboundedSender<Command>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut was = TrackerState::None;
+    loop {
+        let now = *state.borrow_and_update();
+        match now {
+            TrackerState::Online if was != TrackerState::Online => {
+                feed.push(Level::Success, "ONLINE: the tracker lists this node");
+            }
+            TrackerState::Offline if was != TrackerState::Offline => feed.push(
+                Level::Warning,
+                "OFFLINE: tracker unreachable; still serving, will keep trying (check the tracker URL in Settings)",
+            ),
+            _ => {}
+        }
+        was = now;
+        let net = match now {
+            TrackerState::Online => NetState::Online,
+            TrackerState::Connecting => NetState::Connecting,
+            TrackerState::Offline | TrackerState::None => NetState::Offline,
+        };
+        sink.send(Event::Network {
+            state: net,
+            port: Some(port),
+        });
+        if net == NetState::Online {
+            let _ = commands.send(Command::RefreshPeers);
+        }
+        tokio::select! {
+            r = state.changed() => if r.is_err() { return },
+            () = cancel.cancelled() => return,
+        }
+    }
+}
+
+/// Refreshes the local listing when it changes and the peer list now and
+/// then while the tracker is reachable.
+async fn refresh_every(
+    index: Arc<shoal_node::index::ShareIndex>,
+    tracker: tokio::sync::watch::Receiver<TrackerState>,
+    sink: Sink,
+    commands: mpsc::UnboundedSender<Command>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut changes = index.subscribe();
+    let mut tick = tokio::time::interval(PEERS_EVERY);
+    loop {
+        let files: Vec<FileEntry> = index.snapshot().files().map(|f| f.entry.clone()).collect();
+        sink.send(Event::LocalFiles(files));
+        tokio::select! {
+            _ = tick.tick() => {
+                if *tracker.borrow() == TrackerState::Online {
+                    let _ = commands.send(Command::RefreshPeers);
+                }
+            }
+            r = changes.changed() => if r.is_err() { return },
+            () = cancel.cancelled() => return,
+        }
+    }
+}
+
+async fn peer_rows(
+    book: &PeerBook,
+    client: Arc<PeerClient>,
+    reputation: Reputation,
+    me: PeerId,
+) -> Result<Vec<PeerRow>, String> {
+    let (peers, _) = book.list().await.map_err(|e| e.to_string())?;
+    let standings = tokio::task::spawn_blocking(move || reputation.all())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let now = now_secs();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, p) in peers.iter().enumerate().filter(|(_, p)| p.peer_id != me) {
+        let (client, p) = (client.clone(), p.clone());
+        set.spawn(async move {
+            let n = tokio::time::timeout(LISTING_TIMEOUT, client.files(&p)).await;
+            (i, n.ok().and_then(Result::ok).map(|f| f.len()))
+        });
+    }
+    let mut counts = HashMap::new();
+    while let Some(Ok((i, n))) = set.join_next().await {
+        counts.insert(i, n);
+    }
+    Ok(peers
+        .into_iter()
+        .enumerate()
+        .filter(|(_, p)| p.peer_id != me)
+        .map(|(i, record)| PeerRow {
+            verdict: standings
+                .get(&record.peer_id)
+                .map_or("new", |s| s.verdict(now)),
+            files: counts.get(&i).copied().flatten(),
+            record,
+        })
+        .collect())
+}
+
+async fn lookup(
+    book: &PeerBook,
+    client: &PeerClient,
+    target: &str,
+) -> Result<(PeerRecord, FileEntry), String> {
+    if let Ok(cid) = target.parse::<ContentId>() {
+        let providers = book
+            .tracker()
+            .providers(cid)
+            .await
+            .map_err(|e| e.to_string())?;
+        for p in providers
+            .into_iter()
+            .filter(|p| p.peer_id != client.peer_id())
+        {
+            if let Ok(files) = client.files(&p).await
+                && let Some(f) = files.into_iter().find(|f| f.content_id == cid)
+            {
+                return Ok((p, f));
+            }
+        }
+        return Err(format!("no live peer provides content {cid}"));
+    }
+    let Some((peer, path)) = target.split_once(':') else {
+        return Err("give PEER:PATH (e.g. alice:docs/report.pdf) or a 64-hex content id".into());
+    };
+    if path.ends_with('/') || path.is_empty() {
+        return Err(
+            "the app downloads one file at a time; for a folder use `shoal get PEER:DIR/`".into(),
+        );
+    }
+    let (record, _) = book.resolve(peer).await.map_err(|e| e.to_string())?;
+    let files = client.files(&record).await.map_err(|e| e.to_string())?;
+    let wanted = path.trim_start_matches('/');
+    let file = files
+        .into_iter()
+        .find(|f| f.name == wanted)
+        .ok_or_else(|| format!("{} shares no file `{wanted}`", record.name))?;
+    Ok((record, file))
+}
