@@ -285,12 +285,19 @@ impl ShoalApp {
                     let id = t.info.id;
                     match &t.state {
                         TransferState::Running => {
-                            ui.label(RichText::new("Running").color(theme::BLUE));
-                            if ui.button("Pause").clicked() {
-                                commands.push(Command::Pause(id));
-                            }
-                            if ui.button("Cancel").clicked() {
-                                commands.push(Command::Cancel(id));
+                            let (done, total) = t.info.meter.bytes();
+                            if total > 0 && done >= total {
+                                // Every byte is in; it is being made durable or
+                                // opened, which is left to finish.
+                                ui.label(RichText::new("Finishing").color(theme::BLUE));
+                            } else {
+                                ui.label(RichText::new("Running").color(theme::BLUE));
+                                if ui.button("Pause").clicked() {
+                                    commands.push(Command::Pause(id));
+                                }
+                                if ui.button("Cancel").clicked() {
+                                    commands.push(Command::Cancel(id));
+                                }
                             }
                         }
                         TransferState::Paused | TransferState::Failed(_) => {

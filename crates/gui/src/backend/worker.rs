@@ -120,8 +120,11 @@ impl Core {
             Command::Share { path, lock } => self.share(path, lock),
             Command::Send { peer, path } => self.begin(Job::Push { peer, path }, None),
             Command::Pause(id) => {
-                // A transfer that just ended keeps its own final state.
+                // A transfer that just ended keeps its own final state, and
+                // one whose bytes are all in (a download being opened) is
+                // let finish: nothing is left to pause.
                 if let Some(r) = self.jobs.get_mut(&id)
+                    && !all_in(&r.meter)
                     && let Some(t) = r.task.take_if(|t| !t.is_finished())
                 {
                     t.abort();
@@ -480,6 +483,16 @@ impl Core {
     }
 
     fn cancel(&mut self, id: u64) {
+        // Once every byte is in, the download is being made durable or
+        // opened: let it finish rather than leave a file behind a
+        // "cancelled" row.
+        if self
+            .jobs
+            .get(&id)
+            .is_some_and(|r| all_in(&r.meter) && r.task.as_ref().is_some_and(|t| !t.is_finished()))
+        {
+            return;
+        }
         let Some(mut r) = self.jobs.remove(&id) else {
             return;
         };
@@ -578,6 +591,12 @@ impl Core {
                 .log(Level::Error, format!("saving settings failed: {e}")),
         }
     }
+}
+
+/// Whether every byte of a transfer has arrived.
+fn all_in(meter: &Meter) -> bool {
+    let (done, total) = meter.bytes();
+    total > 0 && done >= total
 }
 
 fn new_client(identity: &Arc<Identity>, config: &Config) -> PeerClient {
