@@ -132,7 +132,7 @@ pub async fn ls(ctx: &Context, peer: &str, json: bool) -> Result<()> {
             out,
             "{}  {:>10}  {}{lock}",
             f.content_id,
-            human(f.size),
+            shoal_core::human_size(f.size),
             f.name
         )?;
     }
@@ -318,18 +318,3 @@ impl std::fmt::Display for UsageError {
 }
 
 impl std::error::Error for UsageError {}
-
-fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}

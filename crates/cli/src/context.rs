@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use shoal_core::Identity;
-use shoal_core::config::{Config, DEFAULT_TRACKER, default_data_dir};
+use shoal_core::config::{Config, default_data_dir};
 use shoal_node::book::PeerBook;
 use shoal_node::peer_client::PeerClient;
 use shoal_node::reputation::Reputation;
@@ -26,11 +26,7 @@ impl Context {
     pub fn new(g: &Global) -> Result<Self> {
         let data_dir = g.data_dir.clone().unwrap_or_else(default_data_dir);
         let config = Config::load(&data_dir)?;
-        let tracker_url = g
-            .tracker
-            .clone()
-            .or_else(|| config.tracker.clone())
-            .unwrap_or_else(|| DEFAULT_TRACKER.to_owned());
+        let tracker_url = g.tracker.clone().unwrap_or_else(|| config.tracker_url());
         let tracker_token = g
             .tracker_token
             .clone()
@@ -67,10 +63,7 @@ impl Context {
     /// The name this data dir goes by: `name` in config.toml, else
     /// `peer-` and the start of the peer id.
     pub fn name(&self, identity: &Identity) -> String {
-        self.config
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("peer-{}", identity.peer_id().short()))
+        self.config.peer_name(&identity.peer_id())
     }
 
     pub fn peer_client(&self) -> Result<PeerClient> {

@@ -204,9 +204,9 @@ pub async fn share(
             folder.display()
         )));
     }
-    let name = file
-        .file_name()
-        .ok_or_else(|| UsageError(format!("{} is not a file", file.display())))?;
+    if file.file_name().is_none() {
+        anyhow::bail!(UsageError(format!("{} is not a file", file.display())));
+    }
     if let (Ok(src), Ok(dir)) = (file.canonicalize(), folder.canonicalize())
         && src.starts_with(&dir)
         && (encrypt || !to.is_empty())
@@ -216,19 +216,13 @@ pub async fn share(
             "the file itself is inside the share folder, so its plaintext is shared too; move it out"
         );
     }
-    let plain = folder.join(name);
-    let src = file.to_owned();
-    let target = if encrypt || !to.is_empty() {
-        let lock = lock(ctx, to, passphrase_file).await?;
-        let dst = with_suffix(&plain, ".age");
-        let d = dst.clone();
-        blocking(move || shoal_crypt::encrypt_file(&src, &d, &lock, false)).await?;
-        dst
+    let lock = if encrypt || !to.is_empty() {
+        Some(lock(ctx, to, passphrase_file).await?)
     } else {
-        let d = plain.clone();
-        blocking(move || shoal_crypt::copy_file(&src, &d)).await?;
-        plain
+        None
     };
+    let src = file.to_owned();
+    let target = blocking(move || shoal_crypt::share_into(&src, &folder, lock.as_ref())).await?;
     if !ctx.quiet {
         eprintln!(
             "shared {} (a running node lists it within a moment)",
@@ -247,13 +241,9 @@ pub async fn open_download(
     path: &Path,
     passphrase_file: Option<&Path>,
 ) -> Result<Option<PathBuf>> {
-    let Some(out) = shoal_crypt::plain_name(path) else {
+    let Some(out) = shoal_crypt::encrypted_download(path) else {
         return Ok(None);
     };
-    let is_age = path.extension().is_some_and(|e| e == "age");
-    if !is_age && !shoal_crypt::is_fernet_file(path) {
-        return Ok(None);
-    }
     let again = match passphrase_file {
         Some(f) => format!(" --passphrase-file {}", f.display()),
         None => String::new(),

@@ -61,9 +61,9 @@ fn node_config(
     ctx: &Ctx,
     args: &NodeArgs,
     config: &Config,
-    default_name: String,
+    me: &shoal_core::PeerId,
 ) -> Result<NodeConfig> {
-    let mut cfg = NodeConfig::from_config(ctx.data_dir.clone(), config, default_name)?;
+    let mut cfg = NodeConfig::from_config(ctx.data_dir.clone(), config, me)?;
     if !args.shares.is_empty() {
         cfg.shares = args.shares.clone();
     }
@@ -124,12 +124,7 @@ async fn run_node(mut cfg: NodeConfig, tracker: TrackerClient, ctx: &Ctx) -> Res
 
 pub async fn node(ctx: &Ctx, args: NodeArgs) -> Result<()> {
     let identity = ctx.identity()?;
-    let cfg = node_config(
-        ctx,
-        &args,
-        &ctx.config,
-        format!("peer-{}", identity.peer_id().short()),
-    )?;
+    let cfg = node_config(ctx, &args, &ctx.config, &identity.peer_id())?;
     run_node(cfg, ctx.tracker()?, ctx).await
 }
 
@@ -168,12 +163,7 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> Result<()> {
         ctx.tracker_token.clone(),
         ctx.config.retry,
     )?;
-    let cfg = node_config(
-        ctx,
-        &args.node,
-        &ctx.config,
-        format!("peer-{}", identity.peer_id().short()),
-    )?;
+    let cfg = node_config(ctx, &args.node, &ctx.config, &identity.peer_id())?;
     let shares = if cfg.shares.is_empty() {
         "nothing (add --share DIR)".to_owned()
     } else {

@@ -178,6 +178,21 @@ impl Config {
         })
     }
 
+    /// The name this node goes by: `name`, else `peer-` and the start of
+    /// its id.
+    pub fn peer_name(&self, id: &crate::PeerId) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("peer-{}", id.short()))
+    }
+
+    /// The tracker's URL: `tracker`, else [`DEFAULT_TRACKER`].
+    pub fn tracker_url(&self) -> String {
+        self.tracker
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TRACKER.to_owned())
+    }
+
     /// Writes `config.toml` into `data_dir`: to a temporary file first,
     /// renamed over the old one, so a crash never leaves half a config.
     /// (Comments in a hand-edited file are not kept.)

@@ -21,3 +21,30 @@ pub use identity::{Identity, IdentityError, PeerId, PeerIdError, SignatureError}
 
 /// Name of the identity file inside a data dir.
 pub const IDENTITY_FILE: &str = "identity.key";
+
+/// A size as people read it: `512 B`, `1.5 KiB`, `3.0 GiB` (binary units).
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(super::human_size(0), "0 B");
+        assert_eq!(super::human_size(1023), "1023 B");
+        assert_eq!(super::human_size(1536), "1.5 KiB");
+        assert_eq!(super::human_size(3 << 30), "3.0 GiB");
+    }
+}

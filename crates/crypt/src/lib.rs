@@ -404,6 +404,15 @@ pub fn plain_name(file: &Path) -> Option<PathBuf> {
     (!stem.is_empty()).then(|| file.with_file_name(stem))
 }
 
+/// Where a downloaded encrypted file opens to: `NAME` for `NAME.age`, and
+/// for the seed's `NAME.encrypted` when it starts like a Fernet token;
+/// `None` for a file that is not encrypted.
+pub fn encrypted_download(path: &Path) -> Option<PathBuf> {
+    let out = plain_name(path)?;
+    let is_age = path.extension().is_some_and(|e| e == "age");
+    (is_age || is_fernet_file(path)).then_some(out)
+}
+
 /// Whether `file` starts like the seed's Fernet tokens.
 pub fn is_fernet_file(file: &Path) -> bool {
     use std::io::Read;
@@ -411,6 +420,27 @@ pub fn is_fernet_file(file: &Path) -> bool {
     std::fs::File::open(file)
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok_and(|()| legacy::is_fernet(&head))
+}
+
+/// Puts `src` into the folder `into` under its own name: a copy, or with
+/// `lock` an encrypted copy named `NAME.age`. The new file appears only
+/// when complete and never replaces one already there; returns its path.
+pub fn share_into(src: &Path, into: &Path, lock: Option<&Lock>) -> Result<PathBuf, CryptError> {
+    let name = src.file_name().ok_or_else(|| CryptError::File {
+        action: "share (it has no file name)",
+        path: src.to_owned(),
+        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    })?;
+    let plain = into.join(name);
+    match lock {
+        None => copy_file(src, &plain).map(|()| plain),
+        Some(lock) => {
+            let mut s = plain.into_os_string();
+            s.push(".age");
+            let dst = PathBuf::from(s);
+            encrypt_file(src, &dst, lock, false).map(|_| dst)
+        }
+    }
 }
 
 /// Copies `src` to the new file `dst`, which appears only when complete

@@ -94,7 +94,6 @@ pub struct ShoalApp {
     feed: LogFeed,
     data_dir: PathBuf,
     me: PeerId,
-    name: String,
     config: Config,
     /// The header's status.
     pub net: NetState,
@@ -148,10 +147,6 @@ impl ShoalApp {
         }
         let identity = Arc::new(Identity::load_or_create(&opts.data_dir)?);
         let me = identity.peer_id();
-        let name = config
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("peer-{}", me.short()));
         let backend = Backend::start(
             opts.data_dir.clone(),
             config.clone(),
@@ -170,7 +165,6 @@ impl ShoalApp {
             settings: SettingsForm::from_config(&config, &opts.data_dir),
             data_dir: opts.data_dir,
             me,
-            name,
             config,
             net: NetState::Offline,
             port: None,
@@ -299,10 +293,6 @@ impl ShoalApp {
                 }
                 Event::LocalFiles(files) => self.local = files,
                 Event::Saved(config) => {
-                    self.name = config
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| format!("peer-{}", self.me.short()));
                     self.config = *config;
                     self.settings = SettingsForm::from_config(&self.config, &self.data_dir);
                 }

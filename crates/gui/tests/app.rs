@@ -258,6 +258,14 @@ impl App {
     }
 }
 
+/// Whether the newest transfer is done.
+fn last_is_done(h: &Harness<'static, ShoalApp>) -> bool {
+    h.state()
+        .transfers
+        .last()
+        .is_some_and(|t| matches!(t.state, TransferState::Done(_)))
+}
+
 #[derive(Debug)]
 struct Dropped(PathBuf);
 
@@ -303,12 +311,7 @@ fn start_see_peers_browse_and_download_to_100_percent() {
     });
     assert!(app.has("Download note.txt"));
     app.click("Download big.bin");
-    app.wait("the download to finish", |h| {
-        h.state()
-            .transfers
-            .last()
-            .is_some_and(|t| matches!(t.state, TransferState::Done(_)))
-    });
+    app.wait("the download to finish", last_is_done);
     app.wait("100% on the bar", |h| h.query_by_label("100%").is_some());
     assert!(app.has("Done"));
     let got = std::fs::read(app.downloads.join("big.bin")).unwrap();
@@ -439,12 +442,7 @@ fn a_file_shared_with_a_passphrase_opens_only_with_it() {
     carol.click("Enter passphrase");
     carol.type_into("Passphrase", "correct horse");
     carol.click("Open");
-    carol.wait("the file opened", |h| {
-        h.state()
-            .transfers
-            .last()
-            .is_some_and(|t| matches!(t.state, TransferState::Done(_)))
-    });
+    carol.wait("the file opened", last_is_done);
     assert_eq!(std::fs::read(&plain).unwrap(), secret);
     assert!(!carol.downloads.join("secret.txt.age").exists());
     assert!(carol.logged(Level::Success, "(decrypted)"));
@@ -516,12 +514,7 @@ fn transfers_pause_resume_and_cancel() {
     app.click("Start network");
     app.wait("ONLINE", |h| h.query_by_label("ONLINE").is_some());
     app.click("Resume");
-    app.wait("done after resuming", |h| {
-        h.state()
-            .transfers
-            .last()
-            .is_some_and(|t| matches!(t.state, TransferState::Done(_)))
-    });
+    app.wait("done after resuming", last_is_done);
     assert_eq!(std::fs::read(app.downloads.join("a.bin")).unwrap(), data);
 
     // Cancel: what arrived is thrown away, nothing at the final path.
@@ -723,12 +716,7 @@ fn a_file_sent_to_a_peer_lands_in_its_inbox() {
     app.click("Send file to dave");
     app.type_into("File", file.to_str().unwrap());
     app.click("Send");
-    app.wait("the push done", |h| {
-        h.state()
-            .transfers
-            .last()
-            .is_some_and(|t| matches!(t.state, TransferState::Done(_)))
-    });
+    app.wait("the push done", last_is_done);
     assert!(app.has("100%"));
     assert_eq!(std::fs::read(inbox.join("gift.bin")).unwrap(), bytes);
     assert!(app.logged(Level::Success, "in its inbox as gift.bin"));
@@ -764,12 +752,7 @@ fn a_file_shared_to_a_peer_opens_by_itself_for_that_peer() {
         h.query_by_label("Download letter.txt.age").is_some()
     });
     carol.click("Download letter.txt.age");
-    carol.wait("the letter opened with carol's own key", |h| {
-        h.state()
-            .transfers
-            .last()
-            .is_some_and(|t| matches!(t.state, TransferState::Done(_)))
-    });
+    carol.wait("the letter opened with carol's own key", last_is_done);
     assert!(!carol.has("Open an encrypted file"), "no passphrase asked");
     assert_eq!(
         std::fs::read(carol.downloads.join("letter.txt")).unwrap(),

@@ -121,6 +121,52 @@ pub(crate) async fn listing(
     Ok((peer, files))
 }
 
+/// The file at `path` in the listing of the peer `peer_query` names.
+pub async fn find_path(
+    book: &PeerBook,
+    client: &PeerClient,
+    peer_query: &str,
+    path: &str,
+) -> Result<(PeerRecord, FileEntry)> {
+    let (peer, files) = listing(book, client, peer_query).await?;
+    let wanted = path.trim_start_matches('/');
+    let entry = files
+        .into_iter()
+        .find(|f| f.name == wanted)
+        .ok_or_else(|| NodeError::NoSuchFile {
+            peer: peer.peer_id,
+            peer_short: peer.name.clone(),
+            path: path.to_owned(),
+        })?;
+    Ok((peer, entry))
+}
+
+/// Who provides `cid` (ourselves left out), and its listing entry from the
+/// first of them whose listing has it.
+pub async fn find_content(
+    book: &PeerBook,
+    client: &PeerClient,
+    cid: ContentId,
+) -> Result<(Vec<PeerRecord>, FileEntry)> {
+    let mut providers = Vec::new();
+    add_peers(&mut providers, book.tracker().providers(cid).await?, client);
+    let mut last = NodeError::NoProvider(cid);
+    for peer in &providers {
+        match client.files(peer).await {
+            Ok(files) => {
+                if let Some(entry) = files.into_iter().find(|f| f.content_id == cid) {
+                    return Ok((providers, entry));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer.name, error = %e, "provider unreachable");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
 /// `get PEER:PATH`: resolves the peer, finds the file in its listing and
 /// downloads it into `out_dir`, from that peer and every other provider
 /// of the same content the tracker knows.
@@ -133,16 +179,7 @@ pub async fn get_path(
     progress: &dyn Progress,
     swarm: &Swarm,
 ) -> Result<PathBuf> {
-    let (peer, files) = listing(book, client, peer_query).await?;
-    let wanted = path.trim_start_matches('/');
-    let entry = files
-        .into_iter()
-        .find(|f| f.name == wanted)
-        .ok_or_else(|| NodeError::NoSuchFile {
-            peer: peer.peer_id,
-            peer_short: peer.name.clone(),
-            path: path.to_owned(),
-        })?;
+    let (peer, entry) = find_path(book, client, peer_query, path).await?;
     let mut peers = vec![peer];
     match book.tracker().providers(entry.content_id).await {
         Ok(more) => add_peers(&mut peers, more, client),
@@ -152,7 +189,7 @@ pub async fn get_path(
 }
 
 /// Adds providers not already listed (and not ourselves).
-fn add_peers(peers: &mut Vec<PeerRecord>, more: Vec<PeerRecord>, client: &PeerClient) {
+pub fn add_peers(peers: &mut Vec<PeerRecord>, more: Vec<PeerRecord>, client: &PeerClient) {
     for p in more {
         if p.peer_id != client.peer_id() && !peers.iter().any(|q| q.peer_id == p.peer_id) {
             peers.push(p);
@@ -170,24 +207,8 @@ pub async fn get_content(
     progress: &dyn Progress,
     swarm: &Swarm,
 ) -> Result<PathBuf> {
-    let mut providers = Vec::new();
-    add_peers(&mut providers, book.tracker().providers(cid).await?, client);
-    let mut last = NodeError::NoProvider(cid);
-    for peer in &providers {
-        match client.files(peer).await {
-            Ok(files) => {
-                if let Some(entry) = files.into_iter().find(|f| f.content_id == cid) {
-                    return download_from(client, &providers, &entry, out_dir, progress, swarm)
-                        .await;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(peer = %peer.name, error = %e, "provider unreachable");
-                last = e;
-            }
-        }
-    }
-    Err(last)
+    let (providers, entry) = find_content(book, client, cid).await?;
+    download_from(client, &providers, &entry, out_dir, progress, swarm).await
 }
 
 /// Downloads `entry` from `peer` into `out_dir`, resuming a partial

@@ -70,12 +70,12 @@ impl NodeConfig {
 
 impl NodeConfig {
     /// The node `config.toml` describes (shares, listen address, name,
-    /// inbox, who may push, rate limits), with `default_name` if it names
-    /// none. The CLI lays its flags over this; the desktop app uses it as is.
+    /// inbox, who may push, rate limits) for the peer `me`. The CLI lays
+    /// its flags over this; the desktop app uses it as is.
     pub fn from_config(
         data_dir: PathBuf,
         config: &shoal_core::config::Config,
-        default_name: String,
+        me: &PeerId,
     ) -> Result<Self> {
         let listen = match &config.listen {
             Some(s) => s.parse().map_err(|_| {
@@ -85,8 +85,7 @@ impl NodeConfig {
             })?,
             None => SocketAddr::from(([0, 0, 0, 0], 0)),
         };
-        let name = config.name.clone().unwrap_or(default_name);
-        let mut cfg = NodeConfig::new(data_dir, listen, name);
+        let mut cfg = NodeConfig::new(data_dir, listen, config.peer_name(me));
         cfg.shares = config.shares.clone();
         cfg.max_upload_rate = config.max_upload_rate;
         if let Some(dir) = &config.inbox {
@@ -429,7 +428,6 @@ async fn heartbeat(
     let mut changes = offers.index.subscribe();
     let mut partial_changes = offers.partials.subscribe();
     let mut announced: Option<(u64, u64)> = None;
-    let mut online: Option<bool> = None;
     let default_wait = Duration::from_millis(ttl * 1000 / 3).max(Duration::from_millis(200));
     // Retries of one heartbeat end well before the next one is due, so a
     // returning tracker sees the node within one heartbeat.
@@ -452,9 +450,8 @@ async fn heartbeat(
         };
         let wait = match register {
             Ok(r) => {
-                if online != Some(true) {
+                if *state.borrow() != TrackerState::Online {
                     tracing::info!(tracker = tracker.url(), addrs = ?r.addrs, ttl = r.ttl, "registered with the tracker");
-                    online = Some(true);
                     state.send_replace(TrackerState::Online);
                 }
                 let version = (
@@ -474,9 +471,8 @@ async fn heartbeat(
                 Duration::from_millis(r.ttl * 1000 / 3).max(Duration::from_millis(200))
             }
             Err(e) => {
-                if online != Some(false) {
+                if *state.borrow() != TrackerState::Offline {
                     tracing::warn!(error = %e, "tracker unreachable; still serving, will keep trying");
-                    online = Some(false);
                     state.send_replace(TrackerState::Offline);
                 }
                 default_wait
@@ -489,7 +485,7 @@ async fn heartbeat(
             () = shutdown.cancelled() => break,
         }
     }
-    if online == Some(true) {
+    if *state.borrow() == TrackerState::Online {
         let d = Deregistration::new(&identity, next_ts(&clock));
         match tokio::time::timeout(Duration::from_secs(3), tracker.deregister(&d)).await {
             Ok(Ok(())) => tracing::info!("deregistered from the tracker"),

@@ -23,10 +23,7 @@ impl SettingsForm {
     pub(super) fn from_config(c: &Config, data_dir: &Path) -> Self {
         let rate = |r: Option<u64>| r.map(|b| b.to_string()).unwrap_or_default();
         Self {
-            tracker: c
-                .tracker
-                .clone()
-                .unwrap_or_else(|| shoal_core::config::DEFAULT_TRACKER.to_owned()),
+            tracker: c.tracker_url(),
             name: c.name.clone().unwrap_or_default(),
             shares: c.shares.iter().map(|p| p.display().to_string()).collect(),
             downloads: c

@@ -16,7 +16,11 @@ impl ShoalApp {
                 );
                 ui.add_space(12.0);
                 ui.vertical(|ui| {
-                    ui.label(RichText::new(&self.name).strong().size(16.0));
+                    ui.label(
+                        RichText::new(self.config.peer_name(&self.me))
+                            .strong()
+                            .size(16.0),
+                    );
                     let short = self.me.short();
                     if ui
                         .button(RichText::new(format!("id {short}…")).color(theme::MUTED))
@@ -214,7 +218,10 @@ impl ShoalApp {
                                     .on_hover_text(format!("{}\n{}", f.name, f.content_id));
                                 });
                                 cell(ui, 80.0, |ui| {
-                                    ui.label(RichText::new(human(f.size)).color(theme::MUTED));
+                                    ui.label(
+                                        RichText::new(shoal_core::human_size(f.size))
+                                            .color(theme::MUTED),
+                                    );
                                 });
                                 if labelled_button(ui, "⬇ Download", format!("Download {}", f.name))
                                     .clicked()
@@ -269,11 +276,15 @@ impl ShoalApp {
                             .text(format!("{}%", (f * 100.0).floor() as u32)),
                     );
                     let (done, total) = t.info.meter.bytes();
-                    let mut facts = format!("{} of {}", human(done), human(total));
+                    let mut facts = format!(
+                        "{} of {}",
+                        shoal_core::human_size(done),
+                        shoal_core::human_size(total)
+                    );
                     if t.state == TransferState::Running {
                         facts += &format!(
                             " · {}/s · {} · {} source{}",
-                            human(t.speed as u64),
+                            shoal_core::human_size(t.speed as u64),
                             eta(total.saturating_sub(done), t.speed),
                             t.info.meter.sources(),
                             if t.info.meter.sources() == 1 { "" } else { "s" }
@@ -387,7 +398,9 @@ impl ShoalApp {
                             ui.add(egui::Label::new(format!("{lock}{}", f.name)).truncate());
                         });
                         cell(ui, 90.0, |ui| {
-                            ui.label(RichText::new(human(f.size)).color(theme::MUTED));
+                            ui.label(
+                                RichText::new(shoal_core::human_size(f.size)).color(theme::MUTED),
+                            );
                         });
                         ui.label(RichText::new(f.content_id.to_string()).monospace().small())
                             .on_hover_text("content id: `shoal get` takes it");
@@ -501,22 +514,6 @@ pub(super) fn open_folder(dir: Option<&Path>) {
     }
 }
 
-/// Bytes in binary units.
-pub fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 /// Time left at `speed` bytes per second.
 pub(super) fn eta(left: u64, speed: f64) -> String {
     if speed < 1.0 {
@@ -537,10 +534,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn eta_and_sizes_read_well() {
+    fn eta_reads_well() {
         assert_eq!(eta(100, 0.0), "ETA —");
         assert_eq!(eta(100, 10.0), "ETA 10s");
         assert_eq!(eta(6000, 10.0), "ETA 10m00s");
-        assert_eq!(human(1536), "1.5 KiB");
     }
 }

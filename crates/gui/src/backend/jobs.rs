@@ -25,13 +25,7 @@ impl JobCtx {
         if let Some(t) = &self.tracker
             && let Ok(more) = t.providers(file.content_id).await
         {
-            for p in more {
-                if p.peer_id != self.client.peer_id()
-                    && !peers.iter().any(|q| q.peer_id == p.peer_id)
-                {
-                    peers.push(p);
-                }
-            }
+            download::add_peers(&mut peers, more, &self.client);
         }
         if peers.is_empty() {
             let e = format!("no live peer provides {} now; resume it later", file.name);
@@ -157,16 +151,11 @@ enum Opened {
 /// passphrase is needed instead. The ciphertext goes once the plaintext
 /// is on disk.
 fn open_with_key(path: &Path, identity: &Identity) -> Opened {
-    let Some(out) = shoal_crypt::plain_name(path) else {
+    let Some(out) = shoal_crypt::encrypted_download(path) else {
         return Opened::Plain;
     };
-    let is_age = path.extension().is_some_and(|e| e == "age");
-    if !is_age {
-        return if shoal_crypt::is_fernet_file(path) {
-            Opened::NeedsPassphrase
-        } else {
-            Opened::Plain
-        };
+    if path.extension().is_none_or(|e| e != "age") {
+        return Opened::NeedsPassphrase; // the seed's Fernet: a password
     }
     match shoal_crypt::needs(path) {
         Ok(shoal_crypt::Needs::Passphrase) => Opened::NeedsPassphrase,
@@ -228,28 +217,17 @@ pub(super) fn share_file(
             folder.display()
         ));
     }
-    let name = src
-        .file_name()
-        .ok_or_else(|| "it has no file name".to_owned())?;
-    let plain = folder.join(name);
-    let crypt = |lock: shoal_crypt::Lock| {
-        let mut s = plain.clone().into_os_string();
-        s.push(".age");
-        let dst = PathBuf::from(s);
-        shoal_crypt::encrypt_file(src, &dst, &lock, false)
-            .map(|_| dst)
-            .map_err(|e| e.to_string())
-    };
-    match lock {
-        ShareLock::Plain => shoal_crypt::copy_file(src, &plain)
-            .map(|()| plain)
-            .map_err(|e| e.to_string()),
-        ShareLock::Passphrase(p) => crypt(shoal_crypt::Lock::Passphrase(p)),
-        ShareLock::Peer(id) => {
-            let key = shoal_crypt::PeerKey::of_peer(&id).map_err(|e| e.to_string())?;
-            crypt(shoal_crypt::Lock::Peers(vec![key]))
-        }
+    if src.file_name().is_none() {
+        return Err("it has no file name".into());
     }
+    let lock = match lock {
+        ShareLock::Plain => None,
+        ShareLock::Passphrase(p) => Some(shoal_crypt::Lock::Passphrase(p)),
+        ShareLock::Peer(id) => Some(shoal_crypt::Lock::Peers(vec![
+            shoal_crypt::PeerKey::of_peer(&id).map_err(|e| e.to_string())?,
+        ])),
+    };
+    shoal_crypt::share_into(src, &folder, lock.as_ref()).map_err(|e| e.to_string())
 }
 
 /// Removes a cancelled download's partial file and its piece record,

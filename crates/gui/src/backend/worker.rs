@@ -11,6 +11,15 @@ const TTL: u64 = 15;
 const PEERS_EVERY: Duration = Duration::from_secs(5);
 /// Longest wait for one peer's listing when counting its files.
 const LISTING_TIMEOUT: Duration = Duration::from_secs(5);
+/// A peer's file count is fetched again after this long, not at every
+/// refresh of the list.
+const COUNT_EVERY: Duration = Duration::from_secs(30);
+/// Listings fetched at once to count files.
+const COUNTS_AT_ONCE: usize = 8;
+
+/// Each peer's file count and when it was fetched (`None`: its listing
+/// could not be had).
+type FileCounts = Arc<std::sync::Mutex<HashMap<PeerId, (std::time::Instant, Option<usize>)>>>;
 
 /// What a transfer does, kept so it can be resumed.
 #[derive(Clone)]
@@ -49,6 +58,7 @@ pub(super) struct Core {
     client: Arc<PeerClient>,
     commands: mpsc::UnboundedSender<Command>,
     refreshing: Arc<AtomicBool>,
+    counts: FileCounts,
 }
 
 /// Who a download left from an earlier session comes from.
@@ -76,6 +86,7 @@ impl Core {
             next_id: 0,
             commands,
             refreshing: Arc::new(AtomicBool::new(false)),
+            counts: FileCounts::default(),
         }
     }
 
@@ -236,26 +247,18 @@ impl Core {
     }
 
     fn tracker(&self) -> Result<TrackerClient, String> {
-        let url = self
-            .config
-            .tracker
-            .clone()
-            .unwrap_or_else(|| shoal_core::config::DEFAULT_TRACKER.to_owned());
-        TrackerClient::new(&url, self.config.tracker_token.clone(), self.config.retry)
-            .map_err(|e| format!("{e}; fix the tracker URL in Settings"))
+        TrackerClient::new(
+            &self.config.tracker_url(),
+            self.config.tracker_token.clone(),
+            self.config.retry,
+        )
+        .map_err(|e| format!("{e}; fix the tracker URL in Settings"))
     }
 
     /// The one client of every download, listing and push: its
     /// connections are reused, and its limit covers all downloads together.
     fn client(&self) -> Arc<PeerClient> {
         self.client.clone()
-    }
-
-    fn name(&self) -> String {
-        self.config
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("peer-{}", self.identity.peer_id().short()))
     }
 
     async fn start(&mut self) {
@@ -270,7 +273,11 @@ impl Core {
             Ok(t) => t,
             Err(e) => return self.start_failed(e),
         };
-        let cfg = match NodeConfig::from_config(self.data_dir.clone(), &self.config, self.name()) {
+        let cfg = match NodeConfig::from_config(
+            self.data_dir.clone(),
+            &self.config,
+            &self.identity.peer_id(),
+        ) {
             Ok(mut c) => {
                 c.tracker = Some(tracker);
                 c.ttl = TTL;
@@ -364,9 +371,9 @@ impl Core {
         let client = self.client();
         let reputation = Reputation::new(&self.data_dir, self.config.reputation);
         let me = self.identity.peer_id();
-        let (sink, feed) = (self.sink.clone(), self.feed.clone());
+        let (sink, feed, counts) = (self.sink.clone(), self.feed.clone(), self.counts.clone());
         tokio::spawn(async move {
-            let rows = peer_rows(&book, client, reputation, me).await;
+            let rows = peer_rows(&book, client, reputation, me, counts).await;
             flag.store(false, Ordering::SeqCst);
             match rows {
                 Ok(rows) => sink.send(Event::Peers(rows)),
@@ -673,11 +680,15 @@ async fn refresh_every(
     }
 }
 
+/// The rows of the peers view: the tracker's list, each peer's standing,
+/// and its file count (fetched again only when older than [`COUNT_EVERY`],
+/// a few listings at a time).
 async fn peer_rows(
     book: &PeerBook,
     client: Arc<PeerClient>,
     reputation: Reputation,
     me: PeerId,
+    counts: FileCounts,
 ) -> Result<Vec<PeerRow>, String> {
     let (peers, _) = book.list().await.map_err(|e| e.to_string())?;
     let standings = tokio::task::spawn_blocking(move || reputation.all())
@@ -685,28 +696,45 @@ async fn peer_rows(
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let now = now_secs();
+    let stale: Vec<PeerRecord> = {
+        let known = counts.lock().unwrap_or_else(|p| p.into_inner());
+        peers
+            .iter()
+            .filter(|p| p.peer_id != me)
+            .filter(|p| {
+                known
+                    .get(&p.peer_id)
+                    .is_none_or(|(at, _)| at.elapsed() >= COUNT_EVERY)
+            })
+            .cloned()
+            .collect()
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(COUNTS_AT_ONCE));
     let mut set = tokio::task::JoinSet::new();
-    for (i, p) in peers.iter().enumerate().filter(|(_, p)| p.peer_id != me) {
-        let (client, p) = (client.clone(), p.clone());
+    for p in stale {
+        let (client, slots) = (client.clone(), slots.clone());
         set.spawn(async move {
+            let _slot = slots.acquire_owned().await;
             let n = tokio::time::timeout(LISTING_TIMEOUT, client.files(&p)).await;
-            (i, n.ok().and_then(Result::ok).map(|f| f.len()))
+            (p.peer_id, n.ok().and_then(Result::ok).map(|f| f.len()))
         });
     }
-    let mut counts = HashMap::new();
-    while let Some(Ok((i, n))) = set.join_next().await {
-        counts.insert(i, n);
+    while let Some(Ok((id, n))) = set.join_next().await {
+        counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, (std::time::Instant::now(), n));
     }
+    let now = now_secs();
+    let known = counts.lock().unwrap_or_else(|p| p.into_inner());
     Ok(peers
         .into_iter()
-        .enumerate()
-        .filter(|(_, p)| p.peer_id != me)
-        .map(|(i, record)| PeerRow {
+        .filter(|p| p.peer_id != me)
+        .map(|record| PeerRow {
             verdict: standings
                 .get(&record.peer_id)
                 .map_or("new", |s| s.verdict(now)),
-            files: counts.get(&i).copied().flatten(),
+            files: known.get(&record.peer_id).and_then(|(_, n)| *n),
             record,
         })
         .collect())
@@ -718,22 +746,14 @@ async fn lookup(
     target: &str,
 ) -> Result<(PeerRecord, FileEntry), String> {
     if let Ok(cid) = target.parse::<ContentId>() {
-        let providers = book
-            .tracker()
-            .providers(cid)
+        let (providers, file) = download::find_content(book, client, cid)
             .await
             .map_err(|e| e.to_string())?;
-        for p in providers
-            .into_iter()
-            .filter(|p| p.peer_id != client.peer_id())
-        {
-            if let Ok(files) = client.files(&p).await
-                && let Some(f) = files.into_iter().find(|f| f.content_id == cid)
-            {
-                return Ok((p, f));
-            }
-        }
-        return Err(format!("no live peer provides content {cid}"));
+        // Every other provider joins in once the download starts.
+        let first = providers.into_iter().next();
+        return first
+            .map(|p| (p, file))
+            .ok_or_else(|| format!("no live peer provides content {cid}"));
     }
     let Some((peer, path)) = target.split_once(':') else {
         return Err("give PEER:PATH (e.g. alice:docs/report.pdf) or a 64-hex content id".into());
@@ -743,12 +763,7 @@ async fn lookup(
             "the app downloads one file at a time; for a folder use `shoal get PEER:DIR/`".into(),
         );
     }
-    let (record, _) = book.resolve(peer).await.map_err(|e| e.to_string())?;
-    let files = client.files(&record).await.map_err(|e| e.to_string())?;
-    let wanted = path.trim_start_matches('/');
-    let file = files
-        .into_iter()
-        .find(|f| f.name == wanted)
-        .ok_or_else(|| format!("{} shares no file `{wanted}`", record.name))?;
-    Ok((record, file))
+    download::find_path(book, client, peer, path)
+        .await
+        .map_err(|e| e.to_string())
 }
