@@ -93,8 +93,12 @@ fn the_age_tool_and_shoal_open_each_others_peer_files() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(&ct).unwrap();
+    // Fed from a thread: age writes plaintext while it reads, and a full
+    // stdout pipe nobody drains yet would block both sides.
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || stdin.write_all(&ct));
     let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
     assert!(
         out.status.success(),
         "{}",
