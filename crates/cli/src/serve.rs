@@ -26,7 +26,19 @@ async fn bind_tracker(listen: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("cannot listen on {listen}; is another tracker running there? choose another address with --listen"))
 }
 
-pub async fn tracker(args: TrackerArgs) -> Result<()> {
+/// A tracker token must protect something: an empty one is refused
+/// rather than starting an open tracker its operator thinks is private.
+fn checked_token(token: Option<String>) -> Result<Option<String>> {
+    match token {
+        Some(t) if t.trim().is_empty() => anyhow::bail!(crate::client::UsageError(
+            "--token (or SHOAL_TRACKER_TOKEN) is empty: give a real secret, or leave it out for an open tracker".into()
+        )),
+        t => Ok(t),
+    }
+}
+
+pub async fn tracker(mut args: TrackerArgs) -> Result<()> {
+    args.token = checked_token(args.token)?;
     let listener = bind_tracker(args.listen).await?;
     let addr = listener.local_addr()?;
     announce(&format!("listening on http://{addr}"));
@@ -49,6 +61,11 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
                 %laddr,
                 "the seed's discovery protocol is plain TCP without authentication; anyone who reaches it can register and list addresses"
             );
+            if config.token.is_some() {
+                tracing::warn!(
+                    "this tracker is private: its legacy listener lists only what legacy clients registered, never its nodes' addresses"
+                );
+            }
             shoal_tracker::run_with_legacy(listener, legacy, config, shutdown_signal()).await?
         }
     }
@@ -151,7 +168,7 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> Result<()> {
     announce(&format!("tracker listening on http://{taddr}"));
     let tracker_config = TrackerConfig {
         max_ttl: std::time::Duration::from_secs(args.node.ttl.max(60)),
-        token: ctx.tracker_token.clone(),
+        token: checked_token(ctx.tracker_token.clone())?,
     };
     let tracker_task = tokio::spawn(shoal_tracker::run(
         listener,

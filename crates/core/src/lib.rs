@@ -13,6 +13,7 @@ pub mod config;
 mod content;
 mod error;
 mod identity;
+pub mod text;
 pub mod wire;
 
 pub use content::{ContentId, ContentIdError};

@@ -17,6 +17,11 @@ pub const MAX_ADDRS: usize = 8;
 pub const MAX_ADDR_LEN: usize = 270;
 /// Longest TTL a peer may ask for, in seconds.
 pub const MAX_TTL_SECS: u64 = 24 * 3600;
+/// Largest file Shoal transfers (4 TiB). Sizes from the network above it
+/// are refused before any arithmetic or allocation depends on them.
+pub const MAX_FILE_SIZE: u64 = 1 << 42;
+/// Longest error message kept from a peer or tracker, in characters.
+pub const MAX_ERROR_LEN: usize = 500;
 
 /// A signature in hex (128 chars).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,15 +345,44 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// Checks a peer name: 1 to 64 characters, no control characters.
+/// Checks a peer name: 1 to 64 characters; no control, bidirectional or
+/// invisible characters (see [`crate::text::is_hidden`]), so a name cannot
+/// rewrite a terminal or pass for another; no spaces at either end.
 pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
         return Err(format!("name must have 1 to {MAX_NAME_LEN} characters"));
     }
-    if name.chars().any(char::is_control) {
-        return Err("name must not contain control characters".into());
+    if name.chars().any(crate::text::is_hidden) {
+        return Err("name must not contain control, bidirectional or invisible characters".into());
+    }
+    if name.trim() != name {
+        return Err("name must not start or end with spaces".into());
     }
     Ok(())
+}
+
+impl ErrorBody {
+    /// The message as it may be shown: escaped and cut to [`MAX_ERROR_LEN`].
+    pub fn shown(&self) -> String {
+        crate::text::bounded(&self.error, MAX_ERROR_LEN)
+    }
+}
+
+impl PeerRecord {
+    /// The record as it may be used and shown, whoever sent it: a name
+    /// with hidden characters made visible and cut to [`MAX_NAME_LEN`], at
+    /// most [`MAX_ADDRS`] addresses, each a valid `host:port`.
+    pub fn sanitized(mut self) -> Self {
+        if validate_name(&self.name).is_err() {
+            self.name = crate::text::bounded(self.name.trim(), MAX_NAME_LEN);
+            if self.name.is_empty() {
+                self.name = format!("peer-{}", self.peer_id.short());
+            }
+        }
+        self.addrs.retain(|a| HostPort::parse(a).is_ok());
+        self.addrs.truncate(MAX_ADDRS);
+        self
+    }
 }
 
 /// A parsed `host:port` address. The host is empty when unspecified.

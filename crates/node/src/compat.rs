@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::inbox::{DISK_MARGIN, Inbox, free_space, inbox_usage, place, safe_name};
+use crate::inbox::{Inbox, place, safe_name};
 use crate::index::ShareIndex;
 use crate::server::{Stale, Uploads, open_checked, stream_file};
 
@@ -52,7 +52,16 @@ struct CompatState {
     uploads: Uploads,
     /// BLAKE3 of the token: compared in constant time, length included.
     token: [u8; 32],
-    failures: Arc<Mutex<HashMap<IpAddr, (u32, Instant)>>>,
+    /// Per client network: failures so far, the last one, and when the
+    /// next request from there may be answered.
+    failures: Arc<Mutex<HashMap<IpAddr, Failures>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+    next_turn: Instant,
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -61,8 +70,30 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 impl CompatState {
     /// Checks the `Authorization` header; a wrong or missing one is
-    /// answered with 401, later the more slowly the more often it fails.
+    /// answered with 401. Once a client network has failed
+    /// [`FREE_FAILURES`] times, every request from it (right token or not)
+    /// waits for its turn, and turns are spaced the more the more it
+    /// failed: guesses sent in parallel are answered one after another,
+    /// so parallel guessing is no faster than guessing in turn.
     async fn authorize(&self, from: IpAddr, headers: &HeaderMap) -> Result<(), Response> {
+        let key = shoal_net::client_key(from);
+        let wait = {
+            let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            map.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
+            map.get_mut(&key).and_then(|f| {
+                let over = f.count.saturating_sub(FREE_FAILURES);
+                if over == 0 {
+                    return None;
+                }
+                let turn = f.next_turn.max(now);
+                f.next_turn = turn + delay_after(over);
+                Some(turn - now)
+            })
+        };
+        if let Some(w) = wait {
+            tokio::time::sleep(w).await;
+        }
         let given = headers
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes())
@@ -74,22 +105,38 @@ impl CompatState {
         )) {
             return Ok(());
         }
-        let delay = {
+        {
             let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
-            map.retain(|_, (_, last)| now.duration_since(*last) < FORGET_AFTER);
-            let entry = map.entry(from).or_insert((0, now));
-            entry.0 = entry.0.saturating_add(1);
-            entry.1 = now;
-            let over = entry.0.saturating_sub(FREE_FAILURES);
-            (Duration::from_millis(250) * 2u32.saturating_pow(over.min(8))).min(MAX_DELAY)
-                * u32::from(over > 0)
-        };
+            let f = map.entry(key).or_insert(Failures {
+                count: 0,
+                last: now,
+                next_turn: now,
+            });
+            f.count = f.count.saturating_add(1);
+            f.last = now;
+        }
         tracing::warn!(%from, "compat API: wrong or missing token");
-        tokio::time::sleep(delay).await;
         Err(error(StatusCode::UNAUTHORIZED, "Invalid or missing token"))
     }
 }
+
+/// The spacing of a failing client's turns after `over` failures beyond
+/// the free ones: 250 ms doubling, at most [`MAX_DELAY`].
+fn delay_after(over: u32) -> Duration {
+    (Duration::from_millis(250) * 2u32.saturating_pow(over.saturating_sub(1).min(8))).min(MAX_DELAY)
+}
+
+/// What the compat listener allows: it is plain HTTP and unauthenticated
+/// until the token is checked, so fewer connections than the peer API.
+pub const LIMITS: shoal_net::Limits = shoal_net::Limits {
+    max_connections: 128,
+    per_client: 16,
+    header_timeout: Duration::from_secs(20),
+    write_stall: Duration::from_secs(30),
+    min_body_rate: 1024,
+    body_grace: Duration::from_secs(10),
+};
 
 /// Serves the seed's API on `listener` until `shutdown`.
 pub async fn serve(
@@ -116,14 +163,18 @@ pub async fn serve(
         .route("/upload", post(upload))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "Not found") })
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.cancelled().await;
-    });
-    if let Err(e) = server.await {
-        tracing::warn!(error = %e, "compat API stopped");
-    }
+        .with_state(state);
+    let stop = shutdown.clone();
+    shoal_net::serve(listener, LIMITS, shutdown, move |tcp, remote| {
+        let (app, stop) = (app.clone(), stop.clone());
+        let tag = move |ext: &mut axum::http::Extensions| {
+            ext.insert(ConnectInfo(remote));
+        };
+        async move {
+            let _ = shoal_net::serve_http(tcp, app, LIMITS, tag, stop).await;
+        }
+    })
+    .await;
 }
 
 async fn list_files(
@@ -210,11 +261,30 @@ async fn upload(
     let Ok(mut multipart) = multipart else {
         return error(StatusCode::BAD_REQUEST, "No file part");
     };
+    // A declared length reserves its room up front (multipart framing
+    // included, so it may over-reserve a little); uploads without one
+    // reserve as their bytes arrive.
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Err(r) = room_for(&st, declared.unwrap_or(0)).await {
+    if declared.is_some_and(|n| n > shoal_core::wire::MAX_FILE_SIZE) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The file does not fit in this peer's inbox",
+        );
+    }
+    let key = format!(
+        "compat-{}",
+        blake3::hash(format!("{from}{:?}", Instant::now()).as_bytes()).to_hex()
+    );
+    let reservation = Reservation {
+        inbox: st.inbox.clone(),
+        key,
+        bytes: 0,
+    };
+    let mut reservation = reservation;
+    if let Err(r) = reservation.grow_to(declared.unwrap_or(0)).await {
         return r;
     }
     loop {
@@ -229,36 +299,54 @@ async fn upload(
         let Some(name) = field.file_name().and_then(safe_name) else {
             return error(StatusCode::BAD_REQUEST, "No selected file");
         };
-        return store(&st, from.ip(), name, field).await;
+        return store(&st, from.ip(), name, field, &mut reservation).await;
     }
 }
 
-/// Refuses an upload the inbox limit or the disk has no room for.
-async fn room_for(st: &CompatState, size: u64) -> Result<(), Response> {
-    let inbox = st.inbox.clone();
-    let ok = tokio::task::spawn_blocking(move || {
-        let fits = inbox
-            .max_size
-            .is_none_or(|max| inbox_usage(&inbox.dir) + size <= max);
-        let disk = [&inbox.partial_dir, &inbox.dir]
-            .iter()
-            .all(|d| free_space(d).is_none_or(|free| free >= size + DISK_MARGIN));
-        (fits, disk)
-    })
-    .await
-    .unwrap_or((false, false));
-    match ok {
-        (false, _) => Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "The file does not fit in this peer's inbox",
-        )),
-        (_, false) => Err(error(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "Not enough disk space on this peer",
-        )),
-        _ => Ok(()),
+/// Room held in the inbox for one compat upload, given back when dropped.
+struct Reservation {
+    inbox: Inbox,
+    key: String,
+    bytes: u64,
+}
+
+impl Reservation {
+    /// Holds room for `bytes` in all, or answers why there is none.
+    async fn grow_to(&mut self, bytes: u64) -> Result<(), Response> {
+        if bytes <= self.bytes {
+            return Ok(());
+        }
+        // Grow in steps, so a long upload does not walk the inbox per chunk.
+        let want = bytes.max(self.bytes.saturating_add(RESERVE_STEP));
+        let (inbox, key) = (self.inbox.clone(), self.key.clone());
+        let room = tokio::task::spawn_blocking(move || inbox.reserve(&key, want, want))
+            .await
+            .unwrap_or(Err(crate::inbox::NoRoom::Disk));
+        match room {
+            Ok(()) => {
+                self.bytes = want;
+                Ok(())
+            }
+            Err(crate::inbox::NoRoom::Limit) => Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The file does not fit in this peer's inbox",
+            )),
+            Err(crate::inbox::NoRoom::Disk) => Err(error(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "Not enough disk space on this peer",
+            )),
+        }
     }
 }
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.inbox.release(&self.key);
+    }
+}
+
+/// Room reserved at a time for an upload of unknown length.
+const RESERVE_STEP: u64 = 8 * 1024 * 1024;
 
 /// Streams one uploaded file into a partial file, then into the inbox.
 async fn store(
@@ -266,12 +354,20 @@ async fn store(
     from: IpAddr,
     name: String,
     mut field: axum::extract::multipart::Field<'_>,
+    reservation: &mut Reservation,
 ) -> Response {
     let inbox = &st.inbox;
-    if let Err(e) = tokio::fs::create_dir_all(&inbox.partial_dir).await {
+    let partial_dir = {
+        let inbox = inbox.clone();
+        match tokio::task::spawn_blocking(move || inbox.partial_dir()).await {
+            Ok(d) => d,
+            Err(e) => return crate::inbox::internal(e).into_response(),
+        }
+    };
+    if let Err(e) = tokio::fs::create_dir_all(&partial_dir).await {
         return crate::inbox::internal(e).into_response();
     }
-    let part = inbox.partial_dir.join(format!(
+    let part = partial_dir.join(format!(
         "compat-{}.part",
         blake3::hash(format!("{from}{name}{:?}", Instant::now()).as_bytes()).to_hex()
     ));
@@ -287,13 +383,8 @@ async fn store(
                 Err(_) => return Err(error(StatusCode::BAD_REQUEST, "The upload was cut short")),
             };
             inbox.rate.take(chunk.len()).await;
-            got += chunk.len() as u64;
-            if inbox.max_size.is_some_and(|max| got > max) {
-                return Err(error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "The file does not fit in this peer's inbox",
-                ));
-            }
+            got = got.saturating_add(chunk.len() as u64);
+            reservation.grow_to(got).await?;
             if let Err(e) = file.write_all(&chunk).await {
                 return Err(if e.raw_os_error() == Some(28) {
                     error(

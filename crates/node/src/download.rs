@@ -5,12 +5,12 @@
 //! never replaced: the final step is a hard link (which fails if the name
 //! is taken) followed by removing the `.part`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use shoal_core::wire::{FileEntry, PeerRecord};
+use shoal_core::wire::{FileEntry, MAX_FILE_SIZE, PeerRecord};
 use shoal_core::{ContentId, PeerId};
 
 use crate::book::PeerBook;
@@ -40,6 +40,11 @@ const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Answers in a row that carry no data (busy, pieces not held) before a
 /// peer is given up on: about a minute of waiting.
 const MAX_IDLE_ANSWERS: u32 = 120;
+/// Peers asked for the outboard at once.
+const OUTBOARDS_AT_ONCE: usize = 4;
+/// Longest wait for the next bytes of a range before the peer counts as
+/// stalled and its pieces go to others.
+const STALL: std::time::Duration = std::time::Duration::from_secs(15);
 /// Refreshes in a row that bring no provider, once every known one is
 /// gone, before the download gives up.
 const MAX_EMPTY_REFRESHES: u32 = 2;
@@ -141,21 +146,57 @@ pub async fn find_path(
     Ok((peer, entry))
 }
 
-/// Who provides `cid` (ourselves left out), and its listing entry from the
-/// first of them whose listing has it.
+/// Providers whose listings are read at once while looking for a content.
+const LISTINGS_AT_ONCE: usize = 8;
+/// Most providers whose listings are read while looking for a content.
+const MAX_LISTINGS: usize = 64;
+/// Longest time spent reading providers' listings for one content.
+const FIND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Who provides `cid` (ourselves left out), and its listing entry.
+///
+/// The providers' listings are read a few at a time, under one deadline,
+/// so providers that never answer cost no more than that. Providers may
+/// disagree about the size (a liar, or a stale listing): each claim is
+/// checked before it is believed (its outboard must hash up to the
+/// content id, or for a file of one piece its bytes must), the best
+/// supported first, and only providers that agree with the proven claim
+/// are returned.
 pub async fn find_content(
     book: &PeerBook,
     client: &PeerClient,
     cid: ContentId,
 ) -> Result<(Vec<PeerRecord>, FileEntry)> {
+    use futures_util::StreamExt;
     let mut providers = Vec::new();
     add_peers(&mut providers, book.tracker().providers(cid).await?, client);
+    providers.truncate(MAX_LISTINGS);
     let mut last = NodeError::NoProvider(cid);
-    for peer in &providers {
-        match client.files(peer).await {
+    // (entry, providers that list it so) per claimed size.
+    let mut claims: Vec<(FileEntry, Vec<PeerRecord>)> = Vec::new();
+    let mut answers = futures_util::stream::iter(providers.iter().cloned())
+        .map(|peer| async move {
+            let r = client.files(&peer).await;
+            (peer, r)
+        })
+        .buffer_unordered(LISTINGS_AT_ONCE);
+    let deadline = tokio::time::Instant::now() + FIND_DEADLINE;
+    loop {
+        let next = tokio::time::timeout_at(deadline, answers.next()).await;
+        let Ok(Some((peer, files))) = next else {
+            if next.is_err() {
+                tracing::warn!("some providers did not answer in time; going on without them");
+            }
+            break;
+        };
+        match files {
             Ok(files) => {
-                if let Some(entry) = files.into_iter().find(|f| f.content_id == cid) {
-                    return Ok((providers, entry));
+                let Some(entry) = files.into_iter().find(|f| f.content_id == cid) else {
+                    continue;
+                };
+                match claims.iter_mut().find(|(e, _)| e.size == entry.size) {
+                    Some((_, peers)) => peers.push(peer),
+                    None => claims.push((entry, vec![peer])),
                 }
             }
             Err(e) => {
@@ -164,7 +205,80 @@ pub async fn find_content(
             }
         }
     }
+    drop(answers);
+    // Best supported first; on a tie, the order listings arrived in.
+    claims.sort_by_key(|(_, peers)| std::cmp::Reverse(peers.len()));
+    for (entry, peers) in claims {
+        if entry.size > MAX_FILE_SIZE {
+            last = too_large(&peers[0], &entry);
+            continue;
+        }
+        for peer in &peers {
+            match prove_size(client, peer, &entry).await {
+                Ok(()) => return Ok((peers, entry)),
+                Err(e) => {
+                    tracing::warn!(peer = %peer.name, size = entry.size, error = %e, "a provider's listing of this content does not hold up");
+                    last = e;
+                }
+            }
+        }
+    }
     Err(last)
+}
+
+/// Checks that `entry`'s size is that of its content: its outboard hashes
+/// up to the content id, or (one piece) its bytes do.
+async fn prove_size(client: &PeerClient, peer: &PeerRecord, entry: &FileEntry) -> Result<()> {
+    let protocol = |reason: String| NodeError::Protocol {
+        peer: peer.peer_id,
+        reason,
+    };
+    let outboard_size = pieces::tree(entry.size).outboard_size();
+    if outboard_size > 0 {
+        let o = client
+            .outboard(peer, entry.content_id, outboard_size)
+            .await?;
+        return Verifier::new(entry.content_id, entry.size, o)
+            .map(|_| ())
+            .map_err(protocol);
+    }
+    if entry.size == 0 {
+        return if entry.content_id == ContentId::of(b"") {
+            Ok(())
+        } else {
+            Err(protocol(
+                "lists an empty file under a non-empty content id".into(),
+            ))
+        };
+    }
+    let mut resp = client
+        .content(peer, entry.content_id, Some((0, entry.size)))
+        .await?;
+    if !resp.status().is_success() {
+        return Err(crate::peer_client::refusal(peer, resp).await);
+    }
+    let body = crate::body::read_capped(&mut resp, entry.size)
+        .await
+        .map_err(|_| protocol("sent more than the file it listed".into()))?;
+    if body.len() as u64 == entry.size && ContentId::of(&body) == entry.content_id {
+        Ok(())
+    } else {
+        Err(protocol(
+            "its bytes do not match the size and content id it lists".into(),
+        ))
+    }
+}
+
+fn too_large(peer: &PeerRecord, entry: &FileEntry) -> NodeError {
+    NodeError::Protocol {
+        peer: peer.peer_id,
+        reason: format!(
+            "lists {} as {} bytes, more than the largest file Shoal transfers ({} bytes)",
+            shoal_core::text::escape(&entry.name),
+            entry.size,
+            MAX_FILE_SIZE
+        ),
+    }
 }
 
 /// `get PEER:PATH`: resolves the peer, finds the file in its listing and
@@ -250,6 +364,11 @@ pub async fn download_from(
     if target.symlink_metadata().is_ok() {
         return Err(NodeError::Exists(target));
     }
+    if entry.size > MAX_FILE_SIZE
+        && let Some(p) = peers.first()
+    {
+        return Err(too_large(p, entry));
+    }
     let standings = standings(swarm).await;
     let now = now_secs();
     let (peers, banned): (Vec<&PeerRecord>, Vec<&PeerRecord>) = peers
@@ -275,6 +394,23 @@ pub async fn download_from(
     let part = out_dir.join(format!("{name}{PART_SUFFIX}"));
     let state_path = PieceState::path_for(&part);
     let (file, state, resumed) = open_part(&part, &state_path, entry)?;
+    let on_disk = file.metadata().map_or(0, |m| m.len());
+    if let Some(free) = crate::fsx::free_space(out_dir)
+        && free.saturating_add(on_disk) < entry.size
+    {
+        return Err(NodeError::File {
+            action: "make room for",
+            path: part.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "it needs {} and the disk has {} free",
+                    shoal_core::human_size(entry.size - on_disk),
+                    shoal_core::human_size(free)
+                ),
+            ),
+        });
+    }
     progress.start(&name, entry.size);
     let done = entry.size
         - state
@@ -286,6 +422,7 @@ pub async fn download_from(
         tracing::info!(file = %part.display(), verified = done, "resuming");
         progress.advance(done);
     }
+    let spare = file.try_clone().map_err(NodeError::file("open", &part))?;
     let part_file = PartFile {
         file,
         state,
@@ -298,6 +435,10 @@ pub async fn download_from(
     )
     .await;
     progress.finish();
+    if result.is_err() {
+        release(&spare, entry.size);
+    }
+    drop(spare);
     let offered = result?;
     publish(&part, &target)?;
     if let Some(o) = offered {
@@ -315,18 +456,19 @@ fn piece_len(size: u64, i: u64) -> u64 {
 
 /// Opens the `.part` of `entry` with its piece record: the existing one if
 /// it belongs to the same content, a fresh one otherwise.
+///
+/// The record of an earlier attempt is only a hint: it says which content
+/// the `.part` holds, but every piece is checked again against the content
+/// id before it counts (see [`recover`]), so a record that lies, or a
+/// `.part` changed behind our back, can cost time but never put a bad
+/// byte at the final path. The `.part` is never a symlink or anything but
+/// a regular file: a planted link is refused, not followed.
 fn open_part(
     part: &Path,
     state_path: &Path,
     entry: &FileEntry,
 ) -> Result<(File, PieceState, bool)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(part)
-        .map_err(NodeError::file("create", part))?;
+    let file = crate::fsx::open_own(part).map_err(NodeError::file("create", part))?;
     if file.try_lock().is_err() {
         return Err(NodeError::File {
             action: "write (another shoal download is writing it)",
@@ -346,13 +488,14 @@ fn open_part(
                 now: entry.content_id,
             });
         }
-        Some(s) if s.size == entry.size && len <= entry.size => return Ok((file, s, true)),
+        Some(s) if s.size == entry.size && len <= entry.size => {
+            return Ok((file, PieceState::new(entry.content_id, entry.size), true));
+        }
         _ => {}
     }
     // Start afresh. The file grows as pieces land at their offsets; its
-    // space is reserved without changing its size.
+    // space is reserved once the outboard has proven the size.
     file.set_len(0).map_err(NodeError::file("truncate", part))?;
-    reserve(&file, part, entry.size)?;
     let state = PieceState::new(entry.content_id, entry.size);
     state
         .save(state_path)
@@ -360,29 +503,27 @@ fn open_part(
     Ok((file, state, false))
 }
 
-/// Reserves disk space for the whole file up front: a full disk is
-/// reported before the download starts, and the filesystem lays the file
-/// out in one go instead of block by block.
+/// Reserves disk space for the whole file, once its size is proven (its
+/// outboard hashed up to the content id): a full disk is reported before
+/// the pieces come, and the filesystem lays the file out in one go. A
+/// download that fails gives the unwritten rest back ([`release`]).
 fn reserve(file: &File, part: &Path, size: u64) -> Result<()> {
-    #[cfg(target_os = "linux")]
-    if size > 0 {
-        use rustix::fs::{FallocateFlags, fallocate};
-        match fallocate(file, FallocateFlags::KEEP_SIZE, 0, size) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::NOSPC) => {
-                return Err(NodeError::File {
-                    action: "make room for",
-                    path: part.to_owned(),
-                    source: std::io::Error::from(std::io::ErrorKind::StorageFull),
-                });
-            }
-            // Filesystems that cannot preallocate simply fill in as we write.
-            Err(_) => {}
-        }
+    match crate::fsx::preallocate(file, size) {
+        Err(e) if e.kind() == std::io::ErrorKind::StorageFull => Err(NodeError::File {
+            action: "make room for",
+            path: part.to_owned(),
+            source: e,
+        }),
+        // Filesystems that cannot preallocate simply fill in as we write.
+        _ => Ok(()),
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, part, size);
-    Ok(())
+}
+
+/// Gives back the space reserved beyond what a failed download wrote.
+fn release(file: &File, size: u64) {
+    if let Ok(m) = file.metadata() {
+        crate::fsx::release_beyond(file, m.len(), size);
+    }
 }
 
 /// An open `.part` and what is known about its pieces.
@@ -653,36 +794,46 @@ async fn receive(
     let mut verified = None;
     let mut no_outboard: Vec<(PeerId, Tally)> = Vec::new();
     let outboard_size = pieces::tree(entry.size).outboard_size();
-    for peer in peers {
-        // A file of one piece has an empty outboard: nothing to ask for.
-        let got = if outboard_size == 0 {
-            Ok(Vec::new())
-        } else {
-            client.outboard(peer, entry.content_id, outboard_size).await
-        };
-        let got = got.and_then(|o| {
-            Verifier::new(entry.content_id, entry.size, o.clone())
-                .map(|v| (v, o))
-                .map_err(|reason| NodeError::Protocol {
-                    peer: peer.peer_id,
-                    reason,
-                })
-        });
-        match got {
-            Ok(v) => {
-                verified = Some(v);
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(peer = %peer.name, error = %e, "no usable outboard from this peer; dropped from this download");
-                no_outboard.push((
-                    peer.peer_id,
-                    Tally {
-                        failed: true,
-                        ..Tally::default()
-                    },
-                ));
-                errors.push(e);
+    {
+        use futures_util::StreamExt;
+        // A few peers are asked at once, so ones that never answer cost
+        // no more than the time a good one takes.
+        let mut tries = futures_util::stream::iter(peers.iter())
+            .map(|peer| async move {
+                // A file of one piece has an empty outboard: nothing to ask for.
+                let got = if outboard_size == 0 {
+                    Ok(Vec::new())
+                } else {
+                    client.outboard(peer, entry.content_id, outboard_size).await
+                };
+                let got = got.and_then(|o| {
+                    Verifier::new(entry.content_id, entry.size, o.clone())
+                        .map(|v| (v, o))
+                        .map_err(|reason| NodeError::Protocol {
+                            peer: peer.peer_id,
+                            reason,
+                        })
+                });
+                (peer, got)
+            })
+            .buffer_unordered(OUTBOARDS_AT_ONCE);
+        while let Some((peer, got)) = tries.next().await {
+            match got {
+                Ok(v) => {
+                    verified = Some(v);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer.name, error = %e, "no usable outboard from this peer; dropped from this download");
+                    no_outboard.push((
+                        peer.peer_id,
+                        Tally {
+                            failed: true,
+                            ..Tally::default()
+                        },
+                    ));
+                    errors.push(e);
+                }
             }
         }
     }
@@ -698,6 +849,7 @@ async fn receive(
             .unwrap_or(NodeError::NoProvider(entry.content_id)));
     };
     let verifier = Arc::new(verifier);
+    reserve(&file, &part_path, entry.size)?;
     if resumed {
         // Pieces written after the record was last saved are still good:
         // find them by checking what the .part holds.
@@ -1199,11 +1351,18 @@ async fn fetch_run(
     let mut need = piece_len(entry.size, run[0]);
     let mut segments: Vec<Bytes> = Vec::new();
     let mut got = 0u64;
-    while let Some(mut chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| RunError::Failed(unreachable(peer, &e)))?
-    {
+    loop {
+        // A peer that stops sending gives its pieces back to the others.
+        let next = tokio::time::timeout(STALL, resp.chunk())
+            .await
+            .map_err(|_| {
+                RunError::Failed(NodeError::unreachable(
+                    peer,
+                    format!("it sent nothing for {}s", STALL.as_secs()),
+                ))
+            })?
+            .map_err(|e| RunError::Failed(unreachable(peer, &e)))?;
+        let Some(mut chunk) = next else { break };
         got += chunk.len() as u64;
         if got > end - start {
             return Err(protocol(format!(

@@ -91,9 +91,151 @@ pub struct InboxConfig {
     /// Uploads being received, so an offer waits for an earlier attempt
     /// of the same push to finish writing before it reports the offset.
     receiving: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Room promised to pushes and uploads not yet in the inbox.
+    pub(crate) reserved: Arc<std::sync::Mutex<Reservations>>,
+}
+
+/// How long an offer's reservation is kept while nothing arrives for it.
+pub const RESERVATION_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// The inbox's room, accounted atomically: what it holds, plus every push
+/// accepted and every upload under way. An offer or a growing upload is
+/// admitted only if all of that together fits the limit and the disk, so
+/// parallel offers, offers made before their uploads, and uploads of
+/// unknown length cannot overfill it.
+#[derive(Debug, Default)]
+pub struct Reservations {
+    /// Bytes promised, per upload, and when each was last touched.
+    held: HashMap<String, (u64, std::time::Instant)>,
+}
+
+/// Why room could not be reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoom {
+    /// Over the inbox limit.
+    Limit,
+    /// Over the free disk space.
+    Disk,
+}
+
+impl Reservations {
+    /// Bytes promised to uploads other than `key`.
+    fn others(&self, key: &str) -> u64 {
+        self.held
+            .iter()
+            .filter(|(k, _)| k.as_str() != key)
+            .fold(0u64, |sum, (_, (n, _))| sum.saturating_add(*n))
+    }
+
+    /// Sets `key`'s reservation to `bytes` if, with `usage` (what the inbox
+    /// holds) and every other reservation, it fits `max` and leaves `margin`
+    /// of `free` (the disk's free bytes; `need` of `bytes` still to arrive).
+    /// Reservations idle for longer than [`RESERVATION_TTL`] and not in
+    /// `busy` lapse first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reserve(
+        &mut self,
+        key: &str,
+        bytes: u64,
+        need: u64,
+        usage: u64,
+        max: Option<u64>,
+        free: Option<u64>,
+        margin: u64,
+        busy: &dyn Fn(&str) -> bool,
+    ) -> Result<(), NoRoom> {
+        let now = std::time::Instant::now();
+        self.held
+            .retain(|k, (_, at)| now.duration_since(*at) < RESERVATION_TTL || k == key || busy(k));
+        let others = self.others(key);
+        let total = usage.checked_add(others).and_then(|t| t.checked_add(bytes));
+        if let Some(max) = max
+            && total.is_none_or(|t| t > max)
+        {
+            return Err(NoRoom::Limit);
+        }
+        let wanted = need.checked_add(others).and_then(|t| t.checked_add(margin));
+        if let Some(free) = free
+            && wanted.is_none_or(|w| w > free)
+        {
+            return Err(NoRoom::Disk);
+        }
+        self.held.insert(key.to_owned(), (bytes, now));
+        Ok(())
+    }
+
+    /// Keeps `key`'s reservation from lapsing; false if it has none.
+    pub fn touch(&mut self, key: &str) -> bool {
+        match self.held.get_mut(key) {
+            Some((_, at)) => {
+                *at = std::time::Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops `key`'s reservation (its file arrived, or it was given up).
+    pub fn release(&mut self, key: &str) {
+        self.held.remove(key);
+    }
+
+    /// Bytes promised in all.
+    pub fn total(&self) -> u64 {
+        self.others("")
+    }
 }
 
 impl InboxConfig {
+    /// Whether an upload is being received right now.
+    pub(crate) fn is_receiving(&self, upload: &str) -> bool {
+        let map = self.receiving.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(upload).is_some_and(|m| m.try_lock().is_err())
+    }
+
+    /// Reserves room for `key` (see [`Reservations::reserve`]), measuring
+    /// what the inbox holds now. Blocking: it walks the inbox.
+    pub(crate) fn reserve(&self, key: &str, bytes: u64, need: u64) -> Result<(), NoRoom> {
+        let usage = inbox_usage(&self.dir);
+        let free = [self.partial_dir(), self.dir.clone()]
+            .iter()
+            .filter_map(|d| free_space(d))
+            .min();
+        let mut r = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        r.reserve(
+            key,
+            bytes,
+            need,
+            usage,
+            self.max_size,
+            free,
+            DISK_MARGIN,
+            &|k| self.is_receiving(k),
+        )
+    }
+
+    pub(crate) fn release(&self, key: &str) {
+        self.reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(key);
+    }
+
+    /// Where partial files live: the configured folder when it is on the
+    /// inbox's file system, else a hidden folder inside the inbox, so a
+    /// finished file is linked into place, never copied across disks.
+    pub(crate) fn partial_dir(&self) -> PathBuf {
+        let _ = std::fs::create_dir_all(&self.dir);
+        let _ = std::fs::create_dir_all(&self.partial_dir);
+        match (
+            crate::fsx::device_of(&self.partial_dir),
+            crate::fsx::device_of(&self.dir),
+        ) {
+            (Some(a), Some(b)) if a != b => self.dir.join(SAME_DISK_PARTIAL),
+            _ => self.partial_dir.clone(),
+        }
+    }
+
     /// The lock of one upload.
     fn lock_of(&self, upload: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.receiving.lock().unwrap_or_else(|p| p.into_inner());
@@ -112,6 +254,7 @@ impl InboxConfig {
             max_size: None,
             rate: crate::rate::RateLimit::default(),
             receiving: Default::default(),
+            reserved: Default::default(),
         }
     }
 }
@@ -226,28 +369,30 @@ struct Pending {
 }
 
 fn paths(inbox: &InboxConfig, upload: &str) -> (PathBuf, PathBuf) {
+    let dir = inbox.partial_dir();
     (
-        inbox.partial_dir.join(format!("{upload}.part")),
-        inbox.partial_dir.join(format!("{upload}.json")),
+        dir.join(format!("{upload}.part")),
+        dir.join(format!("{upload}.json")),
     )
 }
 
-/// Bytes the inbox holds now (files directly in it and below).
+/// The hidden folder inside an inbox that holds partial files when the
+/// configured partial folder is on another file system.
+pub const SAME_DISK_PARTIAL: &str = ".shoal-partial";
+
+/// Bytes the inbox holds now (files directly in it and below; partial
+/// files are accounted by their reservations instead).
 pub(crate) fn inbox_usage(dir: &Path) -> u64 {
     walkdir::WalkDir::new(dir)
         .into_iter()
+        .filter_entry(|e| e.depth() != 1 || e.file_name() != SAME_DISK_PARTIAL)
         .filter_map(|e| e.ok())
         .filter_map(|e| e.metadata().ok())
         .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
+        .fold(0u64, |sum, m| sum.saturating_add(m.len()))
 }
 
-/// Bytes free on the file system holding `dir`.
-pub(crate) fn free_space(dir: &Path) -> Option<u64> {
-    let s = rustix::fs::statvfs(dir).ok()?;
-    Some(s.f_bavail.saturating_mul(s.f_frsize))
-}
+pub(crate) use crate::fsx::free_space;
 
 /// Longest an offer waits for an earlier attempt of the same push.
 const RECEIVING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -275,6 +420,16 @@ pub async fn offer(
     let offer: Offer = serde_json::from_slice(&body).map_err(|e| {
         Refused(StatusCode::BAD_REQUEST, format!("not a valid offer: {e}")).into_response()
     })?;
+    if offer.size > shoal_core::wire::MAX_FILE_SIZE {
+        return Err(Refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "that file is larger than the largest Shoal transfers ({} bytes)",
+                shoal_core::wire::MAX_FILE_SIZE
+            ),
+        )
+        .into_response());
+    }
     let Some(name) = safe_name(&offer.name) else {
         return Err(Refused(
             StatusCode::BAD_REQUEST,
@@ -300,25 +455,26 @@ pub async fn offer(
         size: offer.size,
         content_id: offer.content_id,
     };
+    let key = upload.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<u64, Refused> {
         std::fs::create_dir_all(&cfg.dir).map_err(internal)?;
-        std::fs::create_dir_all(&cfg.partial_dir).map_err(internal)?;
+        std::fs::create_dir_all(cfg.partial_dir()).map_err(internal)?;
         let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
         let have = if have > pending.size { 0 } else { have };
         let need = pending.size - have;
-        if let Some(max) = cfg.max_size
-            && inbox_usage(&cfg.dir) + pending.size > max
-        {
-            return Err(Refused(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the receiver's inbox is limited to {max} bytes and this file ({} bytes) does not fit",
-                    pending.size
-                ),
-            ));
-        }
-        for dir in [&cfg.partial_dir, &cfg.dir] {
-            if free_space(dir).is_some_and(|free| free < need + DISK_MARGIN) {
+        match cfg.reserve(&key, pending.size, need) {
+            Ok(()) => {}
+            Err(NoRoom::Limit) => {
+                return Err(Refused(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the receiver's inbox is limited to {} bytes and this file ({} bytes) does not fit beside what it holds and is receiving",
+                        cfg.max_size.unwrap_or(0),
+                        pending.size
+                    ),
+                ));
+            }
+            Err(NoRoom::Disk) => {
                 return Err(Refused(
                     StatusCode::INSUFFICIENT_STORAGE,
                     "the receiver does not have enough free disk space for this file".into(),
@@ -365,6 +521,11 @@ pub async fn upload(
         ));
     };
     let (part, meta) = paths(&inbox, &upload);
+    let reserved = inbox
+        .reserved
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .touch(&upload);
     let pending: Pending = std::fs::read(&meta)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -388,6 +549,29 @@ pub async fn upload(
             format!("the receiver has {have} bytes of this file; send from there"),
         )
         .into_response());
+    }
+    if !reserved {
+        // Its offer's reservation lapsed: room is claimed again, or refused.
+        let (cfg, key, size) = (inbox.clone(), upload.clone(), pending.size);
+        let need = size.saturating_sub(have);
+        let room = tokio::task::spawn_blocking(move || cfg.reserve(&key, size, need))
+            .await
+            .map_err(|e| internal(e).into_response())?;
+        match room {
+            Ok(()) => {}
+            Err(NoRoom::Limit) => {
+                return Err(refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "this file no longer fits in the receiver's inbox",
+                ));
+            }
+            Err(NoRoom::Disk) => {
+                return Err(refuse(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "the receiver does not have enough free disk space for this file",
+                ));
+            }
+        }
     }
     let mut file = tokio::fs::OpenOptions::new()
         .append(true)
@@ -443,6 +627,7 @@ pub async fn upload(
     let done = tokio::task::spawn_blocking(move || finish(&cfg, &part, &meta, &pending))
         .await
         .map_err(|e| internal(e).into_response())?;
+    inbox.release(&upload);
     done.map(Json).map_err(IntoResponse::into_response)
 }
 

@@ -45,12 +45,14 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod body;
 pub mod book;
 pub mod compat;
 pub mod db;
 pub mod download;
 mod error;
 pub mod folder;
+pub mod fsx;
 pub mod inbox;
 pub mod index;
 mod node;

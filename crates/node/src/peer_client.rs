@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal_core::config::RetryConfig;
-use shoal_core::wire::{ErrorBody, FileEntry, PeerRecord, PieceMap};
+use shoal_core::wire::{FileEntry, PeerRecord, PieceMap};
 use shoal_core::{ContentId, Identity, PeerId};
 
 use crate::error::{NodeError, Result};
@@ -14,10 +14,22 @@ use crate::retry::with_retry;
 use crate::tls::{self, MismatchSlot};
 use crate::tracker_client::describe;
 
-/// Most bytes of a file listing we accept from a peer.
-const MAX_LISTING: u64 = 64 * 1024 * 1024;
-/// Most bytes of a piece map we accept (a 4 TiB file at 256 KiB pieces).
-const MAX_PIECE_MAP: u64 = 8 * 1024 * 1024;
+use crate::body::{MAX_LISTING, MAX_PIECE_MAP};
+
+/// Most addresses of one peer that are tried.
+pub const MAX_ADDRS: usize = shoal_core::wire::MAX_ADDRS;
+/// Longest time spent reaching a peer, all its addresses together.
+pub const CONNECT_BUDGET: Duration = Duration::from_secs(20);
+/// Wait before the next address joins the race.
+const RACE_STAGGER: Duration = Duration::from_millis(300);
+/// Longest a listing may take to arrive, whole.
+const LISTING_DEADLINE: Duration = Duration::from_secs(60);
+/// Longest an outboard may take to arrive, whole.
+const OUTBOARD_DEADLINE: Duration = Duration::from_secs(60);
+/// Longest a piece map may take to arrive, whole.
+const HAVE_DEADLINE: Duration = Duration::from_secs(20);
+/// Longest one request to a peer may take, its retries included.
+pub const OPERATION_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Connects to peers as `identity`, one pinned HTTPS client per peer.
 pub struct PeerClient {
@@ -67,6 +79,7 @@ impl PeerClient {
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| NodeError::Internal(format!("cannot build peer client: {e}")))?;
@@ -74,15 +87,20 @@ impl PeerClient {
         Ok((client, slot))
     }
 
-    /// Sends `GET path` to the first address of `peer` that answers.
+    /// Sends `GET path` to the first address of `peer` that answers,
+    /// with the whole answer due within `total` if given.
     async fn get_once(
         &self,
         peer: &PeerRecord,
         path: &str,
         range: Option<(u64, u64)>,
+        total: Option<Duration>,
     ) -> Result<reqwest::Response> {
         self.send_once(peer, |client, addr| {
-            let req = client.get(format!("https://{addr}{path}"));
+            let mut req = client.get(format!("https://{addr}{path}"));
+            if let Some(t) = total {
+                req = req.timeout(t);
+            }
             match range {
                 Some((start, end)) => {
                     req.header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1))
@@ -93,28 +111,65 @@ impl PeerClient {
         .await
     }
 
-    /// Sends the request `make` builds to the first address of `peer` that
-    /// answers. Pinning failures are final; other connection failures try
-    /// the next address.
+    /// Sends the request `make` builds to the addresses of `peer` (at most
+    /// [`MAX_ADDRS`]), raced: one starts every [`RACE_STAGGER`], or at once
+    /// when the one before failed, and the first answer wins. All of it
+    /// within [`CONNECT_BUDGET`]. An address that answers with another
+    /// peer's key is reported as such when no address answers rightly.
     async fn send_once(
         &self,
         peer: &PeerRecord,
         make: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
+        use futures_util::StreamExt;
         let (client, slot) = self.client(peer.peer_id)?;
+        let addrs: Vec<&String> = peer.addrs.iter().take(MAX_ADDRS).collect();
+        if addrs.is_empty() {
+            return Err(NodeError::unreachable(peer, "it has no addresses"));
+        }
+        let deadline = tokio::time::Instant::now() + CONNECT_BUDGET;
+        let mut pending = addrs.into_iter();
+        let mut racing = futures_util::stream::FuturesUnordered::new();
         let mut last = String::from("it has no addresses");
-        for addr in &peer.addrs {
-            match make(&client, addr).send().await {
-                Ok(resp) => return Ok(resp),
-                Err(e) => {
-                    if let Some(wrong) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                        return Err(NodeError::WrongPeer(wrong));
+        let mut wrong = None;
+        let start_next = |racing: &mut futures_util::stream::FuturesUnordered<_>,
+                          pending: &mut std::vec::IntoIter<&String>| {
+            if let Some(addr) = pending.next() {
+                racing.push(make(&client, addr).send());
+                true
+            } else {
+                false
+            }
+        };
+        start_next(&mut racing, &mut pending);
+        loop {
+            if racing.is_empty() && !start_next(&mut racing, &mut pending) {
+                break;
+            }
+            let stagger = tokio::time::sleep(RACE_STAGGER);
+            tokio::select! {
+                r = racing.next() => match r {
+                    Some(Ok(resp)) => return Ok(resp),
+                    Some(Err(e)) => {
+                        if let Some(w) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                            wrong = Some(w);
+                        }
+                        last = describe(&e);
+                        start_next(&mut racing, &mut pending);
                     }
-                    last = describe(&e);
+                    None => {}
+                },
+                () = stagger => { start_next(&mut racing, &mut pending); }
+                () = tokio::time::sleep_until(deadline) => {
+                    last = format!("no address answered within {}s", CONNECT_BUDGET.as_secs());
+                    break;
                 }
             }
         }
-        Err(NodeError::unreachable(peer, last))
+        match wrong {
+            Some(w) => Err(NodeError::WrongPeer(w)),
+            None => Err(NodeError::unreachable(peer, last)),
+        }
     }
 
     /// Posts `body` as JSON to `path`; one attempt, any answer returned.
@@ -179,14 +234,16 @@ impl PeerClient {
         .await
     }
 
+    /// A successful answer to `GET path`, retried on passing failures, all
+    /// within [`OPERATION_DEADLINE`]; each attempt's answer due in `total`.
     async fn get_ok(
         &self,
         peer: &PeerRecord,
         path: &str,
-        range: Option<(u64, u64)>,
+        total: Duration,
     ) -> Result<reqwest::Response> {
-        with_retry(&self.retry, "peer request", || async {
-            let resp = self.get_once(peer, path, range).await?;
+        let attempts = with_retry(&self.retry, "peer request", || async {
+            let resp = self.get_once(peer, path, None, Some(total)).await?;
             let status = resp.status();
             if status.is_success() {
                 return Ok(resp);
@@ -201,13 +258,23 @@ impl PeerClient {
                 ));
             }
             Err(refused)
-        })
-        .await
+        });
+        tokio::time::timeout(OPERATION_DEADLINE, attempts)
+            .await
+            .unwrap_or_else(|_| {
+                Err(NodeError::unreachable(
+                    peer,
+                    format!(
+                        "no answer within {}s, retries included",
+                        OPERATION_DEADLINE.as_secs()
+                    ),
+                ))
+            })
     }
 
     /// The files `peer` shares.
     pub async fn files(&self, peer: &PeerRecord) -> Result<Vec<FileEntry>> {
-        let resp = self.get_ok(peer, "/v1/files", None).await?;
+        let resp = self.get_ok(peer, "/v1/files", LISTING_DEADLINE).await?;
         let body = read_capped(resp, peer, MAX_LISTING, "file listing is too large").await?;
         serde_json::from_slice(&body).map_err(|e| NodeError::Protocol {
             peer: peer.peer_id,
@@ -218,7 +285,11 @@ impl PeerClient {
     /// The outboard of `cid` (see [`crate::pieces`]); at most `max` bytes.
     pub async fn outboard(&self, peer: &PeerRecord, cid: ContentId, max: u64) -> Result<Vec<u8>> {
         let resp = self
-            .get_ok(peer, &format!("/v1/content/{cid}/outboard"), None)
+            .get_ok(
+                peer,
+                &format!("/v1/content/{cid}/outboard"),
+                OUTBOARD_DEADLINE,
+            )
             .await?;
         read_capped(resp, peer, max, "outboard is larger than the file needs").await
     }
@@ -233,7 +304,7 @@ impl PeerClient {
         cid: ContentId,
         range: Option<(u64, u64)>,
     ) -> Result<reqwest::Response> {
-        self.get_once(peer, &format!("/v1/content/{cid}"), range)
+        self.get_once(peer, &format!("/v1/content/{cid}"), range, None)
             .await
     }
 
@@ -245,7 +316,7 @@ impl PeerClient {
     /// Which pieces of `cid` the peer holds.
     pub async fn have(&self, peer: &PeerRecord, cid: ContentId) -> Result<PieceMap> {
         let resp = self
-            .get_ok(peer, &format!("/v1/content/{cid}/have"), None)
+            .get_ok(peer, &format!("/v1/content/{cid}/have"), HAVE_DEADLINE)
             .await?;
         let body = read_capped(resp, peer, MAX_PIECE_MAP, "piece map is too large").await?;
         serde_json::from_slice(&body).map_err(|e| NodeError::Protocol {
@@ -256,14 +327,10 @@ impl PeerClient {
 }
 
 /// A peer's error answer as [`NodeError::PeerRefused`], in its own words
-/// (its `{"error": ...}` body).
+/// (its `{"error": ...}` body, escaped and cut for showing).
 pub(crate) async fn refusal(peer: &PeerRecord, resp: reqwest::Response) -> NodeError {
     let status = resp.status().as_u16();
-    let body = read_capped(resp, peer, 64 * 1024, "error answer is too large")
-        .await
-        .unwrap_or_default();
-    let message = serde_json::from_slice::<ErrorBody>(&body)
-        .map_or_else(|_| "no explanation given".into(), |b| b.error);
+    let message = crate::body::error_message(resp).await;
     NodeError::PeerRefused {
         peer: peer.peer_id,
         status,
@@ -279,23 +346,13 @@ async fn read_capped(
     max: u64,
     too_large: &str,
 ) -> Result<Vec<u8>> {
-    let refuse = || NodeError::Protocol {
-        peer: peer.peer_id,
-        reason: too_large.to_owned(),
-    };
-    if resp.content_length().is_some_and(|n| n > max) {
-        return Err(refuse());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
+    crate::body::read_capped(&mut resp, max)
         .await
-        .map_err(|e| NodeError::unreachable(peer, describe(&e)))?
-    {
-        if (body.len() + chunk.len()) as u64 > max {
-            return Err(refuse());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        .map_err(|e| match e {
+            crate::body::CapError::TooLarge => NodeError::Protocol {
+                peer: peer.peer_id,
+                reason: too_large.to_owned(),
+            },
+            crate::body::CapError::Net(e) => NodeError::unreachable(peer, describe(&e)),
+        })
 }

@@ -60,6 +60,15 @@ async fn push(
     for _ in 0..2 {
         let resp = client.post_json(peer, "/v1/inbox", offer).await?;
         let accepted: Accepted = answer(peer, resp).await?;
+        if accepted.offset > offer.size {
+            return Err(NodeError::Protocol {
+                peer: peer.peer_id,
+                reason: format!(
+                    "claims to hold {} bytes of a {}-byte file",
+                    accepted.offset, offer.size
+                ),
+            });
+        }
         if accepted.offset > 0 {
             tracing::info!(offset = accepted.offset, "resuming an interrupted push");
         }
@@ -111,13 +120,18 @@ async fn push(
 /// own words.
 async fn answer<T: serde::de::DeserializeOwned>(
     peer: &PeerRecord,
-    resp: reqwest::Response,
+    mut resp: reqwest::Response,
 ) -> Result<T> {
     if !resp.status().is_success() {
         return Err(crate::peer_client::refusal(peer, resp).await);
     }
-    resp.json().await.map_err(|e| NodeError::Protocol {
+    let protocol = |reason: String| NodeError::Protocol {
         peer: peer.peer_id,
-        reason: format!("answered a push with something else: {e}"),
-    })
+        reason,
+    };
+    let body = crate::body::read_capped(&mut resp, crate::body::MAX_SMALL)
+        .await
+        .map_err(|_| protocol("answered a push with too much, or broke off".into()))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| protocol(format!("answered a push with something else: {e}")))
 }

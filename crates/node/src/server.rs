@@ -1,6 +1,5 @@
 //! The peer API over HTTPS with mutual TLS (see the crate docs for the protocol).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use shoal_core::wire::{ErrorBody, FileEntry, PieceMap};
 use shoal_core::{ContentId, PeerId};
 use std::io::{Read, Seek};
@@ -20,7 +18,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 use crate::db::NodeDb;
 use crate::index::{ShareIndex, SharedFile, stamp_of};
@@ -29,7 +26,7 @@ use crate::swarm::{Partial, Partials};
 use crate::tls::peer_id_of;
 
 /// Connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 256;
+const MAX_CONNECTIONS: usize = 512;
 /// Time allowed for a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for a request's headers.
@@ -555,7 +552,18 @@ fn parse_range(v: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some((start, end)))
 }
 
-/// Accepts TLS connections on `listener` and serves `app` until `shutdown`.
+/// What the peer API's listener allows (see [`shoal_net`]).
+pub const LIMITS: shoal_net::Limits = shoal_net::Limits {
+    max_connections: MAX_CONNECTIONS,
+    per_client: MAX_CONNECTIONS / 8,
+    header_timeout: HEADER_TIMEOUT,
+    write_stall: std::time::Duration::from_secs(30),
+    min_body_rate: 1024,
+    body_grace: std::time::Duration::from_secs(10),
+};
+
+/// Accepts TLS connections on `listener` and serves `app` until
+/// `shutdown`, within [`LIMITS`]; returns once open connections drained.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -563,30 +571,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            () = shutdown.cancelled() => break,
-        };
-        let (tcp, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    // Out of file descriptors or similar: back off a little.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let _ = tcp.set_nodelay(true);
+    let stop = shutdown.clone();
+    shoal_net::serve(listener, LIMITS, shutdown, move |tcp, remote| {
         let acceptor = acceptor.clone();
         let app = app.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
+        let shutdown = stop.clone();
+        async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -607,32 +597,16 @@ pub async fn serve(
             else {
                 return;
             };
-            let svc = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(RemotePeer(peer));
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(app.oneshot(req).await.into_response()) }
-                },
-            );
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(tls), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%remote, error = %e, "connection ended with an error");
-                    }
-                }
-                () = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
-                }
+            let tag = move |ext: &mut axum::http::Extensions| {
+                ext.insert(RemotePeer(peer));
+                ext.insert(axum::extract::ConnectInfo(remote));
+            };
+            if let Err(e) = shoal_net::serve_http(tls, app, LIMITS, tag, shutdown).await {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
             }
-        });
-    }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -5,12 +5,17 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use shoal_core::config::RetryConfig;
 use shoal_core::wire::{
-    Announce, Deregistration, ErrorBody, PeerPage, PeerRecord, Providers, Registered, Registration,
+    Announce, Deregistration, PeerPage, PeerRecord, Providers, Registered, Registration,
 };
 use shoal_core::{ContentId, PeerId};
 
 use crate::error::{NodeError, Result};
 use crate::retry::with_retry;
+
+/// Most peers taken from a tracker's list, all pages together.
+const MAX_PEERS: usize = 100_000;
+/// Most providers taken from one answer.
+const MAX_PROVIDERS: usize = 1000;
 
 /// Talks to one tracker.
 #[derive(Clone)]
@@ -45,6 +50,8 @@ impl TrackerClient {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
+            // A redirect would re-send signed registrations elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()
             .map_err(|e| NodeError::Internal(format!("cannot build HTTP client: {e}")))?;
@@ -86,6 +93,18 @@ impl TrackerClient {
         path: &str,
         body: Option<&(dyn erased::Body + Sync)>,
     ) -> Result<Option<T>> {
+        self.call_capped(what, method, path, body, crate::body::MAX_SMALL)
+            .await
+    }
+
+    async fn call_capped<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&(dyn erased::Body + Sync)>,
+        max: u64,
+    ) -> Result<Option<T>> {
         with_retry(&self.retry, what, || async {
             let mut req = self
                 .http
@@ -98,7 +117,7 @@ impl TrackerClient {
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(b.to_json());
             }
-            let resp = req
+            let mut resp = req
                 .send()
                 .await
                 .map_err(|e| self.unreachable(describe(&e)))?;
@@ -109,11 +128,13 @@ impl TrackerClient {
             if status.is_server_error() {
                 return Err(self.unreachable(format!("server error {status}")));
             }
+            if status.is_redirection() {
+                return Err(self.unreachable(format!(
+                    "it answered with a redirect ({status}), which Shoal does not follow; give the tracker's real URL"
+                )));
+            }
             if !status.is_success() {
-                let message = resp
-                    .json::<ErrorBody>()
-                    .await
-                    .map_or_else(|_| "no explanation given".into(), |b| b.error);
+                let message = crate::body::error_message(resp).await;
                 return Err(NodeError::TrackerRefused {
                     url: self.base.clone(),
                     status: status.as_u16(),
@@ -123,10 +144,14 @@ impl TrackerClient {
             if status == reqwest::StatusCode::NO_CONTENT {
                 return Ok(None);
             }
-            let bytes = resp
-                .bytes()
+            let bytes = crate::body::read_capped(&mut resp, max)
                 .await
-                .map_err(|e| self.unreachable(describe(&e)))?;
+                .map_err(|e| match e {
+                    crate::body::CapError::TooLarge => {
+                        self.unreachable(format!("its answer is larger than {max} bytes"))
+                    }
+                    crate::body::CapError::Net(e) => self.unreachable(describe(&e)),
+                })?;
             serde_json::from_slice(&bytes).map(Some).map_err(|e| {
                 self.unreachable(format!("answer is not what a Shoal tracker sends: {e}"))
             })
@@ -178,10 +203,20 @@ impl TrackerClient {
                 None => "/v1/peers?limit=1000".to_owned(),
             };
             let page: PeerPage = self.expect(
-                self.call("list peers", reqwest::Method::GET, &path, None)
-                    .await?,
+                self.call_capped(
+                    "list peers",
+                    reqwest::Method::GET,
+                    &path,
+                    None,
+                    crate::body::MAX_TRACKER_PAGE,
+                )
+                .await?,
             )?;
-            out.extend(page.peers);
+            out.extend(page.peers.into_iter().map(PeerRecord::sanitized));
+            if out.len() > MAX_PEERS {
+                out.truncate(MAX_PEERS);
+                return Ok(out);
+            }
             match page.next {
                 Some(n) if Some(n) != after => after = Some(n),
                 _ => return Ok(out),
@@ -192,26 +227,37 @@ impl TrackerClient {
 
     /// One live peer, or `None` if the tracker does not know it.
     pub async fn peer(&self, id: PeerId) -> Result<Option<PeerRecord>> {
-        self.call(
-            "look up peer",
-            reqwest::Method::GET,
-            &format!("/v1/peers/{id}"),
-            None,
-        )
-        .await
+        let rec: Option<PeerRecord> = self
+            .call(
+                "look up peer",
+                reqwest::Method::GET,
+                &format!("/v1/peers/{id}"),
+                None,
+            )
+            .await?;
+        Ok(rec.filter(|r| r.peer_id == id).map(PeerRecord::sanitized))
     }
 
     /// Live peers offering `cid`.
     pub async fn providers(&self, cid: ContentId) -> Result<Vec<PeerRecord>> {
         let p: Option<Providers> = self
-            .call(
+            .call_capped(
                 "look up providers",
                 reqwest::Method::GET,
                 &format!("/v1/providers/{cid}"),
                 None,
+                crate::body::MAX_TRACKER_PAGE,
             )
             .await?;
-        Ok(p.map(|p| p.peers).unwrap_or_default())
+        let mut peers: Vec<PeerRecord> = p
+            .filter(|p| p.content_id == cid)
+            .map(|p| p.peers)
+            .unwrap_or_default()
+            .into_iter()
+            .map(PeerRecord::sanitized)
+            .collect();
+        peers.truncate(MAX_PROVIDERS);
+        Ok(peers)
     }
 }
 

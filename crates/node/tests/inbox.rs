@@ -183,7 +183,7 @@ async fn refusals_cost_nothing_and_leave_nothing() {
     let unlimited = receiver(Accept::Anyone, None).await;
     let o = Offer {
         name: "disk.bin".into(),
-        size: 1 << 60,
+        size: 1 << 41,
         content_id: ContentId::of(b"whatever"),
     };
     let resp = c

@@ -127,6 +127,7 @@ impl From<StoreError> for ApiError {
                 StatusCode::NOT_FOUND,
                 "peer is not registered; register first".into(),
             ),
+            StoreError::Quota(_) => Self(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
         }
     }
 }
@@ -172,7 +173,12 @@ async fn count<S: Store>(State(st): State<Shared<S>>, req: Request, next: Next) 
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "other".to_owned(), |m| m.as_str().to_owned());
-    let method = req.method().to_string();
+    // Only methods the API knows become label values: made-up methods
+    // must not mint new series.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "PUT" | "POST" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m.to_owned(),
+        _ => "other".to_owned(),
+    };
     let resp = next.run(req).await;
     st.metrics
         .requests
@@ -268,6 +274,8 @@ async fn put_peer<S: Store>(
                 ts: reg.ts,
                 compat,
                 expires_at: now + std::time::Duration::from_secs(ttl),
+                from: Some(conn.remote.ip()),
+                since: now,
             },
             now,
         )

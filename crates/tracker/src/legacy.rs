@@ -22,6 +22,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use shoal_net::Guarded;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -127,31 +128,35 @@ pub fn python_list(addrs: &[String]) -> String {
 }
 
 /// Serves the legacy protocol on `listener` until `shutdown`. `GET_PEERS`
-/// lists the legacy registrations and the seed-compatible APIs of the
-/// Shoal nodes in `store`.
+/// lists the legacy registrations and, given a `store`, the
+/// seed-compatible APIs of the Shoal nodes in it (a private tracker gives
+/// none: its nodes are not for unauthenticated clients).
 pub async fn serve<S: Store>(
     listener: TcpListener,
     book: Arc<LegacyBook>,
-    store: Arc<S>,
+    store: Option<Arc<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    while let Some((tcp, remote, permit)) = crate::next_conn(&listener, &slots, &mut shutdown).await
-    {
+    let limits = shoal_net::Limits {
+        max_connections: MAX_CONNECTIONS,
+        per_client: 16,
+        ..crate::LIMITS
+    };
+    let stop = crate::cancel_on(shutdown);
+    shoal_net::serve(listener, limits, stop, move |tcp, remote| {
         let (book, store) = (book.clone(), store.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = handle(tcp, &book, &*store).await {
+        async move {
+            if let Err(e) = handle(tcp, &book, store.as_deref()).await {
                 tracing::debug!(%remote, error = %e, "legacy connection ended");
             }
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// Reads one request: up to a newline, or whatever arrived once the client
 /// paused (the seed's client sends no newline and waits for the answer).
-async fn read_request(tcp: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+async fn read_request(tcp: &mut Guarded<TcpStream>) -> std::io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::with_capacity(64);
     let mut chunk = [0u8; 256];
     let deadline = Instant::now() + REQUEST_TIMEOUT;
@@ -181,7 +186,11 @@ async fn read_request(tcp: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
 /// Most Shoal nodes looked at for `GET_PEERS`.
 const MAX_LISTED: usize = 10_000;
 
-async fn handle<S: Store>(mut tcp: TcpStream, book: &LegacyBook, store: &S) -> std::io::Result<()> {
+async fn handle<S: Store>(
+    mut tcp: Guarded<TcpStream>,
+    book: &LegacyBook,
+    store: Option<&S>,
+) -> std::io::Result<()> {
     let Some(raw) = read_request(&mut tcp).await? else {
         return tcp.write_all(b"Invalid request").await;
     };
@@ -190,7 +199,10 @@ async fn handle<S: Store>(mut tcp: TcpStream, book: &LegacyBook, store: &S) -> s
     let line = line.strip_suffix('\r').unwrap_or(line);
     let answer = if line == "GET_PEERS" {
         let mut all = book.live();
-        let nodes = store.list_peers(None, MAX_LISTED, Instant::now()).await;
+        let nodes = match store {
+            Some(s) => s.list_peers(None, MAX_LISTED, Instant::now()).await,
+            None => Vec::new(),
+        };
         all.extend(
             nodes
                 .into_iter()

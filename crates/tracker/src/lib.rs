@@ -56,7 +56,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use api::router;
-use axum::response::IntoResponse;
 use store::{MemoryStore, Store};
 use tokio::net::TcpListener;
 
@@ -102,12 +101,14 @@ pub async fn run_with_legacy(
     };
     let book = Arc::new(legacy::LegacyBook::new(config.max_ttl));
     let store = Arc::new(MemoryStore::default());
-    let legacy_task = tokio::spawn(legacy::serve(
-        legacy,
-        book,
-        store.clone(),
-        stopped(stop_rx.clone()),
-    ));
+    // The legacy protocol has no authentication: a private tracker never
+    // hands its nodes' addresses to it, only what legacy clients registered.
+    let nodes = if config.token.is_some() {
+        None
+    } else {
+        Some(store.clone())
+    };
+    let legacy_task = tokio::spawn(legacy::serve(legacy, book, nodes, stopped(stop_rx.clone())));
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -140,85 +141,51 @@ pub async fn run_with_store<S: Store>(
     result
 }
 
-/// Connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 1024;
-/// Time allowed for a request's headers (also closes idle keep-alives).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(20);
+/// What the tracker's listener allows (see [`shoal_net`]).
+pub const LIMITS: shoal_net::Limits = shoal_net::Limits {
+    max_connections: 4096,
+    per_client: 256,
+    header_timeout: Duration::from_secs(20),
+    write_stall: Duration::from_secs(20),
+    min_body_rate: 1024,
+    body_grace: Duration::from_secs(5),
+};
 
-/// Accepts connections until `shutdown`, each with a header timeout, at
-/// most [`MAX_CONNECTIONS`] at once, so slow or idle clients cannot starve
-/// the others.
+/// Accepts connections until `shutdown`, within [`LIMITS`], so slow, idle
+/// or greedy clients cannot starve the others; drains them before it
+/// returns.
 async fn serve(
     listener: TcpListener,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use tower::ServiceExt;
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::pin!(shutdown);
-    while let Some((tcp, remote, permit)) = next_conn(&listener, &slots, &mut shutdown).await {
-        let conn_info = api::Conn::new(remote, tcp.local_addr().ok());
-        let app = app.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let svc = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(conn_info));
-                    let app = app.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(app.oneshot(req).await.into_response())
-                    }
-                },
-            );
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
-                }
-            }
-        });
-    }
-    let _ = stop_tx.send(true);
+    let stop = cancel_on(shutdown);
+    let conn_stop = stop.clone();
+    shoal_net::serve(listener, LIMITS, stop, move |tcp, remote| {
+        let conn_info = api::Conn::new(remote, tcp.get_ref().local_addr().ok());
+        let tag = move |ext: &mut axum::http::Extensions| {
+            ext.insert(axum::extract::ConnectInfo(conn_info));
+        };
+        let (app, stop) = (app.clone(), conn_stop.clone());
+        async move {
+            let _ = shoal_net::serve_http(tcp, app, LIMITS, tag, stop).await;
+        }
+    })
+    .await;
     Ok(())
 }
 
-/// The next connection, once a connection slot is free; `None` once
-/// `shutdown` resolves. Failed accepts (out of file descriptors, say) are
-/// logged and retried after a short pause.
-pub(crate) async fn next_conn(
-    listener: &TcpListener,
-    slots: &Arc<tokio::sync::Semaphore>,
-    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> Option<(
-    tokio::net::TcpStream,
-    std::net::SocketAddr,
-    tokio::sync::OwnedSemaphorePermit,
-)> {
-    let permit = tokio::select! {
-        p = slots.clone().acquire_owned() => p.ok()?,
-        () = shutdown.as_mut() => return None,
-    };
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok((tcp, remote)) => return Some((tcp, remote, permit)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            () = shutdown.as_mut() => return None,
-        }
-    }
+/// A token cancelled once `shutdown` resolves.
+pub(crate) fn cancel_on(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        t.cancel();
+    });
+    token
 }
 
 /// Unix time in milliseconds.

@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use shoal_core::wire::PeerRecord;
 use shoal_core::{ContentId, PeerId};
@@ -29,6 +31,11 @@ pub struct StoredPeer {
     pub compat: Option<String>,
     /// When it expires.
     pub expires_at: Instant,
+    /// Where its registration came from (for per-network quotas).
+    pub from: Option<IpAddr>,
+    /// When it registered first, heartbeats since included (kept by the
+    /// store; whatever is given here is ignored on a renewal).
+    pub since: Instant,
 }
 
 impl StoredPeer {
@@ -53,6 +60,33 @@ pub enum StoreError {
     /// The peer is not registered (or its registration expired).
     #[error("peer is not registered")]
     NotRegistered,
+    /// The announce would take the provider entries of the network it
+    /// comes from past [`MAX_PROVIDED_PER_NET`].
+    #[error(
+        "peers from this network already announce {0} content ids, the most this tracker keeps for one network"
+    )]
+    Quota(u64),
+}
+
+/// Most provider entries (content id, peer) kept for the peers of one
+/// network: one IPv4 address, or one IPv6 /64. Free identities cost
+/// nothing, so the cap is per network, not per peer.
+pub const MAX_PROVIDED_PER_NET: u64 = 200_000;
+
+/// How long a peer's last accepted timestamp outlives its registration,
+/// so a message replayed after it left or expired is still refused
+/// (messages older than the tracker's skew window are refused anyway).
+pub const TOMBSTONE: Duration = Duration::from_secs(10 * 60);
+
+/// The quota key of an address: the IPv4 address, or the IPv6 /64.
+pub fn network_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
 }
 
 /// Storage for live peers and what they provide.
@@ -88,7 +122,9 @@ pub trait Store: Send + Sync + 'static {
         ids: Vec<ContentId>,
         now: Instant,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Live peers providing `cid`, at most `limit`.
+    /// Live peers providing `cid`, at most `limit`: when there are more,
+    /// the longest registered half of them and a random pick of the rest,
+    /// so a crowd of new identities cannot push a real provider out.
     fn providers(
         &self,
         cid: ContentId,
@@ -106,6 +142,11 @@ struct Inner {
     peers: BTreeMap<PeerId, StoredPeer>,
     provided: HashMap<PeerId, (u64, Vec<ContentId>)>,
     providers: HashMap<ContentId, HashSet<PeerId>>,
+    /// The last accepted `ts` of peers that left or expired, and until when
+    /// it is kept.
+    tombstones: HashMap<PeerId, (u64, Instant)>,
+    /// Provider entries per network ([`network_of`]).
+    per_net: HashMap<IpAddr, u64>,
 }
 
 impl Inner {
@@ -113,7 +154,20 @@ impl Inner {
         self.peers.get(id).filter(|p| p.expires_at > now)
     }
 
+    fn net_of(&self, id: &PeerId) -> Option<IpAddr> {
+        self.peers.get(id).and_then(|p| p.from).map(network_of)
+    }
+
     fn drop_provided(&mut self, id: &PeerId) {
+        if let Some(net) = self.net_of(id)
+            && let Some((_, ids)) = self.provided.get(id)
+            && let Some(n) = self.per_net.get_mut(&net)
+        {
+            *n = n.saturating_sub(ids.len() as u64);
+            if *n == 0 {
+                self.per_net.remove(&net);
+            }
+        }
         if let Some((_, ids)) = self.provided.remove(id) {
             for cid in ids {
                 if let Some(set) = self.providers.get_mut(&cid) {
@@ -129,6 +183,39 @@ impl Inner {
     fn provided_count(&self, id: &PeerId) -> u64 {
         self.provided.get(id).map_or(0, |(_, v)| v.len() as u64)
     }
+
+    /// Removes a peer, keeping its last timestamp as a tombstone.
+    fn forget(&mut self, id: &PeerId, now: Instant) {
+        self.drop_provided(id);
+        if let Some(p) = self.peers.remove(id) {
+            self.tombstones.insert(*id, (p.ts, now + TOMBSTONE));
+        }
+    }
+
+    /// The newest timestamp accepted from `id`, live or remembered.
+    fn last_ts(&self, id: &PeerId, now: Instant) -> Option<u64> {
+        self.peers.get(id).map(|p| p.ts).or_else(|| {
+            self.tombstones
+                .get(id)
+                .filter(|(_, until)| *until > now)
+                .map(|(ts, _)| *ts)
+        })
+    }
+}
+
+/// At most `limit` of `live`: all if they fit, else the longest
+/// registered half and a random pick of the others.
+pub fn pick_providers(mut live: Vec<StoredPeer>, limit: usize) -> Vec<StoredPeer> {
+    if live.len() > limit {
+        live.sort_by_key(|p| (p.since, p.peer_id));
+        let senior = limit / 2;
+        let mut rest = live.split_off(senior);
+        fastrand::shuffle(&mut rest);
+        rest.truncate(limit - senior);
+        live.extend(rest);
+    }
+    live.sort_by_key(|p| p.peer_id);
+    live
 }
 
 /// The in-memory store.
@@ -146,19 +233,27 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    async fn put_peer(&self, peer: StoredPeer, now: Instant) -> Result<u64, StoreError> {
+    async fn put_peer(&self, mut peer: StoredPeer, now: Instant) -> Result<u64, StoreError> {
         let mut g = self.lock();
-        if let Some(old) = g.peers.get(&peer.peer_id) {
-            if old.ts >= peer.ts {
-                return Err(StoreError::Stale);
-            }
-            if old.expires_at <= now {
-                // An expired peer starts afresh: its old provider set is gone.
-                let id = peer.peer_id;
+        let id = peer.peer_id;
+        if g.last_ts(&id, now).is_some_and(|ts| ts >= peer.ts) {
+            return Err(StoreError::Stale);
+        }
+        g.tombstones.remove(&id);
+        if let Some(old) = g.peers.get(&id) {
+            let (live, since) = (old.expires_at > now, old.since);
+            let moved = old.from.map(network_of) != peer.from.map(network_of);
+            if !live || moved {
+                // An expired peer starts afresh (its old provider set is
+                // gone); one that moved networks announces again under the
+                // new network's quota.
                 g.drop_provided(&id);
             }
+            if live {
+                peer.since = since;
+            }
         }
-        let id = peer.peer_id;
+        peer.since = peer.since.min(now);
         g.peers.insert(id, peer);
         Ok(g.provided_count(&id))
     }
@@ -194,8 +289,10 @@ impl Store for MemoryStore {
             None => Err(StoreError::NotRegistered),
             Some(p) if p.ts > ts => Err(StoreError::Stale),
             Some(_) => {
-                g.peers.remove(&id);
-                g.drop_provided(&id);
+                g.forget(&id, _now);
+                if let Some(t) = g.tombstones.get_mut(&id) {
+                    t.0 = t.0.max(ts);
+                }
                 Ok(())
             }
         }
@@ -215,10 +312,24 @@ impl Store for MemoryStore {
         if g.provided.get(&id).is_some_and(|(old_ts, _)| *old_ts >= ts) {
             return Err(StoreError::Stale);
         }
-        g.drop_provided(&id);
         let mut ids = ids;
         ids.sort_unstable();
         ids.dedup();
+        if let Some(net) = g.net_of(&id) {
+            let others = g
+                .per_net
+                .get(&net)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(g.provided_count(&id));
+            if others.saturating_add(ids.len() as u64) > MAX_PROVIDED_PER_NET {
+                return Err(StoreError::Quota(others));
+            }
+        }
+        g.drop_provided(&id);
+        if let Some(net) = g.net_of(&id) {
+            *g.per_net.entry(net).or_default() += ids.len() as u64;
+        }
         for cid in &ids {
             g.providers.entry(*cid).or_default().insert(id);
         }
@@ -232,14 +343,12 @@ impl Store for MemoryStore {
         let Some(set) = g.providers.get(&cid) else {
             return Vec::new();
         };
-        let mut out: Vec<StoredPeer> = set
+        let live: Vec<StoredPeer> = set
             .iter()
             .filter_map(|id| g.live(id, now))
-            .take(limit)
             .cloned()
             .collect();
-        out.sort_by_key(|p| p.peer_id);
-        out
+        pick_providers(live, limit)
     }
 
     async fn live_peers(&self, now: Instant) -> usize {
@@ -259,9 +368,9 @@ impl Store for MemoryStore {
             .map(|p| p.peer_id)
             .collect();
         for id in dead {
-            g.peers.remove(&id);
-            g.drop_provided(&id);
+            g.forget(&id, now);
         }
+        g.tombstones.retain(|_, (_, until)| *until > now);
     }
 }
 
@@ -279,6 +388,8 @@ mod tests {
             addrs: vec!["127.0.0.1:1".into()],
             ts,
             expires_at: now + Duration::from_secs(ttl),
+            from: Some("127.0.0.1".parse().unwrap()),
+            since: now,
         }
     }
 
@@ -308,6 +419,96 @@ mod tests {
             s.set_provided(a.peer_id, 2, vec![cid], later).await,
             Err(StoreError::NotRegistered)
         );
+    }
+
+    #[tokio::test]
+    async fn a_message_replayed_after_leaving_or_expiring_is_refused() {
+        let s = MemoryStore::default();
+        let t0 = Instant::now();
+        let a = peer(1, 10, t0, 5);
+        s.put_peer(a.clone(), t0).await.unwrap();
+        s.remove_peer(a.peer_id, 11, t0).await.unwrap();
+        assert_eq!(s.put_peer(a.clone(), t0).await, Err(StoreError::Stale));
+        let b = peer(2, 10, t0, 5);
+        s.put_peer(b.clone(), t0).await.unwrap();
+        let later = t0 + Duration::from_secs(6);
+        s.sweep(later).await;
+        assert_eq!(s.put_peer(b.clone(), later).await, Err(StoreError::Stale));
+        let newer = peer(2, 12, later, 5);
+        assert_eq!(s.put_peer(newer, later).await, Ok(0));
+        // Tombstones go once no replay could pass the freshness check.
+        let much_later = later + TOMBSTONE + Duration::from_secs(10);
+        s.sweep(much_later).await;
+        assert!(s.lock().tombstones.is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_network_cannot_fill_the_provider_index() {
+        let s = MemoryStore::default();
+        let now = Instant::now();
+        let per_peer = MAX_PROVIDED_PER_NET / 4 + 1;
+        let ids: Vec<ContentId> = (0..per_peer)
+            .map(|i| ContentId::of(&i.to_le_bytes()))
+            .collect();
+        for seed in 1..=3u8 {
+            let p = peer(seed, 1, now, 60);
+            s.put_peer(p.clone(), now).await.unwrap();
+            s.set_provided(p.peer_id, 2, ids.clone(), now)
+                .await
+                .unwrap();
+        }
+        let p = peer(4, 1, now, 60);
+        s.put_peer(p.clone(), now).await.unwrap();
+        assert!(matches!(
+            s.set_provided(p.peer_id, 2, ids.clone(), now).await,
+            Err(StoreError::Quota(_))
+        ));
+        // Re-announcing the same set fits: its own old entries make room.
+        let first = peer(1, 0, now, 60).peer_id;
+        assert!(s.set_provided(first, 3, ids.clone(), now).await.is_ok());
+        // Another network has its own quota.
+        let mut other = peer(5, 1, now, 60);
+        other.from = Some("10.1.2.3".parse().unwrap());
+        s.put_peer(other.clone(), now).await.unwrap();
+        assert!(s.set_provided(other.peer_id, 2, ids, now).await.is_ok());
+        // Leaving frees the quota.
+        s.remove_peer(first, 4, now).await.unwrap();
+        assert!(
+            s.set_provided(p.peer_id, 3, vec![ContentId::of(b"x")], now)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_crowd_of_new_providers_cannot_push_out_an_old_one() {
+        let s = MemoryStore::default();
+        let t0 = Instant::now();
+        let cid = ContentId::of(b"wanted");
+        let real = peer(0, 1, t0, 600);
+        s.put_peer(real.clone(), t0).await.unwrap();
+        s.set_provided(real.peer_id, 2, vec![cid], t0)
+            .await
+            .unwrap();
+        let later = t0 + Duration::from_secs(30);
+        for i in 0..1000u32 {
+            let id = Identity::from_seed({
+                let mut k = [7u8; 32];
+                k[..4].copy_from_slice(&i.to_le_bytes());
+                k
+            });
+            let mut p = peer(1, 1, later, 600);
+            p.peer_id = id.peer_id();
+            s.put_peer(p.clone(), later).await.unwrap();
+            s.set_provided(p.peer_id, 2, vec![cid], later)
+                .await
+                .unwrap();
+        }
+        for _ in 0..20 {
+            let got = s.providers(cid, 200, later).await;
+            assert_eq!(got.len(), 200);
+            assert!(got.iter().any(|p| p.peer_id == real.peer_id));
+        }
     }
 
     #[tokio::test]
