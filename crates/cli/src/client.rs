@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context as _, Result};
 use shoal_core::ContentId;
+use shoal_core::text::escape;
 use std::net::{IpAddr, SocketAddr};
 
 use shoal_core::wire::PeerRecord;
@@ -91,7 +92,7 @@ pub async fn peers(ctx: &Context, json: bool) -> Result<()> {
     }
     let w = peers
         .iter()
-        .map(|p| p.name.chars().count())
+        .map(|p| escape(&p.name).chars().count())
         .max()
         .unwrap_or(4)
         .max(4);
@@ -105,10 +106,10 @@ pub async fn peers(ctx: &Context, json: bool) -> Result<()> {
         writeln!(
             out,
             "{:w$}  {}  {:9}  {}",
-            p.name,
+            escape(&p.name),
             p.peer_id,
             v.reputation.verdict,
-            p.addrs.join(", ")
+            escape(&p.addrs.join(", "))
         )?;
     }
     Ok(())
@@ -123,7 +124,7 @@ pub async fn ls(ctx: &Context, peer: &str, json: bool) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     if files.is_empty() {
-        writeln!(out, "{} shares no files", record.name)?;
+        writeln!(out, "{} shares no files", escape(&record.name))?;
         return Ok(());
     }
     for f in &files {
@@ -133,7 +134,7 @@ pub async fn ls(ctx: &Context, peer: &str, json: bool) -> Result<()> {
             "{}  {:>10}  {}{lock}",
             f.content_id,
             shoal_core::human_size(f.size),
-            f.name
+            escape(&f.name)
         )?;
     }
     Ok(())
@@ -211,13 +212,15 @@ pub async fn send(ctx: &Context, peer: &str, files: &[std::path::PathBuf]) -> Re
         let bar = Bar::new(ctx.quiet);
         let got = shoal_node::send::send_file(&client, &record, file, &bar)
             .await
-            .with_context(|| format!("cannot send {} to {}", file.display(), record.name))?;
+            .with_context(|| {
+                format!("cannot send {} to {}", file.display(), escape(&record.name))
+            })?;
         if !ctx.quiet {
             eprintln!(
                 "sent {} to {} (in its inbox as {})",
                 file.display(),
-                record.name,
-                got.name
+                escape(&record.name),
+                escape(&got.name)
             );
         }
     }

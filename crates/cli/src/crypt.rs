@@ -15,6 +15,15 @@ use shoal_crypt::{CryptError, Key, Lock, Needs, PeerKey, legacy};
 use crate::client::UsageError;
 use crate::context::Context;
 
+/// Whether `file` starts with age's magic line.
+fn starts_like_age(file: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 22];
+    std::fs::File::open(file)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head[..] == *shoal_crypt::AGE_MAGIC)
+}
+
 /// The passphrase in the first line of `path`.
 fn passphrase_from_file(path: &Path) -> Result<SecretString> {
     let text = std::fs::read_to_string(path)
@@ -131,7 +140,11 @@ async fn open(
     durable: bool,
 ) -> Result<()> {
     let (src, dst) = (file.to_owned(), out.to_owned());
-    if legacy_hint || shoal_crypt::is_fernet_file(file) {
+    // A `.encrypted` file that is not age is the seed's, even when its
+    // first bytes are damaged: it gets the seed's checks and is called
+    // damaged, not "no age header".
+    let seed_name = file.extension().is_some_and(|e| e == "encrypted") && !starts_like_age(file);
+    if legacy_hint || seed_name || shoal_crypt::is_fernet_file(file) {
         let password = old_passphrase(passphrase_file)?;
         return blocking(move || {
             use shoal_crypt::secrecy::ExposeSecret;

@@ -20,6 +20,9 @@ use crate::context::Context;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Caps on connections, not the kernel's default of 1024 files, decide
+    // how many clients a server holds.
+    let _ = shoal_net::raise_open_file_limit();
     let ctx = match Context::new(&cli.global) {
         Ok(c) => c,
         Err(e) => return report(&e),
@@ -190,15 +193,25 @@ fn report(e: &anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let kind = kind_of(e);
-    tracing::error!(target: logging::FILE_ONLY, "{e:#}");
-    eprintln!("error: {e}");
+    tracing::error!(target: logging::FILE_ONLY, "{}", shown(&format!("{e:#}")));
+    eprintln!("error: {}", shown(&e.to_string()));
     for cause in e.chain().skip(1) {
-        eprintln!("  because: {cause}");
+        eprintln!("  because: {}", shown(&cause.to_string()));
     }
     if let Some(hint) = hint(kind) {
         eprintln!("hint: {hint}");
     }
     ExitCode::from(kind.exit_code())
+}
+
+/// An error text as it may reach a terminal: parts of it came from peers
+/// and trackers, so every hidden or control character is made visible
+/// (line breaks kept).
+fn shown(text: &str) -> String {
+    text.lines()
+        .map(|l| shoal_core::text::escape(l).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn hint(kind: ErrorKind) -> Option<&'static str> {

@@ -33,6 +33,7 @@ impl Bar {
 
 impl Progress for Bar {
     fn start(&self, name: &str, total: u64) {
+        let name = &*shoal_core::text::escape(name);
         if let Some(b) = &self.bar {
             b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             b.set_length(total);

@@ -125,11 +125,16 @@ pub fn decrypt_file(
         Ok(())
     })?;
     let body = total as usize;
+    if body == 0 {
+        return Err(CryptError::NotEncrypted);
+    }
     if body < HEADER + BLOCK + MAC_LEN
         || head.first() != Some(&VERSION)
         || !(body - HEADER - MAC_LEN).is_multiple_of(BLOCK)
     {
-        return Err(CryptError::NotEncrypted);
+        return Err(CryptError::Corrupt(
+            "this seed file (Fernet) is damaged: its header or length is not that of a Fernet token".into(),
+        ));
     }
     if mac.verify_slice(&tail).is_err() {
         return Err(CryptError::WrongPassphrase);

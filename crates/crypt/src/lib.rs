@@ -30,6 +30,38 @@ pub use peer::{PeerIdentity, PeerKey};
 /// (about a second, and 256 MiB of memory, whatever the file's size).
 pub const SCRYPT_LOG_N: u8 = 18;
 
+/// Bytes of memory scrypt needs at work factor 2^`log_n` (r = 8).
+pub fn scrypt_memory(log_n: u8) -> u64 {
+    1u64.checked_shl(u32::from(log_n) + 10).unwrap_or(u64::MAX)
+}
+
+/// The largest scrypt work factor (log2 N) a passphrase file may ask for
+/// here: what half the available memory holds, never below what Shoal
+/// and `age` write ([`SCRYPT_LOG_N`]) and never above 2^22 (4 GiB, about
+/// a quarter of a minute), so a hostile header cannot make a decrypt
+/// allocate the machine away.
+pub fn max_scrypt_log_n() -> u8 {
+    let by_memory = available_memory()
+        .map(|m| (m / 2).max(1).ilog2().saturating_sub(10) as u8)
+        .unwrap_or(20);
+    by_memory.clamp(SCRYPT_LOG_N, 22)
+}
+
+/// Memory available to new allocations, where the system tells.
+fn available_memory() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib.saturating_mul(1024))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
 /// The magic line every age file starts with.
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 
@@ -66,8 +98,16 @@ pub enum CryptError {
     #[error("cannot encrypt to that recipient: {0}")]
     BadRecipient(String),
     /// The file asks for more scrypt work than this machine allows.
-    #[error("the file's passphrase needs too much work to check (2^{0}); it may be hostile")]
-    ExcessiveWork(u8),
+    #[error(
+        "the file asks scrypt for work factor 2^{required} ({}), more than this machine allows (2^{allowed}, by its free memory); it may be hostile, and nothing was written",
+        shoal_core::human_size(scrypt_memory(*required))
+    )]
+    ExcessiveWork {
+        /// The work factor (log2 N) the file asks for.
+        required: u8,
+        /// The most allowed here.
+        allowed: u8,
+    },
     /// The output exists and was left alone.
     #[error("{0} already exists; move it away or choose another output with -o")]
     Exists(PathBuf),
@@ -93,7 +133,7 @@ impl HasKind for CryptError {
             | CryptError::NeedsKey
             | CryptError::NotEncrypted
             | CryptError::Corrupt(_)
-            | CryptError::ExcessiveWork(_) => ErrorKind::Decryption,
+            | CryptError::ExcessiveWork { .. } => ErrorKind::Decryption,
             CryptError::EmptyPassphrase | CryptError::BadRecipient(_) => ErrorKind::Usage,
             CryptError::Exists(_) => ErrorKind::Conflict,
             CryptError::File { .. } => ErrorKind::File,
@@ -197,13 +237,18 @@ pub fn decrypt(
     let file_key = match key {
         Key::Passphrase(_) if !scrypt => return Err(CryptError::NeedsKey),
         Key::Identity(_) if scrypt => return Err(CryptError::NeedsPassphrase),
-        Key::Passphrase(p) => header.file_key(&[&age::scrypt::Identity::new(p.clone())]),
+        Key::Passphrase(p) => {
+            let mut id = age::scrypt::Identity::new(p.clone());
+            id.set_max_work_factor(max_scrypt_log_n());
+            header.file_key(&[&id])
+        }
         Key::Identity(me) => header.file_key(&[&PeerIdentity::new(me)]),
     }
     .map_err(|e| match (e, key) {
-        (age::DecryptError::ExcessiveWork { required, .. }, _) => {
-            CryptError::ExcessiveWork(required)
-        }
+        (age::DecryptError::ExcessiveWork { required, .. }, _) => CryptError::ExcessiveWork {
+            required,
+            allowed: max_scrypt_log_n(),
+        },
         (
             age::DecryptError::NoMatchingKeys
             | age::DecryptError::DecryptionFailed

@@ -37,12 +37,78 @@ fn path_key(p: &Path) -> &[u8] {
     p.as_os_str().as_encoded_bytes()
 }
 
+/// Opens (or creates) a redb database, setting a damaged one aside.
+///
+/// A database file that is cut short or corrupt (a crash mid-write, a
+/// full disk, a bad copy) is a cache Shoal can rebuild: it is renamed to
+/// `NAME.broken-UNIXTIME`, a warning says so, and a new one is made. redb
+/// may panic on some damage rather than return an error; that is caught
+/// here too.
+pub fn open_redb(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
+    match try_open(path) {
+        Ok(Ok(db)) => return Ok(db),
+        Ok(Err(e @ redb::DatabaseError::DatabaseAlreadyOpen)) => return Err(e),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if e.kind() != std::io::ErrorKind::UnexpectedEof =>
+        {
+            return Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)));
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(path = %path.display(), error = %e, "database does not open");
+        }
+        Err(()) => {}
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".broken-{stamp}"));
+    let aside = PathBuf::from(aside);
+    if let Err(e) = std::fs::rename(path, &aside) {
+        return Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)));
+    }
+    tracing::warn!(
+        path = %path.display(),
+        moved_to = %aside.display(),
+        "the database was damaged; it was set aside and a new one is made (hashes are computed again, remembered peers start afresh)"
+    );
+    try_open(path).unwrap_or_else(|()| {
+        Err(redb::DatabaseError::Storage(redb::StorageError::Io(
+            std::io::Error::other("a new database could not be made"),
+        )))
+    })
+}
+
+/// `Database::create`, with a panic inside redb turned into `Err(())`.
+fn try_open(
+    path: &Path,
+) -> std::result::Result<std::result::Result<Database, redb::DatabaseError>, ()> {
+    // redb asserts on some kinds of damage; its message would reach the
+    // terminal as a crash report, so the hook is quiet while it runs.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(|| {
+        let db = Database::create(path)?;
+        // A database that opens may still be damaged inside: touch it.
+        let txn = db.begin_read().map_err(|e| {
+            redb::DatabaseError::Storage(redb::StorageError::Io(std::io::Error::other(
+                e.to_string(),
+            )))
+        })?;
+        drop(txn);
+        Ok(db)
+    });
+    std::panic::set_hook(hook);
+    r.map_err(|_| ())
+}
+
 impl NodeDb {
-    /// Opens (or creates) the database in `data_dir`.
+    /// Opens (or creates) the database in `data_dir` (a damaged one is set
+    /// aside and rebuilt: see [`open_redb`]).
     pub fn open(data_dir: &Path) -> Result<Self> {
         let path = data_dir.join(DB_FILE);
         std::fs::create_dir_all(data_dir).map_err(NodeError::file("create", data_dir))?;
-        let db = Database::create(&path).map_err(|e| match e {
+        let db = open_redb(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => NodeError::DataDirInUse(path.clone()),
             other => NodeError::Database {
                 path: path.clone(),

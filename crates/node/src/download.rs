@@ -104,11 +104,58 @@ pub fn local_name(remote: &str) -> Result<String> {
         || name == ".."
         || name.len() > 255
         || name.contains(['\\', '\0'])
-        || name.chars().any(char::is_control);
+        || name.chars().any(shoal_core::text::is_hidden);
     if bad {
-        return Err(NodeError::UnsafeName(remote.chars().take(300).collect()));
+        return Err(NodeError::UnsafeName(shoal_core::text::bounded(
+            remote, 300,
+        )));
     }
     Ok(name.to_owned())
+}
+
+/// Extensions that make a file a program on some system.
+const PROGRAMS: &[&str] = &[
+    "exe", "com", "bat", "cmd", "msi", "scr", "ps1", "vbs", "js", "jar", "lnk", "app", "sh",
+    "command", "desktop", "appimage",
+];
+
+/// A name a provider chose (for `get CONTENT_ID`, where the user named no
+/// file) made safe to save under: hidden characters become `_`, and a
+/// leading dot becomes `_.`, so a download never lands as a dotfile such
+/// as `.bash_profile`. Says so when it changed the name, and warns when
+/// the name is a program's.
+pub fn provider_name(remote: &str) -> Result<String> {
+    let base = remote.rsplit('/').next().unwrap_or("");
+    let mut name: String = base
+        .chars()
+        .map(|c| {
+            if shoal_core::text::is_hidden(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if name.starts_with('.') && name != "." && name != ".." {
+        name.insert(0, '_');
+    }
+    let name = local_name(&name)?;
+    if name != base {
+        tracing::warn!(
+            listed = %shoal_core::text::escape(base),
+            saved = %name,
+            "the provider's name for this file was changed to be safe to save"
+        );
+    }
+    if let Some(ext) = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase())
+        && PROGRAMS.contains(&ext.as_str())
+    {
+        tracing::warn!(
+            name = %name,
+            "the provider named this file as a program (.{ext}); it is saved without permission to run, but check it before you open it"
+        );
+    }
+    Ok(name)
 }
 
 /// Resolves a peer (saying so when only its cached address is known) and
@@ -174,12 +221,12 @@ pub async fn find_content(
     let mut last = NodeError::NoProvider(cid);
     // (entry, providers that list it so) per claimed size.
     let mut claims: Vec<(FileEntry, Vec<PeerRecord>)> = Vec::new();
-    let mut answers = futures_util::stream::iter(providers.iter().cloned())
-        .map(|peer| async move {
-            let r = client.files(&peer).await;
-            (peer, r)
-        })
-        .buffer_unordered(LISTINGS_AT_ONCE);
+    let asks: Vec<_> = providers
+        .iter()
+        .cloned()
+        .map(|peer| listing_of(client, peer))
+        .collect();
+    let mut answers = futures_util::stream::iter(asks).buffer_unordered(LISTINGS_AT_ONCE);
     let deadline = tokio::time::Instant::now() + FIND_DEADLINE;
     loop {
         let next = tokio::time::timeout_at(deadline, answers.next()).await;
@@ -224,6 +271,36 @@ pub async fn find_content(
         }
     }
     Err(last)
+}
+
+/// The outboard of `entry` from `peer`, checked against the content id.
+async fn usable_outboard<'a>(
+    client: &PeerClient,
+    peer: &'a PeerRecord,
+    entry: &FileEntry,
+    outboard_size: u64,
+) -> (&'a PeerRecord, Result<(Verifier, Vec<u8>)>) {
+    // A file of one piece has an empty outboard: nothing to ask for.
+    let got = if outboard_size == 0 {
+        Ok(Vec::new())
+    } else {
+        client.outboard(peer, entry.content_id, outboard_size).await
+    };
+    let got = got.and_then(|o| {
+        Verifier::new(entry.content_id, entry.size, o.clone())
+            .map(|v| (v, o))
+            .map_err(|reason| NodeError::Protocol {
+                peer: peer.peer_id,
+                reason,
+            })
+    });
+    (peer, got)
+}
+
+/// A provider's listing, with who it came from.
+async fn listing_of(client: &PeerClient, peer: PeerRecord) -> (PeerRecord, Result<Vec<FileEntry>>) {
+    let r = client.files(&peer).await;
+    (peer, r)
 }
 
 /// Checks that `entry`'s size is that of its content: its outboard hashes
@@ -321,7 +398,8 @@ pub async fn get_content(
     progress: &dyn Progress,
     swarm: &Swarm,
 ) -> Result<PathBuf> {
-    let (providers, entry) = find_content(book, client, cid).await?;
+    let (providers, mut entry) = find_content(book, client, cid).await?;
+    entry.name = provider_name(&entry.name)?;
     download_from(client, &providers, &entry, out_dir, progress, swarm).await
 }
 
@@ -798,25 +876,11 @@ async fn receive(
         use futures_util::StreamExt;
         // A few peers are asked at once, so ones that never answer cost
         // no more than the time a good one takes.
-        let mut tries = futures_util::stream::iter(peers.iter())
-            .map(|peer| async move {
-                // A file of one piece has an empty outboard: nothing to ask for.
-                let got = if outboard_size == 0 {
-                    Ok(Vec::new())
-                } else {
-                    client.outboard(peer, entry.content_id, outboard_size).await
-                };
-                let got = got.and_then(|o| {
-                    Verifier::new(entry.content_id, entry.size, o.clone())
-                        .map(|v| (v, o))
-                        .map_err(|reason| NodeError::Protocol {
-                            peer: peer.peer_id,
-                            reason,
-                        })
-                });
-                (peer, got)
-            })
-            .buffer_unordered(OUTBOARDS_AT_ONCE);
+        let asks: Vec<_> = peers
+            .iter()
+            .map(|peer| usable_outboard(client, peer, entry, outboard_size))
+            .collect();
+        let mut tries = futures_util::stream::iter(asks).buffer_unordered(OUTBOARDS_AT_ONCE);
         while let Some((peer, got)) = tries.next().await {
             match got {
                 Ok(v) => {
@@ -1562,8 +1626,21 @@ mod tests {
             "a\0b",
             "a\nb",
             &"x".repeat(256),
+            "a\u{202e}txt.exe",
+            "x\u{200b}",
+            "\x1b]0;title\x07",
         ] {
             assert!(local_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn provider_chosen_names_are_never_dotfiles() {
+        assert_eq!(provider_name(".bash_profile").unwrap(), "_.bash_profile");
+        assert_eq!(provider_name("x/.ssh").unwrap(), "_.ssh");
+        assert_eq!(provider_name("a\u{202e}fdp.exe").unwrap(), "a_fdp.exe");
+        assert_eq!(provider_name("report.pdf").unwrap(), "report.pdf");
+        assert!(provider_name("..").is_err());
+        assert!(provider_name("a\\b").is_err());
     }
 }

@@ -75,6 +75,31 @@ pub enum NodeError {
         /// The matches.
         candidates: String,
     },
+    /// A folder download left out files whose names cannot be used here.
+    #[error(
+        "{count} file(s) of the folder were skipped because their names cannot be used here (for example `{example}`); the rest is in {}", folder.display()
+    )]
+    SkippedNames {
+        /// How many.
+        count: usize,
+        /// One of them, escaped.
+        example: String,
+        /// Where the rest went.
+        folder: PathBuf,
+    },
+    /// A pinned name now belongs to another key.
+    #[error(
+        "the name `{name}` was pinned to peer {pinned} when you first used it, but now belongs to {now}; \
+         this may be someone else using the name. If its owner really has a new key, use the full peer id {now} once, which moves the pin"
+    )]
+    NameChanged {
+        /// The name.
+        name: String,
+        /// The key it was pinned to.
+        pinned: PeerId,
+        /// The key that now uses it.
+        now: PeerId,
+    },
     /// The file is not in the peer's listing.
     #[error(
         "peer {peer} shares no file `{path}`; run `shoal ls {peer_short}` to see what it shares"
@@ -218,7 +243,7 @@ impl HasKind for NodeError {
                     _ => ErrorKind::Protocol,
                 }
             }
-            NodeError::WrongPeer(_) => ErrorKind::Authentication,
+            NodeError::WrongPeer(_) | NodeError::NameChanged { .. } => ErrorKind::Authentication,
             NodeError::Protocol { .. } => ErrorKind::Protocol,
             NodeError::UnknownPeer { .. }
             | NodeError::NoSuchFile { .. }
@@ -229,7 +254,7 @@ impl HasKind for NodeError {
             }
             NodeError::ChangedSource { .. } => ErrorKind::Conflict,
             NodeError::Exists(_) => ErrorKind::Conflict,
-            NodeError::UnsafeName(_) => ErrorKind::Protocol,
+            NodeError::UnsafeName(_) | NodeError::SkippedNames { .. } => ErrorKind::Protocol,
             NodeError::File { .. } | NodeError::Database { .. } | NodeError::DataDirInUse(_) => {
                 ErrorKind::File
             }

@@ -79,8 +79,13 @@ pub async fn download_folder(
         });
     }
     let root = out_dir.join(&root_name);
-    let plan = plan_folder(files, &prefix, &root)?;
-    let total: u64 = plan.iter().map(|(f, _)| f.size).sum();
+    let (plan, skipped) = plan_folder(files, &prefix, &root);
+    for name in &skipped {
+        tracing::warn!(name = %name, "skipping a file whose name cannot be used here");
+    }
+    let total: u64 = plan
+        .iter()
+        .fold(0u64, |sum, (f, _)| sum.saturating_add(f.size));
     progress.start(&format!("{root_name}/ ({} files)", plan.len()), total);
 
     // What an earlier run already fetched is skipped.
@@ -155,6 +160,11 @@ pub async fn download_folder(
         .position(|e| matches!(e, NodeError::BadPiece { .. }))
         .unwrap_or(0);
     match failed.into_iter().nth(first) {
+        None if !skipped.is_empty() => Err(NodeError::SkippedNames {
+            count: skipped.len(),
+            example: skipped[0].clone(),
+            folder: root,
+        }),
         None => Ok(root),
         Some(e) => {
             tracing::warn!(failed = n, "some files of the folder were not downloaded");
@@ -292,7 +302,9 @@ impl Bundles<'_> {
     /// busy), refusing one longer than the files asked for.
     async fn receive(&self, batch: &[(FileEntry, PathBuf)]) -> Result<Vec<u8>> {
         let ids: Vec<ContentId> = batch.iter().map(|(f, _)| f.content_id).collect();
-        let max: u64 = batch.iter().map(|(f, _)| f.size + FRAME_HEAD as u64).sum();
+        let max: u64 = batch.iter().fold(0u64, |sum, (f, _)| {
+            sum.saturating_add(f.size.saturating_add(FRAME_HEAD as u64))
+        });
         let mut tries = 0;
         let mut resp = loop {
             let resp = self.client.bundle(self.peer, &ids).await?;
@@ -477,26 +489,37 @@ fn sync_all_files(one: &std::fs::File, parts: &[(PathBuf, PathBuf)]) -> std::io:
 
 /// Where each file of a folder goes: under `root`, by its path below
 /// `prefix`, every component checked, so a hostile listing cannot place a
-/// file anywhere else.
+/// file anywhere else. Files with a name that cannot be used here (a path
+/// trick, a backslash, a hidden character, a size beyond Shoal's limit)
+/// are left out and returned, shown escaped, so the rest still comes.
 fn plan_folder(
     files: Vec<FileEntry>,
     prefix: &str,
     root: &Path,
-) -> Result<Vec<(FileEntry, PathBuf)>> {
+) -> (Vec<(FileEntry, PathBuf)>, Vec<String>) {
     let mut plan = Vec::new();
+    let mut skipped = Vec::new();
     for f in files {
         let Some(rel) = f.name.strip_prefix(prefix) else {
             continue;
         };
         let parts: Vec<&str> = rel.split('/').collect();
         let mut target_dir = root.to_owned();
+        let mut ok = f.size <= shoal_core::wire::MAX_FILE_SIZE;
         for part in &parts[..parts.len() - 1] {
-            target_dir.push(local_name(part)?);
+            match local_name(part) {
+                Ok(p) => target_dir.push(p),
+                Err(_) => ok = false,
+            }
         }
-        local_name(parts[parts.len() - 1])?;
-        plan.push((f, target_dir));
+        ok &= local_name(parts[parts.len() - 1]).is_ok();
+        if ok {
+            plan.push((f, target_dir));
+        } else {
+            skipped.push(shoal_core::text::bounded(&f.name, 300));
+        }
     }
-    Ok(plan)
+    (plan, skipped)
 }
 
 /// Whether `dir` already holds exactly `entry`'s bytes under its name.
@@ -533,12 +556,12 @@ mod tests {
             encrypted: false,
         };
         let root = Path::new("/out/docs");
-        let plan = plan_folder(
+        let (plan, skipped) = plan_folder(
             vec![entry("docs/a"), entry("docs/x/y/b"), entry("other/c")],
             "docs/",
             root,
-        )
-        .unwrap();
+        );
+        assert!(skipped.is_empty());
         let dirs: Vec<&Path> = plan.iter().map(|(_, d)| d.as_path()).collect();
         assert_eq!(dirs, [Path::new("/out/docs"), Path::new("/out/docs/x/y")]);
         for evil in [
@@ -549,10 +572,9 @@ mod tests {
             "docs/nul\0/x",
             "docs/./x",
         ] {
-            assert!(
-                plan_folder(vec![entry(evil)], "docs/", root).is_err(),
-                "{evil:?} was planned"
-            );
+            let (plan, skipped) = plan_folder(vec![entry(evil), entry("docs/ok")], "docs/", root);
+            assert_eq!(plan.len(), 1, "{evil:?} was planned");
+            assert_eq!(skipped.len(), 1);
         }
     }
 }

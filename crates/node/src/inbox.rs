@@ -322,7 +322,19 @@ pub fn safe_name(name: &str) -> Option<String> {
         return None;
     }
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
+    // Controls go; bidi overrides and invisible characters become a
+    // visible `_`, so `invoice\u{202e}fdp.exe` cannot pose as a PDF.
+    let cleaned: String = base
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| {
+            if shoal_core::text::is_hidden(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
     let cleaned = cleaned.trim().trim_end_matches('.').to_owned();
     if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
         return None;
@@ -712,6 +724,11 @@ mod tests {
         assert_eq!(safe_name("nul.txt").as_deref(), Some("_nul.txt"));
         assert_eq!(safe_name("a\nb\tc").as_deref(), Some("abc"));
         assert_eq!(safe_name("trailing...").as_deref(), Some("trailing"));
+        assert_eq!(
+            safe_name("invoice\u{202e}fdp.exe").as_deref(),
+            Some("invoice_fdp.exe")
+        );
+        assert_eq!(safe_name("bob\u{200b}.txt").as_deref(), Some("bob_.txt"));
         for bad in ["", ".", "..", "../", "a/..", "x\0y", "   ", "/"] {
             assert_eq!(safe_name(bad), None, "{bad:?}");
         }

@@ -139,7 +139,7 @@ impl Reputation {
     fn open(&self) -> Result<Database> {
         let deadline = Instant::now() + OPEN_WAIT;
         loop {
-            match Database::create(&self.path) {
+            match crate::db::open_redb(&self.path) {
                 Ok(db) => return Ok(db),
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
                     // Held for the moment of another process's update.

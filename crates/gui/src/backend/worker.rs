@@ -746,9 +746,10 @@ async fn lookup(
     target: &str,
 ) -> Result<(PeerRecord, FileEntry), String> {
     if let Ok(cid) = target.parse::<ContentId>() {
-        let (providers, file) = download::find_content(book, client, cid)
+        let (providers, mut file) = download::find_content(book, client, cid)
             .await
             .map_err(|e| e.to_string())?;
+        file.name = download::provider_name(&file.name).map_err(|e| e.to_string())?;
         // Every other provider joins in once the download starts.
         let first = providers.into_iter().next();
         return first
