@@ -249,3 +249,40 @@ fn a_client_that_keeps_guessing_the_token_is_slowed_down() {
     let (resp, _) = guess(TOKEN);
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 }
+
+/// Class 9: guesses sent in parallel are answered one after another, so
+/// parallel guessing is no faster than guessing in turn.
+#[test]
+fn parallel_guessing_is_no_faster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    let (_t, _n, base) = compat_node(tmp.path(), &share, &[]);
+    let guess = |token: String| {
+        raw(
+            &base,
+            &format!(
+                "GET /files HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+    };
+    for i in 0..4 {
+        assert!(guess(format!("warm-{i}")).starts_with("HTTP/1.1 401"));
+    }
+    // Twelve at once: with turns spaced 0.5 s and more, they cannot all be
+    // answered within a few seconds as they would be if each only waited
+    // for itself.
+    let started = std::time::Instant::now();
+    let answers: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| s.spawn(move || guess(format!("parallel-{i}"))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|a| a.starts_with("HTTP/1.1 401")));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(6),
+        "12 parallel guesses answered in {:?}",
+        started.elapsed()
+    );
+}

@@ -105,7 +105,7 @@ impl CompatState {
         )) {
             return Ok(());
         }
-        {
+        let penalty = {
             let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             let f = map.entry(key).or_insert(Failures {
@@ -115,16 +115,22 @@ impl CompatState {
             });
             f.count = f.count.saturating_add(1);
             f.last = now;
-        }
+            match f.count.saturating_sub(FREE_FAILURES) {
+                0 => Duration::ZERO,
+                over => delay_after(over),
+            }
+        };
         tracing::warn!(%from, "compat API: wrong or missing token");
+        tokio::time::sleep(penalty).await;
         Err(error(StatusCode::UNAUTHORIZED, "Invalid or missing token"))
     }
 }
 
-/// The spacing of a failing client's turns after `over` failures beyond
-/// the free ones: 250 ms doubling, at most [`MAX_DELAY`].
+/// How long a failing client waits, per answer and between turns, after
+/// `over` failures beyond the free ones: 0.5 s doubling, at most
+/// [`MAX_DELAY`].
 fn delay_after(over: u32) -> Duration {
-    (Duration::from_millis(250) * 2u32.saturating_pow(over.saturating_sub(1).min(8))).min(MAX_DELAY)
+    (Duration::from_millis(250) * 2u32.saturating_pow(over.min(8))).min(MAX_DELAY)
 }
 
 /// What the compat listener allows: it is plain HTTP and unauthenticated

@@ -373,14 +373,14 @@ fn again(e: &NodeError) -> NodeError {
 /// Status byte and length of a bundle frame.
 const FRAME_HEAD: usize = 9;
 
-enum Frame {
+pub(crate) enum Frame {
     Data(Bytes),
     Missing,
     TooLarge,
 }
 
 /// Takes the next frame, for `entry`, off the front of `rest`.
-fn next_frame(rest: &mut Bytes, entry: &FileEntry) -> Result<Frame, String> {
+pub(crate) fn next_frame(rest: &mut Bytes, entry: &FileEntry) -> Result<Frame, String> {
     if rest.len() < FRAME_HEAD {
         return Err("a bundle ended early".into());
     }

@@ -53,6 +53,8 @@ pub mod download;
 mod error;
 pub mod folder;
 pub mod fsx;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inbox;
 pub mod index;
 mod node;

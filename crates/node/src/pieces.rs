@@ -246,8 +246,11 @@ impl PieceState {
 
     /// Saves the record (temp file and rename, so it is never half written).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
         let tmp = path.with_extension("state-new");
-        std::fs::write(&tmp, serde_json::to_vec(self).unwrap_or_default())?;
+        // Never through a planted symlink: the name is made afresh.
+        let _ = std::fs::remove_file(&tmp);
+        crate::fsx::create_new(&tmp)?.write_all(&serde_json::to_vec(self).unwrap_or_default())?;
         std::fs::rename(&tmp, path)
     }
 }

@@ -517,7 +517,7 @@ fn limited(
 /// Parses a single `bytes=` range into `[start, end)`. `Ok(None)` means
 /// "serve everything" (a multi-range or foreign unit, which HTTP lets a
 /// server ignore); `Err` means unsatisfiable or malformed.
-fn parse_range(v: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, ()> {
+pub(crate) fn parse_range(v: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, ()> {
     let s = v.to_str().map_err(|_| ())?.trim();
     let Some(spec) = s.strip_prefix("bytes=") else {
         return Ok(None);

@@ -536,3 +536,89 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Class 8: local files that lie. A record claiming every piece beside a
+/// `.part` of garbage, or a `.part` that is a planted symlink, can cost
+/// time but never put an unverified byte at the final path or write
+/// outside the folder.
+#[tokio::test]
+async fn local_files_that_lie_never_reach_the_final_path() {
+    let data = sample();
+    let honest = fake_peer(data.clone(), Fault::Honest).await;
+    let size = data.len() as u64;
+
+    // Garbage, or the right bytes with a few flipped, under a record
+    // that says every piece was verified.
+    for garbage in [vec![0xAAu8; data.len()], {
+        let mut d = data.to_vec();
+        d[3] ^= 1;
+        d[PIECE_SIZE as usize * 2 + 5] ^= 1;
+        d
+    }] {
+        let out = tempfile::tempdir().unwrap();
+        let part = out.path().join("file.bin.part");
+        std::fs::write(&part, &garbage).unwrap();
+        let mut state = pieces::PieceState::new(honest.entry.content_id, size);
+        state.mark(0..pieces::piece_count(size));
+        state.save(&pieces::PieceState::path_for(&part)).unwrap();
+        let got = fetch(
+            std::slice::from_ref(&honest.record),
+            &honest.entry,
+            out.path(),
+            &Swarm::default(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            std::fs::read(&got).unwrap() == *data,
+            "published unverified bytes"
+        );
+    }
+
+    // A planted symlink: refused, and its target untouched.
+    let out = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let victim = elsewhere.path().join("precious.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&victim, out.path().join("file.bin.part")).unwrap();
+        let err = fetch(
+            std::slice::from_ref(&honest.record),
+            &honest.entry,
+            out.path(),
+            &Swarm::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::File, "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(!out.path().join("file.bin").exists());
+    }
+}
+
+/// Class 2: a listed size beyond any real file is refused before anything
+/// is allocated for it.
+#[tokio::test]
+async fn absurd_listed_sizes_are_refused_before_allocating() {
+    let data = sample();
+    let honest = fake_peer(data.clone(), Fault::Honest).await;
+    for size in [u64::MAX, u64::MAX / 2, (1 << 42) + 1] {
+        let mut entry = honest.entry.clone();
+        entry.size = size;
+        let out = tempfile::tempdir().unwrap();
+        let err = fetch(
+            std::slice::from_ref(&honest.record),
+            &entry,
+            out.path(),
+            &Swarm::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Protocol | ErrorKind::File),
+            "{size}: {err}"
+        );
+        assert!(!out.path().join("file.bin").exists());
+    }
+}

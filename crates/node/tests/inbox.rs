@@ -279,3 +279,63 @@ async fn an_interrupted_push_leaves_nothing_in_the_inbox_and_resumes() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(std::fs::read(r.inbox.join("movie.bin")).unwrap(), data);
 }
+
+/// Class 1: sizes from the network are checked before any arithmetic: an
+/// offer near 2^64 bytes cannot wrap the limit or disk checks.
+#[tokio::test]
+async fn offers_of_absurd_sizes_are_refused_whatever_the_limits() {
+    let limited = receiver(Accept::Anyone, Some(1024 * 1024)).await;
+    let unlimited = receiver(Accept::Anyone, None).await;
+    let c = sender(21);
+    for size in [
+        u64::MAX,
+        u64::MAX - 16 * 1024 * 1024 + 1,
+        1 << 63,
+        (1 << 42) + 1,
+    ] {
+        for r in [&limited, &unlimited] {
+            let o = Offer {
+                name: "wrap.bin".into(),
+                size,
+                content_id: ContentId::of(b"x"),
+            };
+            let resp = c.post_json(&r.record, "/v1/inbox", &o).await.unwrap();
+            let code = resp.status().as_u16();
+            assert!(code == 413 || code == 507, "size {size}: {code}");
+        }
+    }
+    assert!(inbox_names(&limited).is_empty() && inbox_names(&unlimited).is_empty());
+}
+
+/// Class 5: offers made before their uploads, in parallel, are accounted
+/// together: they cannot overfill --max-inbox-size.
+#[tokio::test]
+async fn parallel_offers_cannot_overfill_the_inbox() {
+    let max = 1024 * 1024;
+    let r = receiver(Accept::Anyone, Some(max)).await;
+    let c = sender(22);
+    let mut accepted = 0;
+    let mut refused = 0;
+    let offers: Vec<Offer> = (0..8u8)
+        .map(|i| Offer {
+            name: format!("part{i}.bin"),
+            size: 400 * 1024,
+            content_id: ContentId::of(&[i]),
+        })
+        .collect();
+    let answers = futures_util::future::join_all(
+        offers
+            .iter()
+            .map(|o| c.post_json(&r.record, "/v1/inbox", o)),
+    )
+    .await;
+    for a in answers {
+        match a.unwrap().status().as_u16() {
+            200 => accepted += 1,
+            413 => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(accepted, 2, "two of 400 KiB fit in 1 MiB, not more");
+    assert_eq!(refused, 6);
+}
