@@ -233,9 +233,11 @@ async fn download(
     let len = shared.stamp.size;
     let mut resp = Response::new(Body::from_stream(stream_file(
         file,
+        0,
         len,
         st.uploads.clone(),
         slot,
+        None,
     )));
     let h = resp.headers_mut();
     h.insert(

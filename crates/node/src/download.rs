@@ -194,11 +194,14 @@ pub async fn find_path(
 }
 
 /// Providers whose listings are read at once while looking for a content.
-const LISTINGS_AT_ONCE: usize = 8;
+const LISTINGS_AT_ONCE: usize = 32;
 /// Most providers whose listings are read while looking for a content.
 const MAX_LISTINGS: usize = 64;
 /// Longest time spent reading providers' listings for one content.
-const FIND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(45);
+const FIND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Once one provider's listing has the content, how much longer the
+/// others are waited for (their votes decide a disputed size).
+const FIND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Who provides `cid` (ourselves left out), and its listing entry.
 ///
@@ -227,7 +230,7 @@ pub async fn find_content(
         .map(|peer| listing_of(client, peer))
         .collect();
     let mut answers = futures_util::stream::iter(asks).buffer_unordered(LISTINGS_AT_ONCE);
-    let deadline = tokio::time::Instant::now() + FIND_DEADLINE;
+    let mut deadline = tokio::time::Instant::now() + FIND_DEADLINE;
     loop {
         let next = tokio::time::timeout_at(deadline, answers.next()).await;
         let Ok(Some((peer, files))) = next else {
@@ -241,6 +244,7 @@ pub async fn find_content(
                 let Some(entry) = files.into_iter().find(|f| f.content_id == cid) else {
                     continue;
                 };
+                deadline = deadline.min(tokio::time::Instant::now() + FIND_GRACE);
                 match claims.iter_mut().find(|(e, _)| e.size == entry.size) {
                     Some((_, peers)) => peers.push(peer),
                     None => claims.push((entry, vec![peer])),
@@ -482,7 +486,7 @@ pub async fn download_from(
             source: std::io::Error::new(
                 std::io::ErrorKind::StorageFull,
                 format!(
-                    "it needs {} and the disk has {} free",
+                    "not enough disk space: it needs {} and the disk has {} free",
                     shoal_core::human_size(entry.size - on_disk),
                     shoal_core::human_size(free)
                 ),

@@ -55,7 +55,7 @@ pub struct SharedFile {
 }
 
 /// An immutable view of the index at one moment.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     files: BTreeMap<String, SharedFile>,
     by_cid: HashMap<ContentId, String>,
@@ -165,6 +165,39 @@ impl ShareIndex {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Stops serving the file at `path` until the next scan has hashed it
+    /// again: what it holds no longer matches its content id (changed in
+    /// place, size and mtime kept), so neither the listing nor the hash
+    /// cache may vouch for it.
+    pub fn forget(&self, path: &Path) -> Result<()> {
+        self.db.update(&[], &[path.to_owned()])?;
+        let mut guard = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        let mut snap = (**guard).clone();
+        let names: Vec<String> = snap
+            .files
+            .iter()
+            .filter(|(_, f)| f.path == path)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        for n in &names {
+            snap.files.remove(n);
+        }
+        snap.by_cid.retain(|_, n| !names.contains(n));
+        // Another file with the same content may still serve it.
+        for (n, f) in &snap.files {
+            snap.by_cid
+                .entry(f.entry.content_id)
+                .or_insert_with(|| n.clone());
+        }
+        *guard = Arc::new(snap);
+        drop(guard);
+        self.version.send_modify(|v| *v += 1);
+        Ok(())
     }
 
     /// Changes whenever the listing changes.

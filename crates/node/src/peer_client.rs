@@ -23,7 +23,7 @@ pub const CONNECT_BUDGET: Duration = Duration::from_secs(20);
 /// Wait before the next address joins the race.
 const RACE_STAGGER: Duration = Duration::from_millis(300);
 /// Longest a listing may take to arrive, whole.
-const LISTING_DEADLINE: Duration = Duration::from_secs(60);
+pub const LISTING_DEADLINE: Duration = Duration::from_secs(30);
 /// Longest an outboard may take to arrive, whole.
 const OUTBOARD_DEADLINE: Duration = Duration::from_secs(60);
 /// Longest a piece map may take to arrive, whole.

@@ -21,9 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::NodeDb;
 use crate::index::{ShareIndex, SharedFile, stamp_of};
+use crate::pieces::Verifier;
 use crate::rate::RateLimit;
 use crate::swarm::{Partial, Partials};
 use crate::tls::peer_id_of;
+use std::collections::HashMap;
 
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 512;
@@ -45,6 +47,91 @@ struct ApiState {
     db: Arc<NodeDb>,
     rescan: Arc<Notify>,
     limits: Uploads,
+    verifiers: Verifiers,
+}
+
+/// Verifiers of shared contents, so each piece served is checked against
+/// its content id first (see [`Check`]); a few kept in memory.
+#[derive(Clone, Default)]
+struct Verifiers(Arc<std::sync::Mutex<HashMap<ContentId, Arc<Verifier>>>>);
+
+/// Verifiers kept at once.
+const MAX_VERIFIERS: usize = 256;
+
+impl Verifiers {
+    /// The verifier of `shared`: cached, or made from its outboard (from
+    /// the database, or computed and stored there). `None` when the file
+    /// no longer hashes to its content id.
+    async fn get(
+        &self,
+        db: &Arc<NodeDb>,
+        shared: &SharedFile,
+    ) -> Result<Option<Arc<Verifier>>, ApiError> {
+        let cid = shared.entry.content_id;
+        if let Some(v) = self.lock().get(&cid) {
+            return Ok(Some(v.clone()));
+        }
+        let size = shared.stamp.size;
+        let outboard = if size <= crate::pieces::PIECE_SIZE {
+            Vec::new()
+        } else if let Some(o) = db.outboard(&cid).map_err(internal)? {
+            o
+        } else {
+            let file = std::fs::File::open(&shared.path).map_err(|_| not_shared(cid))?;
+            let (root, o) =
+                tokio::task::spawn_blocking(move || crate::pieces::outboard_of(file, size))
+                    .await
+                    .map_err(internal)?
+                    .map_err(internal)?;
+            if root != cid {
+                return Ok(None);
+            }
+            db.put_outboard(&cid, &o).map_err(internal)?;
+            o
+        };
+        let Ok(v) = Verifier::new(cid, size, outboard) else {
+            return Ok(None);
+        };
+        let v = Arc::new(v);
+        let mut map = self.lock();
+        if map.len() >= MAX_VERIFIERS {
+            map.clear();
+        }
+        map.insert(cid, v.clone());
+        Ok(Some(v))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ContentId, Arc<Verifier>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Pieces are checked against the content id as they are read for
+/// sending; when one fails, the file changed behind the index's back (an
+/// edit in place that kept its size and mtime, a bad disk): the answer is
+/// cut off, so the downloader takes no bad byte and blames no one, and
+/// the file stops being served until a scan has hashed it again.
+pub(crate) struct Check {
+    /// The content's verifier.
+    pub(crate) verifier: Arc<Verifier>,
+    /// Called once, from the reading thread, when a piece fails.
+    pub(crate) on_bad: Box<dyn FnOnce() + Send>,
+}
+
+impl Check {
+    fn new(st: &ApiState, verifier: Arc<Verifier>, shared: &SharedFile) -> Self {
+        let (index, rescan, path) = (st.index.clone(), st.rescan.clone(), shared.path.clone());
+        Check {
+            verifier,
+            on_bad: Box::new(move || {
+                tracing::warn!(file = %path.display(), "a shared file no longer matches its content id (changed in place?); it is re-indexed");
+                if let Err(e) = index.forget(&path) {
+                    tracing::warn!(error = %e, "cannot forget a changed file");
+                }
+                rescan.notify_one();
+            }),
+        }
+    }
 }
 
 /// How much a node gives: a byte rate shared by all uploads, and a cap on
@@ -126,6 +213,7 @@ pub fn router(
             db,
             rescan,
             limits,
+            verifiers: Verifiers::default(),
         })
 }
 
@@ -303,9 +391,9 @@ async fn content(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let cid = parse_cid(&raw)?;
-    let (mut file, size, partial) = match open_source(&st, cid)? {
-        Source::Shared(file, shared) => (file, shared.stamp.size, None),
-        Source::Partial(file, partial) => (file, partial.size, Some(partial)),
+    let (file, size, partial, shared) = match open_source(&st, cid)? {
+        Source::Shared(file, shared) => (file, shared.stamp.size, None, Some(shared)),
+        Source::Partial(file, partial) => (file, partial.size, Some(partial), None),
     };
     let gone = || {
         ApiError(
@@ -344,14 +432,28 @@ async fn content(
         ));
     }
     tracing::debug!(peer = %peer.0.short(), %cid, start, len, "serving content");
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .map_err(|_| gone())?;
-    }
+    let check = match &shared {
+        Some(shared) => match st.verifiers.get(&st.db, shared).await? {
+            Some(v) => Some(Check::new(&st, v, shared)),
+            None => {
+                (Check::new(&st, Arc::new(Verifier::never()), shared).on_bad)();
+                return Err(changed(cid));
+            }
+        },
+        None => None,
+    };
     let Ok(slot) = st.limits.slots.clone().try_acquire_owned() else {
         return Err(busy());
     };
-    let body = Body::from_stream(stream_file(file, len, st.limits.clone(), slot));
+    let _ = gone;
+    let body = Body::from_stream(stream_file(
+        file,
+        start,
+        len,
+        st.limits.clone(),
+        slot,
+        check,
+    ));
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -461,31 +563,73 @@ fn busy() -> ApiError {
     )
 }
 
-/// Streams `len` bytes of `file` from a blocking thread, a few chunks ahead
-/// of the network.
+/// Streams `len` bytes of `file` from `start`, from a blocking thread, a
+/// few chunks ahead of the network. With a [`Check`], whole pieces are
+/// read and each is verified before any of its bytes is sent.
 pub(crate) fn stream_file(
-    file: std::fs::File,
+    mut file: std::fs::File,
+    start: u64,
     len: u64,
     limits: Uploads,
     slot: tokio::sync::OwnedSemaphorePermit,
+    check: Option<Check>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
-        let mut rest = file.take(len);
-        loop {
-            let mut buf = Vec::with_capacity(STREAM_CHUNK);
-            match (&mut rest).take(STREAM_CHUNK as u64).read_to_end(&mut buf) {
-                Ok(0) => break,
-                Ok(_) => {
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        break; // the client went away
+        let end = start.saturating_add(len);
+        let Some(check) = check else {
+            if start > 0
+                && let Err(e) = file.seek(std::io::SeekFrom::Start(start))
+            {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            let mut rest = file.take(len);
+            loop {
+                let mut buf = Vec::with_capacity(STREAM_CHUNK);
+                match (&mut rest).take(STREAM_CHUNK as u64).read_to_end(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                            break; // the client went away
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        break;
                     }
                 }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    break;
-                }
             }
+            return;
+        };
+        let piece = crate::pieces::PIECE_SIZE;
+        let size = check.verifier.size();
+        let mut i = start / piece;
+        if let Err(e) = file.seek(std::io::SeekFrom::Start(i * piece)) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        while i * piece < end {
+            let (ps, pe) = crate::pieces::piece_range(size, i);
+            let mut buf = Vec::with_capacity((pe - ps) as usize);
+            let read = (&mut file).take(pe - ps).read_to_end(&mut buf);
+            if !matches!(read, Ok(n) if n as u64 == pe - ps) || !check.verifier.check(i, &[&buf]) {
+                (check.on_bad)();
+                let _ = tx.blocking_send(Err(std::io::Error::other(
+                    "the file changed on disk since it was indexed",
+                )));
+                return;
+            }
+            let from = start.max(ps) - ps;
+            let to = end.min(pe) - ps;
+            let mut chunk = Bytes::from(buf);
+            let chunk = chunk
+                .split_off(from as usize)
+                .split_to((to - from) as usize);
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return; // the client went away
+            }
+            i += 1;
         }
     });
     limited(rx, limits, slot)

@@ -313,3 +313,75 @@ async fn bundles_carry_small_files_and_say_which_they_cannot() {
         assert!(!resp.contains("root:x"));
     }
 }
+
+/// Class 8: a shared file edited in place, size and mtime kept, is noticed
+/// when it is served: the downloader gets no bad byte and blames no one,
+/// and the node lists the new content once it re-indexed.
+#[tokio::test]
+async fn a_file_changed_in_place_is_not_served_under_its_old_id() {
+    let share = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let path = share.path().join("big.bin");
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&path, &bytes).unwrap();
+    let mut cfg = NodeConfig::new(
+        data.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+        "server".into(),
+    );
+    cfg.shares = vec![share.path().to_owned()];
+    let node = Node::start(cfg, Arc::new(Identity::from_seed([12; 32])))
+        .await
+        .unwrap();
+    let record = PeerRecord {
+        peer_id: node.peer_id(),
+        name: "server".into(),
+        addrs: vec![node.local_addr().to_string()],
+        expires_in: 60,
+    };
+    let c = client(13);
+    let entry = c.files(&record).await.unwrap().remove(0);
+    assert_eq!(entry.content_id, ContentId::of(&bytes));
+
+    // Edit in place: same size, mtime put back.
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(std::io::SeekFrom::Start(1_000_000)).unwrap();
+        f.write_all(b"tampered").unwrap();
+        f.set_modified(mtime).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let err = shoal_node::download::download(
+        &c,
+        &record,
+        &entry,
+        out.path(),
+        &shoal_node::download::NoProgress,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        !matches!(err, NodeError::BadPiece { .. }),
+        "the downloader was made to blame the peer: {err}"
+    );
+    assert!(!out.path().join("big.bin").exists());
+
+    // Re-indexed: listed under what it holds now.
+    let mut edited = bytes.clone();
+    edited[1_000_000..1_000_008].copy_from_slice(b"tampered");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let files = c.files(&record).await.unwrap();
+        if files.iter().any(|f| f.content_id == ContentId::of(&edited)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never re-indexed: {files:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.shutdown().await;
+}

@@ -1,0 +1,186 @@
+//! Class 3 of the hardening issue: every client operation ends within its
+//! deadline, however a peer stalls: dripping answers, addresses that
+//! accept and never speak, providers that never answer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use shoal_core::config::RetryConfig;
+use shoal_core::wire::{Announce, PeerRecord, Registration};
+use shoal_core::{ContentId, Identity};
+use shoal_node::peer_client::{CONNECT_BUDGET, LISTING_DEADLINE, PeerClient};
+use shoal_node::tracker_client::TrackerClient;
+use tokio_util::sync::CancellationToken;
+
+fn client() -> PeerClient {
+    let retry = RetryConfig {
+        attempts: 1,
+        ..RetryConfig::default()
+    };
+    PeerClient::new(Arc::new(Identity::from_seed([1; 32])), retry)
+}
+
+/// A peer whose listing arrives one byte every two seconds, forever.
+async fn dripping_peer(seed: u8) -> (PeerRecord, tokio_util::sync::DropGuard) {
+    let identity = Identity::from_seed([seed; 32]);
+    let app = Router::new().route(
+        "/v1/files",
+        get(|| async {
+            let s = futures_util::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from_static(b" ")), ()))
+            });
+            axum::body::Body::from_stream(s)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let tls = shoal_node::tls::server_config(&identity).unwrap();
+    tokio::spawn(shoal_node::server::serve(listener, tls, app, stop.clone()));
+    let record = PeerRecord {
+        peer_id: identity.peer_id(),
+        name: "drip".into(),
+        addrs: vec![addr.to_string()],
+        expires_in: 60,
+    };
+    (record, stop.drop_guard())
+}
+
+/// A TCP port that accepts connections and never says a word.
+async fn silent_port() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_dripping_listing_ends_at_its_deadline() {
+    let (peer, _stop) = dripping_peer(60).await;
+    let started = Instant::now();
+    let err = client().files(&peer).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took < LISTING_DEADLINE + Duration::from_secs(10),
+        "{took:?}: {err}"
+    );
+    assert!(
+        took >= LISTING_DEADLINE - Duration::from_secs(1),
+        "{took:?}: {err}"
+    );
+}
+
+#[tokio::test]
+async fn many_dead_addresses_cost_one_budget() {
+    let (silent, _task) = silent_port().await;
+    let id = Identity::from_seed([61; 32]).peer_id();
+    let peer = PeerRecord {
+        peer_id: id,
+        name: "many".into(),
+        addrs: (0..200).map(|_| silent.to_string()).collect(),
+        expires_in: 60,
+    };
+    let started = Instant::now();
+    let err = client().files(&peer).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took < CONNECT_BUDGET + Duration::from_secs(12),
+        "{took:?}: {err}"
+    );
+}
+
+/// Registers `id` at `addr` with the tracker and announces `cid`.
+async fn provide(tracker: &TrackerClient, id: &Identity, addr: &str, cid: ContentId) {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let name = format!("p{}", &id.peer_id().to_string()[..6]);
+    tracker
+        .register(&Registration::new(id, &name, vec![addr.into()], 60, ts))
+        .await
+        .unwrap();
+    tracker
+        .announce(&Announce::new(id, vec![cid], ts + 1))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn providers_that_never_answer_do_not_stall_a_content_download() {
+    // A tracker, one honest node sharing a file, and 30 providers of the
+    // same content that accept connections and never answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let turl = format!("http://{}", listener.local_addr().unwrap());
+    let (_tstop_tx, tstop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(shoal_tracker::run(
+        listener,
+        shoal_tracker::TrackerConfig::default(),
+        async move {
+            let _ = tstop_rx.await;
+        },
+    ));
+    let retry = RetryConfig {
+        attempts: 1,
+        ..RetryConfig::default()
+    };
+    let tracker = TrackerClient::new(&turl, None, retry).unwrap();
+
+    let share = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let bytes: Vec<u8> = (0..600_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(share.path().join("wanted.bin"), &bytes).unwrap();
+    let cid = ContentId::of(&bytes);
+    let mut cfg = shoal_node::NodeConfig::new(
+        data.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+        "honest".into(),
+    );
+    cfg.shares = vec![share.path().to_owned()];
+    cfg.tracker = Some(tracker.clone());
+    let honest = shoal_node::Node::start(cfg, Arc::new(Identity::from_seed([70; 32])))
+        .await
+        .unwrap();
+    let (silent, _task) = silent_port().await;
+    for i in 0..30u8 {
+        provide(
+            &tracker,
+            &Identity::from_seed([100 + i; 32]),
+            &silent.to_string(),
+            cid,
+        )
+        .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tracker.providers(cid).await.unwrap().len() < 31 {
+        assert!(Instant::now() < deadline, "the honest node never announced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let book_dir = tempfile::tempdir().unwrap();
+    let book = shoal_node::book::PeerBook::new(tracker.clone(), book_dir.path());
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let got = shoal_node::download::get_content(
+        &book,
+        &client(),
+        cid,
+        out.path(),
+        &shoal_node::download::NoProgress,
+        &shoal_node::download::Swarm::default(),
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(std::fs::read(got).unwrap(), bytes);
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    honest.shutdown().await;
+}
