@@ -127,7 +127,7 @@ fn a_crowd_trades_pieces_instead_of_waiting_on_the_seeder() {
 }
 
 #[test]
-fn a_provider_whose_bytes_went_bad_is_caught_and_remembered() {
+fn a_provider_whose_bytes_went_bad_stops_serving_them_and_is_not_blamed() {
     const SIZE: usize = 8 * 1024 * 1024;
     let tmp = tempfile::tempdir().unwrap();
     let data = bytes(SIZE, 3);
@@ -156,7 +156,8 @@ fn a_provider_whose_bytes_went_bad_is_caught_and_remembered() {
     wait_for_peers(&client, &t.url, &["honest", "rotten"], 20);
     wait_for_providers(&t.url, &cid, 2, 20);
     // The rotten node's copy changes under it, size and time kept (as bit
-    // rot or a careless tool would): it still serves it under the old id.
+    // rot or a careless tool would). It checks what it serves, so it
+    // notices instead of sending it under the old id.
     let rotten = tmp.path().join("share-rotten/f.bin");
     let mtime = fs::metadata(&rotten).unwrap().modified().unwrap();
     let mut bad = data.clone();
@@ -176,53 +177,29 @@ fn a_provider_whose_bytes_went_bad_is_caught_and_remembered() {
     ok(&done);
     assert_eq!(b3sum(&out.join("f.bin")), cid);
 
-    let standings = |client: &Path| {
-        let peers = json(&shoal(client, &t.url, &["peers", "--json"]));
-        let get = |name: &str| {
-            peers
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|p| p["name"] == name)
-                .unwrap_or_else(|| panic!("{name} not listed: {peers}"))["reputation"]
-                .clone()
-        };
-        (get("honest"), get("rotten"))
+    let peers = json(&shoal(&client, &t.url, &["peers", "--json"]));
+    let get = |name: &str| {
+        peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed: {peers}"))["reputation"]
+            .clone()
     };
-    let (h, r) = standings(&client);
-    assert_eq!(r["good_pieces"], 0, "{r}");
-    let bad_pieces = r["bad_pieces"].as_u64().unwrap();
-    assert!(
-        (1..=4).contains(&bad_pieces),
-        "caught within its first pieces: {r}"
+    let (h, r) = (get("honest"), get("rotten"));
+    assert_eq!(
+        r["bad_pieces"], 0,
+        "no bad byte reached the downloader: {r}"
     );
-    assert_eq!(r["verdict"], "suspect", "{r}");
-    assert_eq!(h["bad_pieces"], 0, "{h}");
+    assert!(r["verdict"] != "suspect" && r["verdict"] != "banned", "{r}");
     assert!(h["good_pieces"].as_u64().unwrap() > 0, "{h}");
-    assert_eq!(h["verdict"], "good", "{h}");
 
-    // A second offence bans it (the honest node still completes the file).
-    let out2 = tmp.path().join("out2");
-    ok(&shoal(
-        &client,
-        &t.url,
-        &["get", "rotten:f.bin", "-o", out2.to_str().unwrap()],
-    ));
-    assert_eq!(b3sum(&out2.join("f.bin")), cid);
-    let (_, r) = standings(&client);
-    assert_eq!(r["verdict"], "banned", "{r}");
-    assert!(r["banned_until"].as_u64().is_some(), "{r}");
-
-    // With nobody else to ask, a banned peer is refused, saying why.
-    nodes[0].proc.terminate();
-    let out3 = tmp.path().join("out3");
-    let refused = shoal(
-        &client,
-        &t.url,
-        &["get", "rotten:f.bin", "-o", out3.to_str().unwrap()],
-    );
-    assert_eq!(refused.status.code(), Some(6), "an integrity error");
-    let msg = String::from_utf8_lossy(&refused.stderr);
-    assert!(msg.contains("banned"), "{msg}");
-    assert!(!out3.join("f.bin").exists());
+    // The rotten node re-indexed: it lists what its file holds now.
+    let now = blake3::hash(&bad).to_hex().to_string();
+    wait_until("the rotten node to list its new content", 20, || {
+        let listed = shoal(&client, &t.url, &["ls", "rotten", "--json"]);
+        String::from_utf8_lossy(&listed.stdout).contains(&now)
+    });
+    drop(nodes);
 }

@@ -1017,7 +1017,12 @@ async fn receive(
             }
             flusher.flush(written);
             flusher.finish()?;
-            file.set_len(size)?;
+            // Only a complete file gets its full length; an unfinished one
+            // keeps the length of what it holds, so what was reserved past
+            // it can be given back.
+            if lock(&sched).finished() {
+                file.set_len(size)?;
+            }
             file.sync_all()
         })
     };

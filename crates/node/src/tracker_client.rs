@@ -129,9 +129,13 @@ impl TrackerClient {
                 return Err(self.unreachable(format!("server error {status}")));
             }
             if status.is_redirection() {
-                return Err(self.unreachable(format!(
-                    "it answered with a redirect ({status}), which Shoal does not follow; give the tracker's real URL"
-                )));
+                // Not followed: a signed registration must never be re-sent
+                // to wherever a tracker (or whoever answers for it) says.
+                return Err(NodeError::TrackerRefused {
+                    url: self.base.clone(),
+                    status: status.as_u16(),
+                    message: "it answered with a redirect, which Shoal does not follow; give the tracker's real URL".into(),
+                });
             }
             if !status.is_success() {
                 let message = crate::body::error_message(resp).await;

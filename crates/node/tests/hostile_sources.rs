@@ -622,3 +622,49 @@ async fn absurd_listed_sizes_are_refused_before_allocating() {
         assert!(!out.path().join("file.bin").exists());
     }
 }
+
+/// Class 5: disk reserved for a download is bounded by what its peers
+/// proved: a peer whose data fails leaves no reservation behind.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_failed_download_gives_its_reserved_space_back() {
+    use std::os::unix::fs::MetadataExt;
+    let data: Arc<Vec<u8>> = Arc::new(
+        (0..(256 * PIECE_SIZE))
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect(),
+    );
+    let liar = fake_peer(data.clone(), Fault::CorruptByte).await;
+    let out = tempfile::tempdir().unwrap();
+    let err = fetch(
+        std::slice::from_ref(&liar.record),
+        &liar.entry,
+        out.path(),
+        &Swarm::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    let part = out.path().join("file.bin.part");
+    let allocated = std::fs::metadata(&part).map_or(0, |m| m.blocks() * 512);
+    assert!(
+        allocated < 4 * PIECE_SIZE,
+        "{allocated} bytes still reserved for a {} byte file nobody proved",
+        data.len()
+    );
+
+    // A peer that cannot even prove the size reserves nothing at all.
+    let bad = fake_peer(data.clone(), Fault::WrongOutboard).await;
+    let out = tempfile::tempdir().unwrap();
+    let _ = fetch(
+        std::slice::from_ref(&bad.record),
+        &bad.entry,
+        out.path(),
+        &Swarm::default(),
+    )
+    .await
+    .unwrap_err();
+    let allocated =
+        std::fs::metadata(out.path().join("file.bin.part")).map_or(0, |m| m.blocks() * 512);
+    assert_eq!(allocated, 0);
+}

@@ -385,3 +385,77 @@ async fn a_file_changed_in_place_is_not_served_under_its_old_id() {
     }
     node.shutdown().await;
 }
+
+/// Class 4: clients that ask for a large file and never read the answer
+/// hold an upload slot only until the write stall cuts them off; then
+/// others are served again.
+#[tokio::test]
+async fn readers_that_never_read_give_their_upload_slots_back() {
+    let share = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..64 * 1024 * 1024u32).map(|i| (i >> 9) as u8).collect();
+    std::fs::write(share.path().join("big.bin"), &big).unwrap();
+    let mut cfg = NodeConfig::new(
+        data.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+        "server".into(),
+    );
+    cfg.shares = vec![share.path().to_owned()];
+    cfg.max_uploads = 4;
+    let node = Node::start(cfg, Arc::new(Identity::from_seed([14; 32])))
+        .await
+        .unwrap();
+    let f = Fixture {
+        record: PeerRecord {
+            peer_id: node.peer_id(),
+            name: "server".into(),
+            addrs: vec![node.local_addr().to_string()],
+            expires_in: 60,
+        },
+        node,
+        _dirs: vec![share, data],
+        outside_secret: Vec::new(),
+    };
+    let cid = ContentId::of(&big);
+    // Four stalled readers: each sends its request and never reads.
+    let mut stalled = Vec::new();
+    for seed in 30..34u8 {
+        let (cfg, _) =
+            shoal_node::tls::client_config(&Identity::from_seed([seed; 32]), f.node.peer_id())
+                .unwrap();
+        let tcp = tokio::net::TcpStream::connect(f.node.local_addr())
+            .await
+            .unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(ServerName::try_from("peer.shoal").unwrap(), tcp)
+            .await
+            .unwrap();
+        tls.write_all(format!("GET /v1/content/{cid} HTTP/1.1\r\nHost: p\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        stalled.push(tls);
+    }
+    let c = client(40);
+    let range = Some((0, 1024));
+    // While they hold the slots, others are told the node is busy...
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut saw_busy = false;
+    while std::time::Instant::now() < deadline && !saw_busy {
+        saw_busy = c.content(&f.record, cid, range).await.unwrap().status() == 503;
+    }
+    assert!(saw_busy, "the stalled readers never held the slots");
+    // ...until the stall guard frees them.
+    let started = std::time::Instant::now();
+    loop {
+        if c.content(&f.record, cid, range).await.unwrap().status() == 206 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(45),
+            "slots still held after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(stalled);
+}

@@ -439,6 +439,9 @@ mod tests {
         // Tombstones go once no replay could pass the freshness check.
         let much_later = later + TOMBSTONE + Duration::from_secs(10);
         s.sweep(much_later).await;
+        assert!(!s.lock().tombstones.contains_key(&a.peer_id));
+        s.sweep(much_later + TOMBSTONE + Duration::from_secs(10))
+            .await;
         assert!(s.lock().tombstones.is_empty());
     }
 
