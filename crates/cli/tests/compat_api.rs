@@ -286,3 +286,73 @@ fn parallel_guessing_is_no_faster() {
         started.elapsed()
     );
 }
+
+/// Classes 1 and 5: an upload cannot pass the inbox limit by announcing a
+/// huge length or none at all (chunked), nor by racing other uploads.
+#[test]
+fn uploads_cannot_sidestep_the_inbox_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    let (_t, n, base) = compat_node(tmp.path(), &share, &["--max-inbox-size", "1MiB"]);
+    let auth = format!("Authorization: {TOKEN}\r\n");
+    let status = |resp: &str| -> u16 {
+        resp.split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    // A Content-Length near 2^64 (that used to wrap the check).
+    for len in [u64::MAX, u64::MAX - 1_000_000, 1 << 50] {
+        let resp = raw(
+            &base,
+            &format!(
+                "POST /upload HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: multipart/form-data; boundary=XX\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n--XX\r\n"
+            ),
+        );
+        assert!(matches!(status(&resp), 413 | 400), "{len}: {resp}");
+    }
+    // Chunked, no length: 2 MiB in 64 KiB chunks.
+    let mut body = String::from(
+        "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+    );
+    body.push_str(&"z".repeat(2 * 1024 * 1024));
+    body.push_str("\r\n--XX--\r\n");
+    let mut chunked = String::new();
+    for c in body.as_bytes().chunks(64 * 1024) {
+        chunked.push_str(&format!("{:x}\r\n", c.len()));
+        chunked.push_str(std::str::from_utf8(c).unwrap());
+        chunked.push_str("\r\n");
+    }
+    chunked.push_str("0\r\n\r\n");
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: multipart/form-data; boundary=XX\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunked}"
+    );
+    // Written from another thread: the node answers before it has read it
+    // all, and may close while we still write.
+    let resp = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut w = s.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let _ = w.write_all(request.as_bytes());
+        });
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let _ = writer.join();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    assert!(matches!(status(&resp), 413 | 0), "{resp}");
+    let inbox = n.data.join("inbox");
+    let used: u64 = fs::read_dir(&inbox)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    assert!(used <= 1024 * 1024, "the inbox holds {used} bytes");
+}

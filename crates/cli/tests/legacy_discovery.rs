@@ -139,7 +139,11 @@ fn seed_clients_register_and_list_and_nothing_hostile_gets_in() {
     for _ in 0..1000 {
         drop(TcpStream::connect(&addr).unwrap());
     }
-    assert!(ask(&addr, b"GET_PEERS").contains("127.0.0.1:5001"));
+    // Served again as soon as those are closed (one client may hold only
+    // so many connections at once).
+    wait_until("the legacy listener to answer again", 10, || {
+        ask(&addr, b"GET_PEERS").contains("127.0.0.1:5001")
+    });
 }
 
 #[test]
@@ -182,4 +186,67 @@ fn shoal_nodes_with_the_seed_api_are_listed_to_seed_clients() {
     wait_until("the node to leave GET_PEERS", 20, || {
         !ask(&legacy, b"GET_PEERS").contains(&compat)
     });
+}
+
+/// Class 9: a private tracker's legacy listener (which cannot check a
+/// token) never hands out its nodes' addresses, only what legacy clients
+/// registered themselves.
+#[test]
+fn a_private_trackers_legacy_listener_lists_no_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = Proc::spawn(
+        &[
+            "tracker",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            "private-net",
+            "--legacy-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let url = t.wait_line("listening on ");
+    let legacy = t.wait_line("legacy listening on tcp://");
+    let share = tmp.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let mut n = Proc::spawn(
+        &[
+            "--data-dir",
+            tmp.path().join("n").to_str().unwrap(),
+            "--tracker",
+            &url,
+            "--tracker-token",
+            "private-net",
+            "node",
+            "--share",
+            share.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "alice",
+            "--compat-listen",
+            "127.0.0.1:0",
+            "--compat-token",
+            "t",
+        ],
+        &[],
+    );
+    let compat = n.wait_line("compat listening on http://");
+    n.wait_line("peer id ");
+    // The node is registered (the token opens the tracker to it)...
+    let client = tmp.path().join("c");
+    wait_until("the node to register", 20, || {
+        let out = std::process::Command::new(BIN)
+            .args(["--data-dir", client.to_str().unwrap(), "--tracker", &url])
+            .args(["--tracker-token", "private-net", "peers", "--json"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("alice")
+    });
+    // ...but the legacy listener does not give it away.
+    assert_eq!(ask(&legacy, b"REGISTER 127.0.0.1:5001"), "Registered");
+    let peers = ask(&legacy, b"GET_PEERS");
+    assert_eq!(peers, "['127.0.0.1:5001']", "{peers}");
+    assert!(!peers.contains(&compat));
 }

@@ -509,6 +509,33 @@ pub fn copy_file(src: &Path, dst: &Path) -> Result<(), CryptError> {
 mod tests {
     use super::*;
 
+    /// Class 10: a passphrase file asking scrypt for more memory than the
+    /// machine allows is refused before any of it is allocated.
+    #[test]
+    fn a_hostile_work_factor_is_refused_before_any_work() {
+        use data_encoding::BASE64_NOPAD;
+        let salt = BASE64_NOPAD.encode(&[1u8; 16]);
+        let body = BASE64_NOPAD.encode(&[2u8; 32]);
+        let mac = BASE64_NOPAD.encode(&[3u8; 32]);
+        let cap = max_scrypt_log_n();
+        assert!((SCRYPT_LOG_N..=22).contains(&cap), "{cap}");
+        for wf in [23u8, 30, 40] {
+            let mut file =
+                format!("age-encryption.org/v1\n-> scrypt {salt} {wf}\n{body}\n--- {mac}\n")
+                    .into_bytes();
+            file.extend([0u8; 64]);
+            let started = std::time::Instant::now();
+            let key = Key::Passphrase(SecretString::from("pw".to_owned()));
+            let err = decrypt(&file[..], &mut Vec::new(), &key).unwrap_err();
+            assert!(
+                matches!(err, CryptError::ExcessiveWork { required, allowed } if required == wf && allowed == cap),
+                "{err}"
+            );
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+            assert!(err.to_string().contains("memory"), "{err}");
+        }
+    }
+
     fn pass(s: &str) -> SecretString {
         passphrase(s.to_owned()).unwrap()
     }

@@ -335,13 +335,17 @@ mod tests {
         );
         // A short prefix is a name, so a ground key cannot take a name.
         let short = &bob.peer_id.to_string()[..4];
-        assert!(pick(&[bob.clone()], short, &none).unwrap().is_none());
+        assert!(
+            pick(std::slice::from_ref(&bob), short, &none)
+                .unwrap()
+                .is_none()
+        );
         // Once pinned, a new key under the name is refused...
         let mut pins = Pins::default();
         pins.names.insert("bob".into(), bob.peer_id);
         let mallory = rec(5, "bob");
         assert!(matches!(
-            pick(&[mallory.clone()], "bob", &pins),
+            pick(std::slice::from_ref(&mallory), "bob", &pins),
             Err(NodeError::NameChanged { .. })
         ));
         // ...even beside the real one, who is found whatever it is called now.

@@ -324,15 +324,22 @@ impl Reservation {
         if bytes <= self.bytes {
             return Ok(());
         }
-        // Grow in steps, so a long upload does not walk the inbox per chunk.
-        let want = bytes.max(self.bytes.saturating_add(RESERVE_STEP));
+        // Grow in steps, so a long upload does not walk the inbox per
+        // chunk; near the limit, by exactly what arrived.
+        let step = bytes.max(self.bytes.saturating_add(RESERVE_STEP));
         let (inbox, key) = (self.inbox.clone(), self.key.clone());
-        let room = tokio::task::spawn_blocking(move || inbox.reserve(&key, want, want))
-            .await
-            .unwrap_or(Err(crate::inbox::NoRoom::Disk));
+        let room = tokio::task::spawn_blocking(move || {
+            let mut r = inbox.reserve(&key, step, step).map(|()| step);
+            if r.is_err() && step > bytes {
+                r = inbox.reserve(&key, bytes, bytes).map(|()| bytes);
+            }
+            r
+        })
+        .await
+        .unwrap_or(Err(crate::inbox::NoRoom::Disk));
         match room {
-            Ok(()) => {
-                self.bytes = want;
+            Ok(held) => {
+                self.bytes = held;
                 Ok(())
             }
             Err(crate::inbox::NoRoom::Limit) => Err(error(

@@ -1,10 +1,12 @@
 //! Entry points for the fuzz targets (`fuzz/`): the parsers of outside
 //! input that are not public on their own. Not an API.
 
-/// Parses a `Range` header for a file of `size` bytes (see the peer API).
-pub fn range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let v = axum::http::HeaderValue::from_str(header).map_err(|_| ())?;
-    crate::server::parse_range(&v, size)
+/// Parses a `Range` header for a file of `size` bytes (see the peer API):
+/// the range `[start, end)` it asks for, or `None` (the whole file, or a
+/// header refused).
+pub fn range(header: &str, size: u64) -> Option<(u64, u64)> {
+    let v = axum::http::HeaderValue::from_str(header).ok()?;
+    crate::server::parse_range(&v, size).ok().flatten()
 }
 
 /// Splits a bundle answer into frames for files of `sizes`: for each, the

@@ -184,3 +184,84 @@ async fn providers_that_never_answer_do_not_stall_a_content_download() {
     assert!(took < Duration::from_secs(40), "took {took:?}");
     honest.shutdown().await;
 }
+
+/// Class 9: one provider listing a content under a wrong size does not
+/// block `get CONTENT_ID` for everyone: each size claim is proven (its
+/// outboard must hash up to the content id) before it is believed.
+#[tokio::test]
+async fn a_provider_lying_about_the_size_does_not_block_a_content_download() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let turl = format!("http://{}", listener.local_addr().unwrap());
+    let (_tstop_tx, tstop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(shoal_tracker::run(
+        listener,
+        shoal_tracker::TrackerConfig::default(),
+        async move {
+            let _ = tstop_rx.await;
+        },
+    ));
+    let retry = RetryConfig {
+        attempts: 1,
+        ..RetryConfig::default()
+    };
+    let tracker = TrackerClient::new(&turl, None, retry).unwrap();
+    let share = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let bytes: Vec<u8> = (0..900_000u32).map(|i| (i % 239) as u8).collect();
+    std::fs::write(share.path().join("wanted.bin"), &bytes).unwrap();
+    let cid = ContentId::of(&bytes);
+    let mut cfg = shoal_node::NodeConfig::new(
+        data.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+        "honest".into(),
+    );
+    cfg.shares = vec![share.path().to_owned()];
+    cfg.tracker = Some(tracker.clone());
+    let honest = shoal_node::Node::start(cfg, Arc::new(Identity::from_seed([71; 32])))
+        .await
+        .unwrap();
+
+    // Two liars (so the lie has more votes), each listing another size.
+    let mut guards = Vec::new();
+    for (seed, size) in [(80u8, 5_000_000u64), (81, 5_000_000)] {
+        let identity = Identity::from_seed([seed; 32]);
+        let listing = serde_json::json!([{
+            "name": "wanted.bin", "size": size, "content_id": cid.to_string(),
+            "modified": 0, "encrypted": false
+        }]);
+        let outboard = vec![0u8; shoal_node::pieces::tree(size).outboard_size() as usize];
+        let app = Router::new()
+            .route("/v1/files", get(move || async move { axum::Json(listing) }))
+            .route(
+                "/v1/content/{cid}/outboard",
+                get(move || async move { outboard }),
+            );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let tls = shoal_node::tls::server_config(&identity).unwrap();
+        tokio::spawn(shoal_node::server::serve(l, tls, app, stop.clone()));
+        guards.push(stop.drop_guard());
+        provide(&tracker, &identity, &addr.to_string(), cid).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tracker.providers(cid).await.unwrap().len() < 3 {
+        assert!(Instant::now() < deadline, "the honest node never announced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let book_dir = tempfile::tempdir().unwrap();
+    let book = shoal_node::book::PeerBook::new(tracker.clone(), book_dir.path());
+    let out = tempfile::tempdir().unwrap();
+    let got = shoal_node::download::get_content(
+        &book,
+        &client(),
+        cid,
+        out.path(),
+        &shoal_node::download::NoProgress,
+        &shoal_node::download::Swarm::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(got).unwrap(), bytes);
+    honest.shutdown().await;
+}

@@ -339,3 +339,72 @@ async fn parallel_offers_cannot_overfill_the_inbox() {
     assert_eq!(accepted, 2, "two of 400 KiB fit in 1 MiB, not more");
     assert_eq!(refused, 6);
 }
+
+/// Unmounts a test's tmpfs when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Class 10: an inbox on another file system than the data dir still
+/// takes pushes: partial files live on the inbox's own disk, so the
+/// finished file is linked into place, and nothing is stranded.
+#[tokio::test]
+async fn an_inbox_on_another_disk_takes_pushes() {
+    let data = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let inbox = elsewhere.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&inbox)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "SKIPPED an_inbox_on_another_disk_takes_pushes: cannot mount a tmpfs here (needs root); CI runs it"
+        );
+        return;
+    }
+    let _mount = Mount(inbox.clone());
+    let mut cfg = NodeConfig::new(
+        data.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+        "receiver".into(),
+    );
+    cfg.inbox.accept = Accept::Anyone;
+    cfg.inbox.dir = inbox.clone();
+    let node = Node::start(cfg, Arc::new(Identity::from_seed([51; 32])))
+        .await
+        .unwrap();
+    let r = Receiver {
+        record: PeerRecord {
+            peer_id: node.peer_id(),
+            name: "receiver".into(),
+            addrs: vec![node.local_addr().to_string()],
+            expires_in: 60,
+        },
+        node,
+        inbox: inbox.clone(),
+        data,
+    };
+    let c = sender(23);
+    let body: Vec<u8> = (0..2_000_000u32).map(|i| (i % 199) as u8).collect();
+    assert_eq!(
+        push(&c, &r, "across.bin", &body).await.unwrap(),
+        "across.bin"
+    );
+    assert_eq!(std::fs::read(inbox.join("across.bin")).unwrap(), body);
+    // Nothing stranded, here or in the data dir.
+    let stranded = |d: &std::path::Path| {
+        std::fs::read_dir(d)
+            .map(|d| d.filter_map(|e| e.ok()).count())
+            .unwrap_or(0)
+    };
+    assert_eq!(stranded(&inbox.join(".shoal-partial")), 0);
+    assert_eq!(stranded(&r.data.path().join("inbox-partial")), 0);
+    drop(r.node);
+}

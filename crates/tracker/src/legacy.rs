@@ -139,7 +139,7 @@ pub async fn serve<S: Store>(
 ) {
     let limits = shoal_net::Limits {
         max_connections: MAX_CONNECTIONS,
-        per_client: 16,
+        per_client: 64,
         ..crate::LIMITS
     };
     let stop = crate::cancel_on(shutdown);
