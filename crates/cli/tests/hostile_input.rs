@@ -303,3 +303,64 @@ fn a_damaged_seed_file_is_called_damaged() {
     assert!(!err.contains("no age header"), "{err}");
     assert!(!tmp.path().join("notes.txt").exists());
 }
+
+/// Class 4: running out of file descriptors pauses accepting, never stops
+/// it: once the hog lets go, the listener serves again.
+#[test]
+fn running_out_of_file_descriptors_does_not_stop_a_listener() {
+    use std::process::{Command, Stdio};
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("SKIPPED running_out_of_file_descriptors...: no prlimit (util-linux); CI has it");
+        return;
+    }
+    let mut child = Command::new("prlimit")
+        .args([
+            "--nofile=48:48",
+            "--",
+            BIN,
+            "tracker",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let healthz = |source: &str| -> bool {
+        let s = std::net::TcpStream::connect(&addr);
+        let Ok(mut s) = s else { return false };
+        let _ = source;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        out.starts_with("HTTP/1.1 200")
+    };
+    assert!(healthz("before"));
+    // Far more connections than the process may hold files.
+    let hog: Vec<_> = (0..120)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(hog.len() > 48, "only {} connections opened", hog.len());
+    drop(hog);
+    wait_until("the tracker to serve again", 30, || healthz("after"));
+    assert!(child.try_wait().unwrap().is_none(), "the tracker died");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -154,22 +154,7 @@ pub async fn serve(
     uploads: Uploads,
     shutdown: CancellationToken,
 ) {
-    let state = CompatState {
-        index,
-        rescan,
-        inbox,
-        uploads,
-        token: *blake3::hash(token.as_bytes()).as_bytes(),
-        failures: Default::default(),
-    };
-    let app = axum::Router::new()
-        .route("/list_files", get(list_files))
-        .route("/files", get(list_files))
-        .route("/download/{*name}", get(download))
-        .route("/upload", post(upload))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "Not found") })
-        .layer(DefaultBodyLimit::disable())
-        .with_state(state);
+    let app = router(&token, index, rescan, inbox, uploads);
     let stop = shutdown.clone();
     shoal_net::serve(listener, LIMITS, shutdown, move |tcp, remote| {
         let (app, stop) = (app.clone(), stop.clone());
@@ -181,6 +166,33 @@ pub async fn serve(
         }
     })
     .await;
+}
+
+/// The routes of the seed's API (served by [`serve`]; each request's
+/// `ConnectInfo<SocketAddr>` must be set).
+pub fn router(
+    token: &str,
+    index: Arc<ShareIndex>,
+    rescan: Arc<Notify>,
+    inbox: Inbox,
+    uploads: Uploads,
+) -> axum::Router {
+    let state = CompatState {
+        index,
+        rescan,
+        inbox,
+        uploads,
+        token: *blake3::hash(token.as_bytes()).as_bytes(),
+        failures: Default::default(),
+    };
+    axum::Router::new()
+        .route("/list_files", get(list_files))
+        .route("/files", get(list_files))
+        .route("/download/{*name}", get(download))
+        .route("/upload", post(upload))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "Not found") })
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
 }
 
 async fn list_files(

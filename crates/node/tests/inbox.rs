@@ -359,7 +359,8 @@ async fn an_inbox_on_another_disk_takes_pushes() {
     let inbox = elsewhere.path().join("inbox");
     std::fs::create_dir_all(&inbox).unwrap();
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        // Room for the file and the 16 MiB kept free beside it.
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
         .arg(&inbox)
         .status()
         .is_ok_and(|s| s.success());

@@ -2,6 +2,7 @@
 //! files, and the activity log.
 
 use super::*;
+use shoal_core::text::escape;
 
 impl ShoalApp {
     pub(super) fn header(&mut self, ui: &mut Ui) {
@@ -213,9 +214,14 @@ impl ShoalApp {
                                 let lock = if f.encrypted { "🔒 " } else { "" };
                                 cell(ui, 260.0, |ui| {
                                     ui.add(
-                                        egui::Label::new(format!("{lock}{}", f.name)).truncate(),
+                                        egui::Label::new(format!("{lock}{}", escape(&f.name)))
+                                            .truncate(),
                                     )
-                                    .on_hover_text(format!("{}\n{}", f.name, f.content_id));
+                                    .on_hover_text(format!(
+                                        "{}\n{}",
+                                        escape(&f.name),
+                                        f.content_id
+                                    ));
                                 });
                                 cell(ui, 80.0, |ui| {
                                     ui.label(
@@ -223,8 +229,12 @@ impl ShoalApp {
                                             .color(theme::MUTED),
                                     );
                                 });
-                                if labelled_button(ui, "⬇ Download", format!("Download {}", f.name))
-                                    .clicked()
+                                if labelled_button(
+                                    ui,
+                                    "⬇ Download",
+                                    format!("Download {}", escape(&f.name)),
+                                )
+                                .clicked()
                                 {
                                     get = Some(f.clone());
                                 }
@@ -264,7 +274,7 @@ impl ShoalApp {
                         Direction::Push => format!("to {}", t.info.peer),
                     };
                     ui.label(RichText::new(arrow).color(theme::CYAN));
-                    ui.label(RichText::new(&t.info.name).strong());
+                    ui.label(RichText::new(escape(&t.info.name)).strong());
                     ui.label(RichText::new(who).color(theme::MUTED));
                 });
                 ui.horizontal(|ui| {
