@@ -395,12 +395,6 @@ async fn content(
         Source::Shared(file, shared) => (file, shared.stamp.size, None, Some(shared)),
         Source::Partial(file, partial) => (file, partial.size, Some(partial), None),
     };
-    let gone = || {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            format!("content {cid} is no longer shared here"),
-        )
-    };
     let (status, start, len) = match headers.get(header::RANGE) {
         None => (StatusCode::OK, 0, size),
         Some(v) => match parse_range(v, size) {
@@ -445,7 +439,6 @@ async fn content(
     let Ok(slot) = st.limits.slots.clone().try_acquire_owned() else {
         return Err(busy());
     };
-    let _ = gone;
     let body = Body::from_stream(stream_file(
         file,
         start,

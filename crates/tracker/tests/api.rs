@@ -408,3 +408,37 @@ async fn idle_and_half_sent_connections_do_not_stop_the_tracker() {
     assert_eq!(r.status(), StatusCode::OK);
     drop(held);
 }
+
+/// Class 9: a registration captured before its peer left is refused when
+/// replayed after the peer deregistered, as it was while the peer was there.
+#[tokio::test]
+async fn a_registration_replayed_after_leaving_is_refused() {
+    let s = start(None).await;
+    let alice = Identity::from_seed([3; 32]);
+    let captured = reg(&alice, "alice", "127.0.0.1:7001", now_ms());
+    assert_eq!(s.put_reg(&captured).await.status(), StatusCode::OK);
+    let r = s
+        .http
+        .delete(format!("{}/v1/peers/{}", s.base, alice.peer_id()))
+        .json(&Deregistration::new(&alice, now_ms() + 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // The attacker replays what it captured, and older ones.
+    for replay in [
+        captured.clone(),
+        reg(&alice, "alice", "10.6.6.6:1", captured.ts - 1),
+    ] {
+        assert_eq!(s.put_reg(&replay).await.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            s.get(&format!("/v1/peers/{}", alice.peer_id()))
+                .await
+                .status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+    // Alice herself comes back with a fresh registration.
+    let fresh = reg(&alice, "alice", "127.0.0.1:7001", now_ms() + 2);
+    assert_eq!(s.put_reg(&fresh).await.status(), StatusCode::OK);
+}
