@@ -12,8 +12,10 @@ use crate::error::{NodeError, Result};
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "shoal.redb";
 
-/// path bytes → size (8, LE) ‖ mtime ns (8, LE) ‖ content id (32)
-const HASHES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hashes_v1");
+/// path bytes → size (8, LE) ‖ mtime ns (8, LE) ‖ ctime ns (8, LE) ‖ content id (32)
+/// (v2 added the status-change time: v1 entries are not read, so an
+/// upgrade hashes every share once.)
+const HASHES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hashes_v2");
 
 /// content id ‖ piece chunk log → outboard (see [`crate::pieces`]).
 const OUTBOARDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outboards_v1");
@@ -25,6 +27,11 @@ pub struct Stamp {
     pub size: u64,
     /// Modification time in ns since the Unix epoch.
     pub mtime_ns: u64,
+    /// Status-change time (ctime) in ns since the Unix epoch, where the
+    /// system has one (else 0). Tools can put an mtime back after editing
+    /// a file in place; nothing but the clock puts back a ctime, so an
+    /// edit that kept size and mtime still changes the stamp.
+    pub ctime_ns: u64,
 }
 
 /// The open database.
@@ -200,20 +207,29 @@ fn outboard_key(cid: &ContentId) -> [u8; 33] {
     k
 }
 
-fn encode(s: Stamp, c: ContentId) -> [u8; 48] {
-    let mut out = [0u8; 48];
+fn encode(s: Stamp, c: ContentId) -> [u8; 56] {
+    let mut out = [0u8; 56];
     out[..8].copy_from_slice(&s.size.to_le_bytes());
     out[8..16].copy_from_slice(&s.mtime_ns.to_le_bytes());
-    out[16..].copy_from_slice(c.as_bytes());
+    out[16..24].copy_from_slice(&s.ctime_ns.to_le_bytes());
+    out[24..].copy_from_slice(c.as_bytes());
     out
 }
 
 fn decode(v: &[u8]) -> Option<(Stamp, ContentId)> {
-    let v: &[u8; 48] = v.try_into().ok()?;
+    let v: &[u8; 56] = v.try_into().ok()?;
     let size = u64::from_le_bytes(v[..8].try_into().ok()?);
     let mtime_ns = u64::from_le_bytes(v[8..16].try_into().ok()?);
-    let cid: [u8; 32] = v[16..].try_into().ok()?;
-    Some((Stamp { size, mtime_ns }, ContentId::from_bytes(cid)))
+    let ctime_ns = u64::from_le_bytes(v[16..24].try_into().ok()?);
+    let cid: [u8; 32] = v[24..].try_into().ok()?;
+    Some((
+        Stamp {
+            size,
+            mtime_ns,
+            ctime_ns,
+        },
+        ContentId::from_bytes(cid),
+    ))
 }
 
 #[cfg(test)]
@@ -227,6 +243,7 @@ mod tests {
         let s = Stamp {
             size: 3,
             mtime_ns: 7,
+            ctime_ns: 9,
         };
         let c = ContentId::of(b"abc");
         {
@@ -240,7 +257,8 @@ mod tests {
         let db = NodeDb::open(dir.path()).unwrap();
         let other = Stamp {
             size: 3,
-            mtime_ns: 8,
+            mtime_ns: 7,
+            ctime_ns: 10,
         };
         assert_eq!(
             db.cached(&[(p.clone(), s), (p.clone(), other)]).unwrap(),

@@ -358,16 +358,26 @@ struct Found {
     stamp: Stamp,
 }
 
-/// Size and mtime of a file's metadata.
+/// Size, mtime and ctime of a file's metadata.
 pub fn stamp_of(meta: &fs::Metadata) -> Stamp {
     let mtime_ns = meta
         .modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos() as u64);
+    #[cfg(unix)]
+    let ctime_ns = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.ctime().max(0) as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.ctime_nsec().max(0) as u64)
+    };
+    #[cfg(not(unix))]
+    let ctime_ns = 0;
     Stamp {
         size: meta.len(),
         mtime_ns,
+        ctime_ns,
     }
 }
 

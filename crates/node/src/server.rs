@@ -51,24 +51,64 @@ struct ApiState {
 }
 
 /// Verifiers of shared contents, so each piece served is checked against
-/// its content id first (see [`Check`]); a few kept in memory.
+/// its content id (see [`Check`]); a few kept in memory.
 #[derive(Clone, Default)]
-struct Verifiers(Arc<std::sync::Mutex<HashMap<ContentId, Arc<Verifier>>>>);
+struct Verifiers(Arc<std::sync::Mutex<HashMap<ContentId, Arc<Verified>>>>);
 
 /// Verifiers kept at once.
 const MAX_VERIFIERS: usize = 256;
 
+/// A content's verifier, and which pieces of its file (as of `stamp`)
+/// already passed: each piece is hashed once per version of the file, so
+/// serving it again costs nothing. (An edit in place changes the stamp,
+/// its ctime at least, and so starts over.)
+pub(crate) struct Verified {
+    verifier: Verifier,
+    stamp: crate::db::Stamp,
+    passed: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl Verified {
+    fn new(verifier: Verifier, stamp: crate::db::Stamp) -> Self {
+        let words = crate::pieces::piece_count(verifier.size()).div_ceil(64) as usize;
+        Self {
+            verifier,
+            stamp,
+            passed: (0..words).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// Whether piece `i` is good: known to be, or checked now.
+    fn check(&self, i: u64, piece: &[u8]) -> bool {
+        use std::sync::atomic::Ordering;
+        let (w, bit) = ((i / 64) as usize, 1u64 << (i % 64));
+        let Some(word) = self.passed.get(w) else {
+            return false;
+        };
+        if word.load(Ordering::Relaxed) & bit != 0 {
+            return true;
+        }
+        let good = self.verifier.check(i, &[piece]);
+        if good {
+            word.fetch_or(bit, Ordering::Relaxed);
+        }
+        good
+    }
+}
+
 impl Verifiers {
-    /// The verifier of `shared`: cached, or made from its outboard (from
-    /// the database, or computed and stored there). `None` when the file
-    /// no longer hashes to its content id.
+    /// The verifier of `shared`: cached for its stamp, or made from its
+    /// outboard (from the database, or computed and stored there). `None`
+    /// when the file no longer hashes to its content id.
     async fn get(
         &self,
         db: &Arc<NodeDb>,
         shared: &SharedFile,
-    ) -> Result<Option<Arc<Verifier>>, ApiError> {
+    ) -> Result<Option<Arc<Verified>>, ApiError> {
         let cid = shared.entry.content_id;
-        if let Some(v) = self.lock().get(&cid) {
+        if let Some(v) = self.lock().get(&cid)
+            && v.stamp == shared.stamp
+        {
             return Ok(Some(v.clone()));
         }
         let size = shared.stamp.size;
@@ -92,7 +132,7 @@ impl Verifiers {
         let Ok(v) = Verifier::new(cid, size, outboard) else {
             return Ok(None);
         };
-        let v = Arc::new(v);
+        let v = Arc::new(Verified::new(v, shared.stamp));
         let mut map = self.lock();
         if map.len() >= MAX_VERIFIERS {
             map.clear();
@@ -101,28 +141,29 @@ impl Verifiers {
         Ok(Some(v))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ContentId, Arc<Verifier>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ContentId, Arc<Verified>>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// Pieces are checked against the content id as they are read for
-/// sending; when one fails, the file changed behind the index's back (an
-/// edit in place that kept its size and mtime, a bad disk): the answer is
-/// cut off, so the downloader takes no bad byte and blames no one, and
-/// the file stops being served until a scan has hashed it again.
+/// sending (once per version of the file, see [`Verified`]); when one
+/// fails, the file changed behind the index's back (a bad disk, or an
+/// edit the stamp did not show): the answer is cut off, so the downloader
+/// takes no bad byte and blames no one, and the file stops being served
+/// until a scan has hashed it again.
 pub(crate) struct Check {
-    /// The content's verifier.
-    pub(crate) verifier: Arc<Verifier>,
+    /// The content's verifier and the pieces known good.
+    verified: Arc<Verified>,
     /// Called once, from the reading thread, when a piece fails.
-    pub(crate) on_bad: Box<dyn FnOnce() + Send>,
+    on_bad: Box<dyn FnOnce() + Send>,
 }
 
 impl Check {
-    fn new(st: &ApiState, verifier: Arc<Verifier>, shared: &SharedFile) -> Self {
+    fn new(st: &ApiState, verified: Arc<Verified>, shared: &SharedFile) -> Self {
         let (index, rescan, path) = (st.index.clone(), st.rescan.clone(), shared.path.clone());
         Check {
-            verifier,
+            verified,
             on_bad: Box::new(move || {
                 tracing::warn!(file = %path.display(), "a shared file no longer matches its content id (changed in place?); it is re-indexed");
                 if let Err(e) = index.forget(&path) {
@@ -430,7 +471,8 @@ async fn content(
         Some(shared) => match st.verifiers.get(&st.db, shared).await? {
             Some(v) => Some(Check::new(&st, v, shared)),
             None => {
-                (Check::new(&st, Arc::new(Verifier::never()), shared).on_bad)();
+                let never = Arc::new(Verified::new(Verifier::never(), shared.stamp));
+                (Check::new(&st, never, shared).on_bad)();
                 return Err(changed(cid));
             }
         },
@@ -596,7 +638,7 @@ pub(crate) fn stream_file(
             return;
         };
         let piece = crate::pieces::PIECE_SIZE;
-        let size = check.verifier.size();
+        let size = check.verified.verifier.size();
         let mut i = start / piece;
         if let Err(e) = file.seek(std::io::SeekFrom::Start(i * piece)) {
             let _ = tx.blocking_send(Err(e));
@@ -606,7 +648,7 @@ pub(crate) fn stream_file(
             let (ps, pe) = crate::pieces::piece_range(size, i);
             let mut buf = Vec::with_capacity((pe - ps) as usize);
             let read = (&mut file).take(pe - ps).read_to_end(&mut buf);
-            if !matches!(read, Ok(n) if n as u64 == pe - ps) || !check.verifier.check(i, &[&buf]) {
+            if !matches!(read, Ok(n) if n as u64 == pe - ps) || !check.verified.check(i, &buf) {
                 (check.on_bad)();
                 let _ = tx.blocking_send(Err(std::io::Error::other(
                     "the file changed on disk since it was indexed",
@@ -752,6 +794,78 @@ mod tests {
 
     fn r(s: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
         parse_range(&HeaderValue::from_str(s).unwrap(), size)
+    }
+
+    /// Bytes that went bad under an unchanged stamp (a bad disk) are never
+    /// sent: the stream is cut at the bad piece and the file reported.
+    #[tokio::test]
+    async fn a_piece_that_no_longer_matches_is_never_sent() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        let data: Vec<u8> = (0..5 * crate::pieces::PIECE_SIZE as usize + 77)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&path, &data).unwrap();
+        let (cid, outboard) = crate::pieces::outboard_of(&data[..], data.len() as u64).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        let verified = Arc::new(Verified::new(
+            Verifier::new(cid, data.len() as u64, outboard).unwrap(),
+            stamp_of(&meta),
+        ));
+        let stream = |start: u64, len: u64, bad: Arc<std::sync::atomic::AtomicBool>| {
+            let uploads = Uploads::new(RateLimit::unlimited(), 1);
+            let slot = uploads.slots.clone().try_acquire_owned().unwrap();
+            let check = Check {
+                verified: verified.clone(),
+                on_bad: Box::new(move || bad.store(true, std::sync::atomic::Ordering::SeqCst)),
+            };
+            let file = std::fs::File::open(&path).unwrap();
+            stream_file(file, start, len, uploads, slot, Some(check))
+        };
+        // Intact: exactly the bytes asked for, at any offset.
+        let bad = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (start, len) = (300_000u64, 700_000u64);
+        let got: Vec<u8> = stream(start, len, bad.clone())
+            .map(|c| c.unwrap().to_vec())
+            .concat()
+            .await;
+        assert_eq!(got, data[start as usize..(start + len) as usize]);
+        assert!(!bad.load(std::sync::atomic::Ordering::SeqCst));
+        // One bit flipped in piece 3: pieces 0-2 pass, then an error.
+        let mut rotten = data.clone();
+        rotten[3 * crate::pieces::PIECE_SIZE as usize + 10] ^= 1;
+        std::fs::write(&path, &rotten).unwrap();
+        let verified_fresh = Arc::new(Verified::new(
+            Verifier::new(cid, data.len() as u64, {
+                crate::pieces::outboard_of(&data[..], data.len() as u64)
+                    .unwrap()
+                    .1
+            })
+            .unwrap(),
+            stamp_of(&meta),
+        ));
+        let bad = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let uploads = Uploads::new(RateLimit::unlimited(), 1);
+        let slot = uploads.slots.clone().try_acquire_owned().unwrap();
+        let flag = bad.clone();
+        let check = Check {
+            verified: verified_fresh,
+            on_bad: Box::new(move || flag.store(true, std::sync::atomic::Ordering::SeqCst)),
+        };
+        let file = std::fs::File::open(&path).unwrap();
+        let items: Vec<std::io::Result<Bytes>> =
+            stream_file(file, 0, data.len() as u64, uploads, slot, Some(check))
+                .collect()
+                .await;
+        let sent: usize = items
+            .iter()
+            .filter_map(|c| c.as_ref().ok())
+            .map(|b| b.len())
+            .sum();
+        assert_eq!(sent, 3 * crate::pieces::PIECE_SIZE as usize);
+        assert!(items.last().unwrap().is_err());
+        assert!(bad.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]
