@@ -112,22 +112,9 @@ impl Verifiers {
             return Ok(Some(v.clone()));
         }
         let size = shared.stamp.size;
-        let outboard = if size <= crate::pieces::PIECE_SIZE {
-            Vec::new()
-        } else if let Some(o) = db.outboard(&cid).map_err(internal)? {
-            o
-        } else {
-            let file = std::fs::File::open(&shared.path).map_err(|_| not_shared(cid))?;
-            let (root, o) =
-                tokio::task::spawn_blocking(move || crate::pieces::outboard_of(file, size))
-                    .await
-                    .map_err(internal)?
-                    .map_err(internal)?;
-            if root != cid {
-                return Ok(None);
-            }
-            db.put_outboard(&cid, &o).map_err(internal)?;
-            o
+        let file = std::fs::File::open(&shared.path).map_err(|_| not_shared(cid))?;
+        let Some(outboard) = outboard_of_shared(db, cid, size, file).await? else {
+            return Ok(None);
         };
         let Ok(v) = Verifier::new(cid, size, outboard) else {
             return Ok(None);
@@ -365,26 +352,39 @@ async fn outboard(
         Source::Partial(_, partial) => return Ok(octets(partial.outboard.clone())),
     };
     tracing::debug!(peer = %peer.0.short(), %cid, "serving outboard");
-    let size = shared.stamp.size;
-    let cached = st.db.outboard(&cid).map_err(internal)?;
-    let outboard = match cached {
-        Some(o) => o,
-        None if size <= crate::pieces::PIECE_SIZE => Vec::new(),
+    match outboard_of_shared(&st.db, cid, shared.stamp.size, file).await? {
+        Some(o) => Ok(octets(o)),
         None => {
-            let (root, o) =
-                tokio::task::spawn_blocking(move || crate::pieces::outboard_of(file, size))
-                    .await
-                    .map_err(internal)?
-                    .map_err(internal)?;
-            if root != cid {
-                st.rescan.notify_one();
-                return Err(changed(cid));
-            }
-            st.db.put_outboard(&cid, &o).map_err(internal)?;
-            o
+            st.rescan.notify_one();
+            Err(changed(cid))
         }
-    };
-    Ok(octets(outboard))
+    }
+}
+
+/// The outboard of a shared file: from the database, or computed from
+/// `file` and stored there (empty for a file of one piece). `None` when
+/// the file no longer hashes to `cid`.
+async fn outboard_of_shared(
+    db: &Arc<NodeDb>,
+    cid: ContentId,
+    size: u64,
+    file: std::fs::File,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    if let Some(o) = db.outboard(&cid).map_err(internal)? {
+        return Ok(Some(o));
+    }
+    if size <= crate::pieces::PIECE_SIZE {
+        return Ok(Some(Vec::new()));
+    }
+    let (root, o) = tokio::task::spawn_blocking(move || crate::pieces::outboard_of(file, size))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    if root != cid {
+        return Ok(None);
+    }
+    db.put_outboard(&cid, &o).map_err(internal)?;
+    Ok(Some(o))
 }
 
 fn octets(body: Vec<u8>) -> Response {

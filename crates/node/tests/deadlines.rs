@@ -114,18 +114,24 @@ async fn provide(tracker: &TrackerClient, id: &Identity, addr: &str, cid: Conten
         .unwrap();
 }
 
-#[tokio::test]
-async fn providers_that_never_answer_do_not_stall_a_content_download() {
-    // A tracker, one honest node sharing a file, and 30 providers of the
-    // same content that accept connections and never answer.
+/// A tracker on 127.0.0.1 and a node registered with it sharing `bytes`
+/// as `wanted.bin`, announced: what the tests below attack.
+struct Network {
+    tracker: TrackerClient,
+    honest: shoal_node::Node,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn network(bytes: &[u8], seed: u8) -> Network {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let turl = format!("http://{}", listener.local_addr().unwrap());
-    let (_tstop_tx, tstop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(shoal_tracker::run(
         listener,
         shoal_tracker::TrackerConfig::default(),
         async move {
-            let _ = tstop_rx.await;
+            let _ = stopped.await;
         },
     ));
     let retry = RetryConfig {
@@ -133,12 +139,9 @@ async fn providers_that_never_answer_do_not_stall_a_content_download() {
         ..RetryConfig::default()
     };
     let tracker = TrackerClient::new(&turl, None, retry).unwrap();
-
     let share = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let bytes: Vec<u8> = (0..600_000u32).map(|i| (i % 241) as u8).collect();
-    std::fs::write(share.path().join("wanted.bin"), &bytes).unwrap();
-    let cid = ContentId::of(&bytes);
+    std::fs::write(share.path().join("wanted.bin"), bytes).unwrap();
     let mut cfg = shoal_node::NodeConfig::new(
         data.path().to_owned(),
         "127.0.0.1:0".parse().unwrap(),
@@ -146,29 +149,31 @@ async fn providers_that_never_answer_do_not_stall_a_content_download() {
     );
     cfg.shares = vec![share.path().to_owned()];
     cfg.tracker = Some(tracker.clone());
-    let honest = shoal_node::Node::start(cfg, Arc::new(Identity::from_seed([70; 32])))
+    let honest = shoal_node::Node::start(cfg, Arc::new(Identity::from_seed([seed; 32])))
         .await
         .unwrap();
-    let (silent, _task) = silent_port().await;
-    for i in 0..30u8 {
-        provide(
-            &tracker,
-            &Identity::from_seed([100 + i; 32]),
-            &silent.to_string(),
-            cid,
-        )
-        .await;
+    Network {
+        tracker,
+        honest,
+        _stop: stop,
+        _dirs: vec![share, data],
     }
+}
+
+/// Waits until the tracker lists `n` providers of `cid`.
+async fn wait_for_providers(tracker: &TrackerClient, cid: ContentId, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while tracker.providers(cid).await.unwrap().len() < 31 {
+    while tracker.providers(cid).await.unwrap().len() < n {
         assert!(Instant::now() < deadline, "the honest node never announced");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
 
+/// `get CONTENT_ID` through the tracker, into a new folder.
+async fn get_content(tracker: &TrackerClient, cid: ContentId) -> Vec<u8> {
     let book_dir = tempfile::tempdir().unwrap();
     let book = shoal_node::book::PeerBook::new(tracker.clone(), book_dir.path());
     let out = tempfile::tempdir().unwrap();
-    let started = Instant::now();
     let got = shoal_node::download::get_content(
         &book,
         &client(),
@@ -179,10 +184,32 @@ async fn providers_that_never_answer_do_not_stall_a_content_download() {
     )
     .await
     .unwrap();
+    std::fs::read(got).unwrap()
+}
+
+#[tokio::test]
+async fn providers_that_never_answer_do_not_stall_a_content_download() {
+    // A tracker, one honest node sharing a file, and 30 providers of the
+    // same content that accept connections and never answer.
+    let bytes: Vec<u8> = (0..600_000u32).map(|i| (i % 241) as u8).collect();
+    let cid = ContentId::of(&bytes);
+    let net = network(&bytes, 70).await;
+    let (silent, _task) = silent_port().await;
+    for i in 0..30u8 {
+        provide(
+            &net.tracker,
+            &Identity::from_seed([100 + i; 32]),
+            &silent.to_string(),
+            cid,
+        )
+        .await;
+    }
+    wait_for_providers(&net.tracker, cid, 31).await;
+    let started = Instant::now();
+    assert_eq!(get_content(&net.tracker, cid).await, bytes);
     let took = started.elapsed();
-    assert_eq!(std::fs::read(got).unwrap(), bytes);
     assert!(took < Duration::from_secs(40), "took {took:?}");
-    honest.shutdown().await;
+    net.honest.shutdown().await;
 }
 
 /// Class 9: one provider listing a content under a wrong size does not
@@ -190,36 +217,10 @@ async fn providers_that_never_answer_do_not_stall_a_content_download() {
 /// outboard must hash up to the content id) before it is believed.
 #[tokio::test]
 async fn a_provider_lying_about_the_size_does_not_block_a_content_download() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let turl = format!("http://{}", listener.local_addr().unwrap());
-    let (_tstop_tx, tstop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(shoal_tracker::run(
-        listener,
-        shoal_tracker::TrackerConfig::default(),
-        async move {
-            let _ = tstop_rx.await;
-        },
-    ));
-    let retry = RetryConfig {
-        attempts: 1,
-        ..RetryConfig::default()
-    };
-    let tracker = TrackerClient::new(&turl, None, retry).unwrap();
-    let share = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
     let bytes: Vec<u8> = (0..900_000u32).map(|i| (i % 239) as u8).collect();
-    std::fs::write(share.path().join("wanted.bin"), &bytes).unwrap();
     let cid = ContentId::of(&bytes);
-    let mut cfg = shoal_node::NodeConfig::new(
-        data.path().to_owned(),
-        "127.0.0.1:0".parse().unwrap(),
-        "honest".into(),
-    );
-    cfg.shares = vec![share.path().to_owned()];
-    cfg.tracker = Some(tracker.clone());
-    let honest = shoal_node::Node::start(cfg, Arc::new(Identity::from_seed([71; 32])))
-        .await
-        .unwrap();
+    let net = network(&bytes, 71).await;
+    let tracker = &net.tracker;
 
     // Two liars (so the lie has more votes), each listing another size.
     let mut guards = Vec::new();
@@ -242,26 +243,9 @@ async fn a_provider_lying_about_the_size_does_not_block_a_content_download() {
         let tls = shoal_node::tls::server_config(&identity).unwrap();
         tokio::spawn(shoal_node::server::serve(l, tls, app, stop.clone()));
         guards.push(stop.drop_guard());
-        provide(&tracker, &identity, &addr.to_string(), cid).await;
+        provide(tracker, &identity, &addr.to_string(), cid).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tracker.providers(cid).await.unwrap().len() < 3 {
-        assert!(Instant::now() < deadline, "the honest node never announced");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let book_dir = tempfile::tempdir().unwrap();
-    let book = shoal_node::book::PeerBook::new(tracker.clone(), book_dir.path());
-    let out = tempfile::tempdir().unwrap();
-    let got = shoal_node::download::get_content(
-        &book,
-        &client(),
-        cid,
-        out.path(),
-        &shoal_node::download::NoProgress,
-        &shoal_node::download::Swarm::default(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(std::fs::read(got).unwrap(), bytes);
-    honest.shutdown().await;
+    wait_for_providers(tracker, cid, 3).await;
+    assert_eq!(get_content(tracker, cid).await, bytes);
+    net.honest.shutdown().await;
 }

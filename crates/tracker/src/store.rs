@@ -78,16 +78,9 @@ pub const MAX_PROVIDED_PER_NET: u64 = 200_000;
 /// (messages older than the tracker's skew window are refused anyway).
 pub const TOMBSTONE: Duration = Duration::from_secs(10 * 60);
 
-/// The quota key of an address: the IPv4 address, or the IPv6 /64.
-pub fn network_of(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-        v4 => v4,
-    }
-}
+/// The quota key of an address: the IPv4 address, or the IPv6 /64 (the
+/// same networks the listener's per-client caps count).
+pub use shoal_net::client_key as network_of;
 
 /// Storage for live peers and what they provide.
 pub trait Store: Send + Sync + 'static {
