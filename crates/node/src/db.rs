@@ -91,7 +91,11 @@ fn try_open(
     path: &Path,
 ) -> std::result::Result<std::result::Result<Database, redb::DatabaseError>, ()> {
     // redb asserts on some kinds of damage; its message would reach the
-    // terminal as a crash report, so the hook is quiet while it runs.
+    // terminal as a crash report, so the hook is quiet while it runs. The
+    // hook is the process's: one open at a time swaps it, or two could
+    // leave the quiet one in place for good.
+    static QUIET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = QUIET.lock().unwrap_or_else(|p| p.into_inner());
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let r = std::panic::catch_unwind(|| {

@@ -316,12 +316,10 @@ async fn prove_size(client: &PeerClient, peer: &PeerRecord, entry: &FileEntry) -
     };
     let outboard_size = pieces::tree(entry.size).outboard_size();
     if outboard_size > 0 {
-        let o = client
-            .outboard(peer, entry.content_id, outboard_size)
-            .await?;
-        return Verifier::new(entry.content_id, entry.size, o)
-            .map(|_| ())
-            .map_err(protocol);
+        return usable_outboard(client, peer, entry, outboard_size)
+            .await
+            .1
+            .map(|_| ());
     }
     if entry.size == 0 {
         return if entry.content_id == ContentId::of(b"") {
@@ -494,15 +492,9 @@ pub async fn download_from(
         });
     }
     progress.start(&name, entry.size);
-    let done = entry.size
-        - state
-            .missing()
-            .iter()
-            .map(|&i| piece_len(entry.size, i))
-            .sum::<u64>();
-    if done > 0 {
-        tracing::info!(file = %part.display(), verified = done, "resuming");
-        progress.advance(done);
+    if resumed {
+        // What it holds counts once checked (see `recover`).
+        tracing::info!(file = %part.display(), "resuming");
     }
     let spare = file.try_clone().map_err(NodeError::file("open", &part))?;
     let part_file = PartFile {
@@ -518,7 +510,7 @@ pub async fn download_from(
     .await;
     progress.finish();
     if result.is_err() {
-        release(&spare, entry.size);
+        crate::fsx::release_unwritten(&spare, entry.size);
     }
     drop(spare);
     let offered = result?;
@@ -588,7 +580,8 @@ fn open_part(
 /// Reserves disk space for the whole file, once its size is proven (its
 /// outboard hashed up to the content id): a full disk is reported before
 /// the pieces come, and the filesystem lays the file out in one go. A
-/// download that fails gives the unwritten rest back ([`release`]).
+/// download that fails gives the unwritten rest back
+/// ([`crate::fsx::release_unwritten`]).
 fn reserve(file: &File, part: &Path, size: u64) -> Result<()> {
     match crate::fsx::preallocate(file, size) {
         Err(e) if e.kind() == std::io::ErrorKind::StorageFull => Err(NodeError::File {
@@ -598,13 +591,6 @@ fn reserve(file: &File, part: &Path, size: u64) -> Result<()> {
         }),
         // Filesystems that cannot preallocate simply fill in as we write.
         _ => Ok(()),
-    }
-}
-
-/// Gives back the space reserved beyond what a failed download wrote.
-fn release(file: &File, size: u64) {
-    if let Ok(m) = file.metadata() {
-        crate::fsx::release_beyond(file, m.len(), size);
     }
 }
 
@@ -857,7 +843,8 @@ async fn receive(
     let state_path = state_path.as_path();
     let mut missing = state.missing();
     if missing.is_empty() {
-        // Nothing to fetch (an empty file, or everything already verified).
+        // Nothing to fetch: an empty file (a resumed `.part` is checked
+        // piece by piece, so its record never leaves nothing missing).
         if entry.size == 0 && entry.content_id != ContentId::of(b"") {
             return Err(NodeError::Protocol {
                 peer: peers

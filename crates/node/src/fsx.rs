@@ -72,9 +72,12 @@ pub fn preallocate(file: &File, size: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Gives back space reserved by [`preallocate`] between `len` (the file's
-/// length: what was written) and `size`.
-pub fn release_beyond(file: &File, len: u64, size: u64) {
+/// Gives back space reserved by [`preallocate`] beyond the file's length
+/// (what was written) up to `size`.
+pub fn release_unwritten(file: &File, size: u64) {
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return;
+    };
     // Truncating to the length it has frees blocks reserved past it (ext4,
     // tmpfs); punching them covers file systems where it does not.
     let _ = file.set_len(len);

@@ -93,6 +93,9 @@ pub struct InboxConfig {
     receiving: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// Room promised to pushes and uploads not yet in the inbox.
     pub(crate) reserved: Arc<std::sync::Mutex<Reservations>>,
+    /// Where partial files live, decided on first use (see
+    /// [`InboxConfig::partial_dir`]).
+    partial_in_use: Arc<std::sync::OnceLock<PathBuf>>,
 }
 
 /// How long an offer's reservation is kept while nothing arrives for it.
@@ -107,6 +110,20 @@ pub const RESERVATION_TTL: std::time::Duration = std::time::Duration::from_secs(
 pub struct Reservations {
     /// Bytes promised, per upload, and when each was last touched.
     held: HashMap<String, (u64, std::time::Instant)>,
+}
+
+/// What room there is besides the reservations: what the inbox holds, its
+/// limit, and the disk's free bytes, of which `margin` stays free.
+#[derive(Debug, Clone, Copy)]
+pub struct Room {
+    /// Bytes the inbox holds now.
+    pub usage: u64,
+    /// The inbox limit, if any.
+    pub max: Option<u64>,
+    /// Free bytes on the disk, if known.
+    pub free: Option<u64>,
+    /// Bytes always left free.
+    pub margin: u64,
 }
 
 /// Why room could not be reserved.
@@ -127,23 +144,24 @@ impl Reservations {
             .fold(0u64, |sum, (_, (n, _))| sum.saturating_add(*n))
     }
 
-    /// Sets `key`'s reservation to `bytes` if, with `usage` (what the inbox
-    /// holds) and every other reservation, it fits `max` and leaves `margin`
-    /// of `free` (the disk's free bytes; `need` of `bytes` still to arrive).
-    /// Reservations idle for longer than [`RESERVATION_TTL`] and not in
-    /// `busy` lapse first.
-    #[allow(clippy::too_many_arguments)]
+    /// Sets `key`'s reservation to `bytes` (`need` of them still to arrive)
+    /// if, with what the inbox holds and every other reservation, it fits
+    /// `room`'s limit and leaves its margin of the disk free. Reservations
+    /// idle for longer than [`RESERVATION_TTL`] and not `busy` lapse first.
     pub fn reserve(
         &mut self,
         key: &str,
         bytes: u64,
         need: u64,
-        usage: u64,
-        max: Option<u64>,
-        free: Option<u64>,
-        margin: u64,
+        room: Room,
         busy: &dyn Fn(&str) -> bool,
     ) -> Result<(), NoRoom> {
+        let Room {
+            usage,
+            max,
+            free,
+            margin,
+        } = room;
         let now = std::time::Instant::now();
         self.held
             .retain(|k, (_, at)| now.duration_since(*at) < RESERVATION_TTL || k == key || busy(k));
@@ -196,22 +214,17 @@ impl InboxConfig {
     /// Reserves room for `key` (see [`Reservations::reserve`]), measuring
     /// what the inbox holds now. Blocking: it walks the inbox.
     pub(crate) fn reserve(&self, key: &str, bytes: u64, need: u64) -> Result<(), NoRoom> {
-        let usage = inbox_usage(&self.dir);
-        let free = [self.partial_dir(), self.dir.clone()]
-            .iter()
-            .filter_map(|d| free_space(d))
-            .min();
+        let room = Room {
+            usage: inbox_usage(&self.dir),
+            max: self.max_size,
+            free: [self.partial_dir(), self.dir.clone()]
+                .iter()
+                .filter_map(|d| free_space(d))
+                .min(),
+            margin: DISK_MARGIN,
+        };
         let mut r = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
-        r.reserve(
-            key,
-            bytes,
-            need,
-            usage,
-            self.max_size,
-            free,
-            DISK_MARGIN,
-            &|k| self.is_receiving(k),
-        )
+        r.reserve(key, bytes, need, room, &|k| self.is_receiving(k))
     }
 
     pub(crate) fn release(&self, key: &str) {
@@ -224,16 +237,21 @@ impl InboxConfig {
     /// Where partial files live: the configured folder when it is on the
     /// inbox's file system, else a hidden folder inside the inbox, so a
     /// finished file is linked into place, never copied across disks.
+    /// Decided once, when first needed (both folders are made then).
     pub(crate) fn partial_dir(&self) -> PathBuf {
-        let _ = std::fs::create_dir_all(&self.dir);
-        let _ = std::fs::create_dir_all(&self.partial_dir);
-        match (
-            crate::fsx::device_of(&self.partial_dir),
-            crate::fsx::device_of(&self.dir),
-        ) {
-            (Some(a), Some(b)) if a != b => self.dir.join(SAME_DISK_PARTIAL),
-            _ => self.partial_dir.clone(),
-        }
+        self.partial_in_use
+            .get_or_init(|| {
+                let _ = std::fs::create_dir_all(&self.dir);
+                let _ = std::fs::create_dir_all(&self.partial_dir);
+                match (
+                    crate::fsx::device_of(&self.partial_dir),
+                    crate::fsx::device_of(&self.dir),
+                ) {
+                    (Some(a), Some(b)) if a != b => self.dir.join(SAME_DISK_PARTIAL),
+                    _ => self.partial_dir.clone(),
+                }
+            })
+            .clone()
     }
 
     /// The lock of one upload.
@@ -255,6 +273,7 @@ impl InboxConfig {
             rate: crate::rate::RateLimit::default(),
             receiving: Default::default(),
             reserved: Default::default(),
+            partial_in_use: Default::default(),
         }
     }
 }

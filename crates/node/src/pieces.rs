@@ -144,14 +144,6 @@ impl Verifier {
         })
     }
 
-    /// A verifier that accepts nothing (for a content known to be wrong).
-    pub fn never() -> Self {
-        Self {
-            size: 0,
-            expected: Expected::Pieces(Vec::new()),
-        }
-    }
-
     /// Size of the file.
     pub fn size(&self) -> u64 {
         self.size

@@ -151,15 +151,19 @@ impl Check {
         let (index, rescan, path) = (st.index.clone(), st.rescan.clone(), shared.path.clone());
         Check {
             verified,
-            on_bad: Box::new(move || {
-                tracing::warn!(file = %path.display(), "a shared file no longer matches its content id (changed in place?); it is re-indexed");
-                if let Err(e) = index.forget(&path) {
-                    tracing::warn!(error = %e, "cannot forget a changed file");
-                }
-                rescan.notify_one();
-            }),
+            on_bad: Box::new(move || forget_changed(&index, &rescan, &path)),
         }
     }
+}
+
+/// Stops serving a shared file that no longer matches its content id,
+/// until a scan has hashed it again.
+fn forget_changed(index: &ShareIndex, rescan: &Notify, path: &std::path::Path) {
+    tracing::warn!(file = %path.display(), "a shared file no longer matches its content id (changed in place?); it is re-indexed");
+    if let Err(e) = index.forget(path) {
+        tracing::warn!(error = %e, "cannot forget a changed file");
+    }
+    rescan.notify_one();
 }
 
 /// How much a node gives: a byte rate shared by all uploads, and a cap on
@@ -471,8 +475,7 @@ async fn content(
         Some(shared) => match st.verifiers.get(&st.db, shared).await? {
             Some(v) => Some(Check::new(&st, v, shared)),
             None => {
-                let never = Arc::new(Verified::new(Verifier::never(), shared.stamp));
-                (Check::new(&st, never, shared).on_bad)();
+                forget_changed(&st.index, &st.rescan, &shared.path);
                 return Err(changed(cid));
             }
         },

@@ -3,7 +3,7 @@
 //! reservations (class 5).
 
 use proptest::prelude::*;
-use shoal_node::inbox::{NoRoom, Reservations};
+use shoal_node::inbox::{NoRoom, Reservations, Room};
 
 /// Sizes worth trying: small, around the protocol limit, and near 2^64.
 fn size() -> impl Strategy<Value = u64> {
@@ -45,7 +45,8 @@ proptest! {
             match op {
                 Op::Reserve { key, bytes, need } => {
                     let before = r.total();
-                    match r.reserve(&key.to_string(), bytes, need, usage, max, free, 1024, &none) {
+                    let room = Room { usage, max, free, margin: 1024 };
+                    match r.reserve(&key.to_string(), bytes, need, room, &none) {
                         Ok(()) => {
                             if let Some(max) = max {
                                 prop_assert!(usage.checked_add(r.total()).is_some_and(|t| t <= max));
