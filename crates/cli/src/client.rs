@@ -3,14 +3,13 @@
 use std::io::Write;
 
 use anyhow::{Context as _, Result};
-use shoal_core::ContentId;
 use shoal_core::text::escape;
 use std::net::{IpAddr, SocketAddr};
 
 use shoal_core::wire::PeerRecord;
-use shoal_node::book::{PeerBook, Source};
-use shoal_node::download::{self, Swarm};
-use shoal_node::peer_client::PeerClient;
+use shoal_node::book::Source;
+use shoal_node::download::service::{Downloads, Request, Target};
+use shoal_node::download::{Sources, Swarm};
 use shoal_node::reputation::{Standing, now_secs};
 use shoal_node::{Node, NodeConfig};
 
@@ -168,12 +167,19 @@ pub async fn get(
         None
     };
     let swarm = Swarm {
-        tracker: Some(book.tracker().clone()),
+        sources: Sources::of(book.tracker().clone()),
         partials: seeder.as_ref().map(|n| n.partials().clone()),
         reputation: Some(ctx.reputation()),
     };
-    let bar = Bar::new(ctx.quiet);
-    let result = fetch(&book, &client, target, out_dir, &bar, &swarm).await;
+    let target: Target = target.parse().map_err(|e| {
+        UsageError(format!(
+            "{e}; examples: shoal get alice:docs/report.pdf, shoal get alice:docs/"
+        ))
+    })?;
+    let downloads = Downloads::new(std::sync::Arc::new(client), Some(book), swarm);
+    let bar = std::sync::Arc::new(Bar::new(ctx.quiet));
+    let handle = downloads.start(Request::new(target, out_dir).with_progress(bar));
+    let result = handle.wait().await;
     // An encrypted file is opened now; its ciphertext is still offered to
     // others while we linger, and removed after.
     let opened = match &result {
@@ -243,29 +249,6 @@ async fn linger(node: &Node, quiet: bool) {
     while node.uploading_within(LINGER_IDLE) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-}
-
-async fn fetch(
-    book: &PeerBook,
-    client: &PeerClient,
-    target: &str,
-    out_dir: &std::path::Path,
-    bar: &Bar,
-    swarm: &Swarm,
-) -> Result<std::path::PathBuf> {
-    if let Ok(cid) = target.parse::<ContentId>() {
-        return Ok(download::get_content(book, client, cid, out_dir, bar, swarm).await?);
-    }
-    let Some((peer, path)) = target.split_once(':') else {
-        anyhow::bail!(UsageError(format!(
-            "`{target}` is neither PEER:PATH nor a 64-hex content id; example: shoal get alice:docs/report.pdf"
-        )));
-    };
-    Ok(if path.ends_with('/') {
-        shoal_node::folder::get_folder(book, client, peer, path, out_dir, bar, swarm).await?
-    } else {
-        download::get_path(book, client, peer, path, out_dir, bar, swarm).await?
-    })
 }
 
 /// A node with no shares that serves the verified pieces of this download

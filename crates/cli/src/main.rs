@@ -165,6 +165,9 @@ fn kind_of(e: &anyhow::Error) -> ErrorKind {
         if let Some(k) = cause.downcast_ref::<shoal_node::NodeError>() {
             return k.kind();
         }
+        if let Some(k) = cause.downcast_ref::<std::sync::Arc<shoal_node::NodeError>>() {
+            return k.kind();
+        }
         if let Some(k) = cause.downcast_ref::<shoal_core::IdentityError>() {
             return k.kind();
         }
@@ -198,7 +201,7 @@ fn report(e: &anyhow::Error) -> ExitCode {
     for cause in e.chain().skip(1) {
         eprintln!("  because: {}", shown(&cause.to_string()));
     }
-    if let Some(hint) = hint(kind) {
+    if let Some(hint) = flag_hint(e).or_else(|| hint(kind)) {
         eprintln!("hint: {hint}");
     }
     ExitCode::from(kind.exit_code())
@@ -212,6 +215,28 @@ fn shown(text: &str) -> String {
         .map(|l| shoal_core::text::escape(l).into_owned())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// What to change on the command line for errors the library reports
+/// without knowing the flags.
+fn flag_hint(e: &anyhow::Error) -> Option<&'static str> {
+    use shoal_node::NodeError;
+    let node = e.chain().find_map(|c| {
+        c.downcast_ref::<NodeError>()
+            .or_else(|| c.downcast_ref::<std::sync::Arc<NodeError>>().map(|a| &**a))
+    })?;
+    Some(match node {
+        NodeError::Listen { .. } => {
+            "choose another address with --listen (port 0 picks a free one), or stop what listens there"
+        }
+        NodeError::BadTrackerUrl { .. } => {
+            "set it with --tracker URL, SHOAL_TRACKER, or tracker_url in config.toml"
+        }
+        NodeError::BadName { .. } => "choose another name with --name (or name in config.toml)",
+        NodeError::Exists(_) => "move it away, or download into another folder with -o DIR",
+        NodeError::DataDirInUse(_) => "give each node its own --data-dir",
+        _ => return None,
+    })
 }
 
 fn hint(kind: ErrorKind) -> Option<&'static str> {

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use shoal_core::config::Config;
 use shoal_core::wire::{FileEntry, PeerRecord};
-use shoal_core::{ContentId, Identity, PeerId};
+use shoal_core::{Identity, PeerId};
 use shoal_crypt::secrecy::SecretString;
 use shoal_node::book::PeerBook;
-use shoal_node::download::{self, Progress, Swarm};
+use shoal_node::download::service::{Downloads, Handle, Request, Status, Target};
+use shoal_node::download::{self, Progress, Sources, Swarm};
 use shoal_node::peer_client::PeerClient;
 use shoal_node::reputation::{Reputation, now_secs};
 use shoal_node::tracker_client::TrackerClient;

@@ -163,7 +163,7 @@ pub enum NodeError {
         now: ContentId,
     },
     /// The target file exists.
-    #[error("{0} already exists; move it away or choose another folder with -o")]
+    #[error("{0} already exists; it was left as it is")]
     Exists(PathBuf),
     /// A name from a peer cannot be used as a local file name.
     #[error("`{0}` cannot be used as a local file name")]
@@ -181,7 +181,7 @@ pub enum NodeError {
     },
     /// Another process (a running node) has the data dir's database open.
     #[error(
-        "node database {0} is already in use by another shoal node; give each node its own --data-dir"
+        "node database {0} is already in use by another shoal node; each node needs a data dir of its own"
     )]
     DataDirInUse(PathBuf),
     /// The embedded database failed.
@@ -201,9 +201,55 @@ pub enum NodeError {
     /// A setting (flag or config.toml) cannot be used.
     #[error("{0}")]
     Settings(String),
+    /// A peer name this node cannot use.
+    #[error("the peer name `{name}` cannot be used: {reason}")]
+    BadName {
+        /// The name, escaped.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tracker URL that is not one.
+    #[error("`{url}` is not a tracker URL: {reason}")]
+    BadTrackerUrl {
+        /// What was given, escaped.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An address to listen on cannot be had.
+    #[error("cannot listen on {addr}: {}", listen_reason(source))]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The download was paused or cancelled before it finished.
+    #[error("the download was stopped before it finished; what arrived is kept for a resume")]
+    Stopped,
+}
+
+fn listen_reason(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "address in use (another program, or another shoal node, listens there)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => "no such address on this machine",
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges)"
+        }
+        _ => "the system refused",
+    }
 }
 
 impl NodeError {
+    /// Binding `addr` failed.
+    pub fn listen(addr: std::net::SocketAddr, source: std::io::Error) -> Self {
+        NodeError::Listen { addr, source }
+    }
+
     /// `peer` could not be reached, or the connection to it broke.
     pub(crate) fn unreachable(
         peer: &shoal_core::wire::PeerRecord,
@@ -233,9 +279,10 @@ impl NodeError {
 impl HasKind for NodeError {
     fn kind(&self) -> ErrorKind {
         match self {
-            NodeError::TrackerUnreachable { .. } | NodeError::PeerUnreachable { .. } => {
-                ErrorKind::Network
-            }
+            NodeError::TrackerUnreachable { .. }
+            | NodeError::PeerUnreachable { .. }
+            | NodeError::Listen { .. } => ErrorKind::Network,
+            NodeError::BadTrackerUrl { .. } | NodeError::BadName { .. } => ErrorKind::Usage,
             NodeError::TrackerRefused { status, .. } | NodeError::PeerRefused { status, .. } => {
                 match status {
                     401 | 403 => ErrorKind::Authentication,
@@ -258,7 +305,7 @@ impl HasKind for NodeError {
             NodeError::File { .. } | NodeError::Database { .. } | NodeError::DataDirInUse(_) => {
                 ErrorKind::File
             }
-            NodeError::Tls(_) | NodeError::Internal(_) => ErrorKind::Internal,
+            NodeError::Tls(_) | NodeError::Internal(_) | NodeError::Stopped => ErrorKind::Internal,
         }
     }
 }

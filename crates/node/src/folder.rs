@@ -14,9 +14,9 @@ use shoal_core::ContentId;
 use shoal_core::wire::{FileEntry, PeerRecord};
 
 use crate::book::PeerBook;
-use crate::download::{
-    Progress, Swarm, download_from, link_into_place, listing, local_name, sync_dir,
-};
+use crate::download::Control;
+
+use crate::download::{Progress, Swarm, download_until, link_into_place, listing, local_name};
 use crate::error::{NodeError, Result};
 use crate::index::PART_SUFFIX;
 use crate::peer_client::PeerClient;
@@ -50,11 +50,33 @@ pub async fn get_folder(
     progress: &dyn Progress,
     swarm: &Swarm,
 ) -> Result<PathBuf> {
-    let (peer, files) = listing(book, client, peer_query).await?;
-    download_folder(client, peer, files, dir, out_dir, progress, swarm).await
+    let never = Control::new();
+    get_folder_until(
+        book, client, peer_query, dir, out_dir, progress, swarm, &never,
+    )
+    .await
 }
 
-/// [`get_folder`] once the peer and its listing are known.
+/// [`get_folder`], stopping when `stop` is cancelled (with
+/// [`NodeError::Stopped`], once every file download in flight has ended;
+/// files already complete stay).
+#[allow(clippy::too_many_arguments)]
+pub async fn get_folder_until(
+    book: &PeerBook,
+    client: &PeerClient,
+    peer_query: &str,
+    dir: &str,
+    out_dir: &Path,
+    progress: &dyn Progress,
+    swarm: &Swarm,
+    stop: &Control,
+) -> Result<PathBuf> {
+    let (peer, files) = listing(book, client, peer_query).await?;
+    download_folder(client, peer, files, dir, out_dir, progress, swarm, stop).await
+}
+
+/// [`get_folder_until`] once the peer and its listing are known.
+#[allow(clippy::too_many_arguments)]
 pub async fn download_folder(
     client: &PeerClient,
     peer: PeerRecord,
@@ -63,6 +85,7 @@ pub async fn download_folder(
     out_dir: &Path,
     progress: &dyn Progress,
     swarm: &Swarm,
+    stop: &Control,
 ) -> Result<PathBuf> {
     let dir = dir.trim_matches('/');
     let root_name = local_name(dir)?;
@@ -115,11 +138,16 @@ pub async fn download_folder(
         lying: AtomicBool::new(false),
         tally: Mutex::new(Tally::default()),
     };
-    let outcomes: Vec<Outcome> = futures_util::stream::iter(batches(small))
+    let fetching = futures_util::stream::iter(batches(small))
         .map(|batch| bundles.fetch(batch))
         .buffer_unordered(BUNDLES_AT_ONCE)
-        .collect()
-        .await;
+        .collect::<Vec<Outcome>>();
+    // A bundle in flight is dropped: its files are written to temporary
+    // names only once whole, so nothing half-done is left at a final name.
+    let outcomes = tokio::select! {
+        o = fetching => o,
+        () = stop.cancelled() => return Err(NodeError::Stopped),
+    };
     let mut results: Vec<Result<PathBuf>> = Vec::new();
     for o in outcomes {
         results.extend(o.results);
@@ -144,7 +172,9 @@ pub async fn download_folder(
         let more: Vec<Result<PathBuf>> = futures_util::stream::iter(large)
             .map(|(entry, target_dir)| {
                 let (peers, quiet) = (&peers, &quiet);
-                async move { download_from(client, peers, &entry, &target_dir, quiet, swarm).await }
+                async move {
+                    download_until(client, peers, &entry, &target_dir, quiet, swarm, stop).await
+                }
             })
             .buffer_unordered(FOLDER_PARALLEL)
             .collect()
@@ -152,6 +182,9 @@ pub async fn download_folder(
         results.extend(more);
     }
     progress.finish();
+    if stop.is_cancelled() {
+        return Err(NodeError::Stopped);
+    }
     let failed: Vec<NodeError> = results.into_iter().filter_map(|r| r.err()).collect();
     let n = failed.len();
     // Bad data first: it is the reason to distrust the rest.
@@ -450,7 +483,7 @@ fn write_batch(files: Vec<(PathBuf, Bytes)>) -> Vec<Result<PathBuf>> {
     }
     // One sync for the whole batch instead of one per file.
     if let Some(f) = &any
-        && sync_all_files(f, &parts).is_err()
+        && shoal_fs::durable::sync_files(f, parts.iter().map(|(p, _)| p.as_path())).is_err()
     {
         for (part, _) in parts.drain(..) {
             let _ = std::fs::remove_file(&part);
@@ -465,26 +498,9 @@ fn write_batch(files: Vec<(PathBuf, Bytes)>) -> Vec<Result<PathBuf>> {
         results.push(link_into_place(&part, &target).map(|()| target));
     }
     for dir in made {
-        let _ = sync_dir(&dir.join("."));
+        shoal_fs::durable::sync_dir(&dir);
     }
     results
-}
-
-/// Makes the files of a batch durable: one `syncfs` on Linux, else each.
-fn sync_all_files(one: &std::fs::File, parts: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        let _ = parts;
-        rustix::fs::syncfs(one).map_err(std::io::Error::from)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = one;
-        for (p, _) in parts {
-            std::fs::File::open(p)?.sync_all()?;
-        }
-        Ok(())
-    }
 }
 
 /// Where each file of a folder goes: under `root`, by its path below

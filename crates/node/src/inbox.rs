@@ -244,8 +244,8 @@ impl InboxConfig {
                 let _ = std::fs::create_dir_all(&self.dir);
                 let _ = std::fs::create_dir_all(&self.partial_dir);
                 match (
-                    crate::fsx::device_of(&self.partial_dir),
-                    crate::fsx::device_of(&self.dir),
+                    shoal_fs::device_of(&self.partial_dir),
+                    shoal_fs::device_of(&self.dir),
                 ) {
                     (Some(a), Some(b)) if a != b => self.dir.join(SAME_DISK_PARTIAL),
                     _ => self.partial_dir.clone(),
@@ -423,7 +423,7 @@ pub(crate) fn inbox_usage(dir: &Path) -> u64 {
         .fold(0u64, |sum, m| sum.saturating_add(m.len()))
 }
 
-pub(crate) use crate::fsx::free_space;
+pub(crate) use shoal_fs::free_space;
 
 /// Longest an offer waits for an earlier attempt of the same push.
 const RECEIVING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

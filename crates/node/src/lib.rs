@@ -52,7 +52,6 @@ pub mod db;
 pub mod download;
 mod error;
 pub mod folder;
-pub mod fsx;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inbox;

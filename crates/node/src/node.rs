@@ -129,8 +129,10 @@ pub struct Node {
 impl Node {
     /// Indexes the shares, binds the listener and starts serving.
     pub async fn start(config: NodeConfig, identity: Arc<Identity>) -> Result<Node> {
-        shoal_core::wire::validate_name(&config.name)
-            .map_err(|m| NodeError::Internal(format!("invalid --name: {m}")))?;
+        shoal_core::wire::validate_name(&config.name).map_err(|reason| NodeError::BadName {
+            name: shoal_core::text::bounded(&config.name, 100),
+            reason,
+        })?;
         let db = Arc::new(NodeDb::open(&config.data_dir)?);
         let index = Arc::new(ShareIndex::new(&config.shares, db.clone())?);
         // Watch before the first scan, so nothing created in between is missed.
@@ -154,11 +156,7 @@ impl Node {
         let tls = crate::tls::server_config(&identity)?;
         let listener = TcpListener::bind(config.listen)
             .await
-            .map_err(|e| NodeError::File {
-                action: "listen on",
-                path: PathBuf::from(config.listen.to_string()),
-                source: e,
-            })?;
+            .map_err(|e| NodeError::listen(config.listen, e))?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| NodeError::Internal(e.to_string()))?;
@@ -177,11 +175,9 @@ impl Node {
         let mut compat_addr = None;
         let mut compat_task = None;
         if let Some((addr, token)) = config.compat.clone() {
-            let l = TcpListener::bind(addr).await.map_err(|e| NodeError::File {
-                action: "listen (--compat-listen) on",
-                path: PathBuf::from(addr.to_string()),
-                source: e,
-            })?;
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| NodeError::listen(addr, e))?;
             compat_addr = l.local_addr().ok();
             compat_task = Some(tokio::spawn(crate::compat::serve(
                 l,

@@ -246,12 +246,10 @@ impl PieceState {
 
     /// Saves the record (temp file and rename, so it is never half written).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        let tmp = path.with_extension("state-new");
-        // Never through a planted symlink: the name is made afresh.
-        let _ = std::fs::remove_file(&tmp);
-        crate::fsx::create_new(&tmp)?.write_all(&serde_json::to_vec(self).unwrap_or_default())?;
-        std::fs::rename(&tmp, path)
+        // A hint for resuming (see `download`), so not synced: pieces it
+        // misses are found by checking the `.part`.
+        let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        shoal_fs::durable::replace(path, &json, shoal_fs::durable::Replace::default())
     }
 }
 

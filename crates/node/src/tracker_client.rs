@@ -41,9 +41,9 @@ impl TrackerClient {
         if reqwest::Url::parse(&base).map_or(true, |u| {
             !matches!(u.scheme(), "http" | "https") || u.host().is_none()
         }) {
-            return Err(NodeError::TrackerUnreachable {
-                url: url.to_owned(),
-                reason: "not an http:// or https:// URL (example: http://127.0.0.1:5000)".into(),
+            return Err(NodeError::BadTrackerUrl {
+                url: shoal_core::text::bounded(url, 200),
+                reason: "give an http:// or https:// URL, for example http://127.0.0.1:5000",
             });
         }
         crate::tls::provider();

@@ -171,16 +171,16 @@ async fn wait_for_providers(tracker: &TrackerClient, cid: ContentId, n: usize) {
 
 /// `get CONTENT_ID` through the tracker, into a new folder.
 async fn get_content(tracker: &TrackerClient, cid: ContentId) -> Vec<u8> {
-    let book_dir = tempfile::tempdir().unwrap();
-    let book = shoal_node::book::PeerBook::new(tracker.clone(), book_dir.path());
     let out = tempfile::tempdir().unwrap();
+    let swarm = shoal_node::download::Swarm::with_sources(shoal_node::download::Sources::of(
+        tracker.clone(),
+    ));
     let got = shoal_node::download::get_content(
-        &book,
         &client(),
         cid,
         out.path(),
         &shoal_node::download::NoProgress,
-        &shoal_node::download::Swarm::default(),
+        &swarm,
     )
     .await
     .unwrap();

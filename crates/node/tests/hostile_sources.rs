@@ -479,6 +479,7 @@ async fn a_lying_bundle_never_leaves_a_wrong_file() {
             out.path(),
             &NoProgress,
             &swarm,
+            &Default::default(),
         )
         .await
         .expect_err(&format!("{fault:?} was accepted"));
@@ -510,6 +511,7 @@ async fn a_lying_bundle_never_leaves_a_wrong_file() {
         out.path(),
         &NoProgress,
         &swarm,
+        &Default::default(),
     )
     .await
     .unwrap();

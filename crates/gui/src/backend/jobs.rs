@@ -7,72 +7,29 @@ use super::*;
 /// What a running transfer needs.
 pub(super) struct JobCtx {
     pub(super) client: Arc<PeerClient>,
-    pub(super) tracker: Option<TrackerClient>,
-    pub(super) swarm: Swarm,
     pub(super) identity: Arc<Identity>,
     pub(super) feed: LogFeed,
     pub(super) meter: Arc<Meter>,
 }
 
 impl JobCtx {
-    pub(super) async fn download(
-        self,
-        peer: Option<PeerRecord>,
-        file: FileEntry,
-        dir: PathBuf,
-    ) -> TransferState {
-        let mut peers: Vec<PeerRecord> = peer.into_iter().collect();
-        if let Some(t) = &self.tracker
-            && let Ok(more) = t.providers(file.content_id).await
-        {
-            download::add_peers(&mut peers, more, &self.client);
-        }
-        if peers.is_empty() {
-            let e = format!("no live peer provides {} now; resume it later", file.name);
-            self.feed.log(Level::Warning, e.clone());
-            return TransferState::Failed(e);
-        }
-        // A paused download's writer may still be letting go of the file.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        let result = loop {
-            let r = download::download_from(
-                &self.client,
-                &peers,
-                &file,
-                &dir,
-                &*self.meter,
-                &self.swarm,
-            )
-            .await;
-            match r {
-                Err(shoal_node::NodeError::File { source, .. })
-                    if source.kind() == std::io::ErrorKind::ResourceBusy
-                        && tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                r => break r,
-            }
-        };
-        let path = match result {
+    /// Waits for a download to end, then opens it if it is encrypted for
+    /// this node's key. A download cancelled, or paused and not resumed,
+    /// never ends here: its waiter is dropped instead.
+    pub(super) async fn finish_download(self, handle: Handle, name: String) -> TransferState {
+        let path = match handle.wait().await {
             Ok(p) => p,
-            Err(shoal_node::NodeError::Exists(p)) => {
-                let e = format!(
-                    "{} already exists; move it away, or choose another download folder in Settings",
-                    p.display()
-                );
-                self.feed.log(
-                    Level::Error,
-                    format!("download of {} failed: {e}", file.name),
-                );
-                return TransferState::Failed(e);
-            }
             Err(e) => {
-                self.feed.log(
-                    Level::Error,
-                    format!("download of {} failed: {e}", file.name),
-                );
-                return TransferState::Failed(e.to_string());
+                let e = match &*e {
+                    shoal_node::NodeError::Exists(p) => format!(
+                        "{} already exists; move it away, or choose another download folder in Settings",
+                        p.display()
+                    ),
+                    e => e.to_string(),
+                };
+                self.feed
+                    .log(Level::Error, format!("download of {name} failed: {e}"));
+                return TransferState::Failed(e);
             }
         };
         let identity = self.identity.clone();
@@ -228,19 +185,4 @@ pub(super) fn share_file(
         ])),
     };
     shoal_crypt::share_into(src, &folder, lock.as_ref()).map_err(|e| e.to_string())
-}
-
-/// Removes a cancelled download's partial file and its piece record,
-/// once the engine's writer has let go of it (a few seconds at most).
-pub(super) fn remove_part(part: &Path) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while let Ok(f) = std::fs::File::open(part) {
-        if f.try_lock().is_ok() || std::time::Instant::now() > deadline {
-            break;
-        }
-        drop(f);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = std::fs::remove_file(part);
-    let _ = std::fs::remove_file(shoal_node::pieces::PieceState::path_for(part));
 }

@@ -1,7 +1,7 @@
 //! The worker's loop: it owns the node and the transfers, handles the
 //! UI's commands in order, and keeps the header and the peer list fresh.
 
-use super::jobs::{JobCtx, open_with_passphrase, remove_part, share_file};
+use super::jobs::{JobCtx, open_with_passphrase, share_file};
 use super::*;
 
 /// Registration lifetime the app asks for: heartbeats every 5 s, so the
@@ -40,7 +40,20 @@ enum Job {
 struct Running {
     job: Job,
     meter: Arc<Meter>,
+    /// A push, or the waiter that opens a download once it is done.
     task: Option<AbortHandle>,
+    /// A download's control.
+    handle: Option<Handle>,
+}
+
+impl Running {
+    /// Whether it moves bytes now.
+    fn is_running(&self) -> bool {
+        match &self.handle {
+            Some(h) => !h.status().is_stopped(),
+            None => self.task.as_ref().is_some_and(|t| !t.is_finished()),
+        }
+    }
 }
 
 /// The worker's state; lives on the runtime.
@@ -56,6 +69,9 @@ pub(super) struct Core {
     jobs: HashMap<u64, Running>,
     next_id: u64,
     client: Arc<PeerClient>,
+    /// Owns the downloads; made anew when the client, the tracker or the
+    /// node changes (running downloads keep what they started with).
+    downloads: Downloads,
     commands: mpsc::UnboundedSender<Command>,
     refreshing: Arc<AtomicBool>,
     counts: FileCounts,
@@ -73,8 +89,11 @@ impl Core {
         sink: Sink,
         commands: mpsc::UnboundedSender<Command>,
     ) -> Self {
+        let client = Arc::new(new_client(&identity, &config));
+        let downloads = new_downloads(&data_dir, &config, client.clone(), None);
         Core {
-            client: Arc::new(new_client(&identity, &config)),
+            client,
+            downloads,
             data_dir,
             config,
             identity,
@@ -107,7 +126,7 @@ impl Core {
             Command::Download { peer, file } => {
                 let dir = self.downloads_dir();
                 let busy = self.jobs.values().any(|r| {
-                    r.task.as_ref().is_some_and(|t| !t.is_finished())
+                    r.is_running()
                         && matches!(&r.job, Job::Download { file: f, dir: d, .. }
                             if f.content_id == file.content_id && f.name == file.name && *d == dir)
                 });
@@ -130,28 +149,14 @@ impl Core {
             Command::Fetch(target) => self.fetch(target),
             Command::Share { path, lock } => self.share(path, lock),
             Command::Send { peer, path } => self.begin(Job::Push { peer, path }, None),
-            Command::Pause(id) => {
-                // A transfer that just ended keeps its own final state, and
-                // one whose bytes are all in (a download being opened) is
-                // let finish: nothing is left to pause.
-                if let Some(r) = self.jobs.get_mut(&id)
-                    && !all_in(&r.meter)
-                    && let Some(t) = r.task.take_if(|t| !t.is_finished())
-                {
-                    t.abort();
-                    self.sink.send(Event::TransferState {
-                        id,
-                        state: TransferState::Paused,
-                    });
-                }
-            }
+            Command::Pause(id) => self.pause(id).await,
             Command::Resume(id) => {
                 if let Some(r) = self.jobs.get(&id) {
                     let job = r.job.clone();
                     self.begin(job, Some(id));
                 }
             }
-            Command::Cancel(id) => self.cancel(id),
+            Command::Cancel(id) => self.cancel(id).await,
             Command::Open {
                 id,
                 path,
@@ -159,6 +164,13 @@ impl Core {
             } => self.open(id, path, passphrase),
             Command::Save(config) => self.save(*config).await,
             Command::Quit(done) => {
+                // Downloads stop in order (what arrived is kept for next
+                // time); pushes are dropped.
+                let mut pausing = tokio::task::JoinSet::new();
+                for h in self.jobs.values().filter_map(|r| r.handle.clone()) {
+                    pausing.spawn(async move { h.pause().await });
+                }
+                pausing.join_all().await;
                 for r in self.jobs.values_mut() {
                     if let Some(t) = r.task.take() {
                         t.abort();
@@ -171,36 +183,25 @@ impl Core {
     }
 
     /// Lists the downloads an earlier session left unfinished in the
-    /// download folder (their `.part` and piece record), paused, so they
-    /// can be resumed from the pieces already verified.
+    /// download folder, paused, so they can be resumed from the pieces
+    /// already verified.
     fn restore(&mut self) {
         let dir = self.downloads_dir();
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return;
-        };
-        let suffix = format!("{}.state", shoal_node::index::PART_SUFFIX);
-        let mut found: Vec<(String, shoal_node::pieces::PieceState)> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let file = e.file_name().into_string().ok()?;
-                let name = file.strip_suffix(&suffix)?.to_owned();
-                let state = shoal_node::pieces::PieceState::load(&e.path())?;
-                Some((name, state))
-            })
-            .collect();
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, state) in found {
+        for handle in self.downloads.adopt(&dir) {
+            let Some(name) = handle.name() else { continue };
+            let Target::Entry { entry, .. } = handle.target().clone() else {
+                continue;
+            };
             self.next_id += 1;
             let id = self.next_id;
             let meter = Meter::new(self.sink.ctx());
-            meter.start(&name, state.size);
-            meter.advance(
-                (state.verified().count() * shoal_node::pieces::PIECE_SIZE).min(state.size),
-            );
+            let (have, size) = handle.bytes();
+            meter.start(&name, size);
+            meter.advance(have);
             self.sink.send(Event::Transfer(TransferInfo {
                 id,
                 direction: Direction::Download,
-                name: name.clone(),
+                name,
                 peer: ANY_PEER.to_owned(),
                 meter: meter.clone(),
             }));
@@ -208,23 +209,17 @@ impl Core {
                 id,
                 state: TransferState::Paused,
             });
-            let file = FileEntry {
-                encrypted: name.ends_with(".age"),
-                name,
-                size: state.size,
-                content_id: state.content_id,
-                modified: 0,
-            };
             self.jobs.insert(
                 id,
                 Running {
                     job: Job::Download {
                         peer: None,
-                        file,
+                        file: entry,
                         dir: dir.clone(),
                     },
                     meter,
                     task: None,
+                    handle: Some(handle),
                 },
             );
         }
@@ -331,6 +326,7 @@ impl Core {
         ));
         self.watch = Some(cancel.drop_guard());
         self.node = Some(node);
+        self.renew_downloads();
     }
 
     fn start_failed(&self, why: String) {
@@ -342,11 +338,22 @@ impl Core {
         });
     }
 
+    /// New downloads use the client, tracker and node as they are now.
+    fn renew_downloads(&mut self) {
+        self.downloads = new_downloads(
+            &self.data_dir,
+            &self.config,
+            self.client.clone(),
+            self.node.as_ref(),
+        );
+    }
+
     async fn stop(&mut self) {
         self.watch = None;
         if let Some(node) = self.node.take() {
             node.shutdown().await;
             self.feed.log(Level::Info, "network stopped");
+            self.renew_downloads();
         }
         self.sink.send(Event::Network {
             state: NetState::Offline,
@@ -396,15 +403,13 @@ impl Core {
 
     /// `PEER:PATH` or a content id: looks the file up, then downloads it.
     fn fetch(&self, target: String) {
-        let tracker = match self.tracker() {
-            Ok(t) => t,
-            Err(e) => return self.feed.log(Level::Error, e),
-        };
-        let book = PeerBook::new(tracker, &self.data_dir);
-        let client = self.client();
+        if let Err(e) = self.tracker() {
+            return self.feed.log(Level::Error, e);
+        }
+        let downloads = self.downloads.clone();
         let (commands, feed) = (self.commands.clone(), self.feed.clone());
         tokio::spawn(async move {
-            match lookup(&book, &client, target.trim()).await {
+            match lookup(&downloads, target.trim()).await {
                 Ok((peer, file)) => {
                     let _ = commands.send(Command::Download { peer, file });
                 }
@@ -419,9 +424,7 @@ impl Core {
             self.next_id += 1;
             self.next_id
         });
-        if let Some(r) = self.jobs.get(&id)
-            && r.task.as_ref().is_some_and(|t| !t.is_finished())
-        {
+        if self.jobs.get(&id).is_some_and(Running::is_running) {
             return; // running already
         }
         let meter = match self.jobs.get(&id) {
@@ -460,45 +463,85 @@ impl Core {
         });
         let ctx = JobCtx {
             client: self.client(),
-            tracker: self.tracker().ok(),
-            swarm: Swarm {
-                tracker: self.tracker().ok(),
-                partials: self.node.as_ref().map(|n| n.partials().clone()),
-                reputation: Some(Reputation::new(&self.data_dir, self.config.reputation)),
-            },
             identity: self.identity.clone(),
             feed: self.feed.clone(),
             meter: meter.clone(),
         };
         let sink = self.sink.clone();
-        let run = job.clone();
-        let task = tokio::spawn(async move {
-            let state = match run {
-                Job::Download { peer, file, dir } => ctx.download(peer, file, dir).await,
-                Job::Push { peer, path } => ctx.push(peer, path).await,
-            };
-            sink.send(Event::TransferState { id, state });
-        });
+        let (task, handle) = match job.clone() {
+            Job::Download { peer, file, dir } => {
+                let name = file.name.clone();
+                let target = Target::Entry {
+                    entry: file,
+                    peers: peer.into_iter().collect(),
+                };
+                let progress: Arc<dyn Progress> = meter.clone();
+                let handle = self
+                    .downloads
+                    .start(Request::new(target, dir).with_progress(progress));
+                let h = handle.clone();
+                let task = tokio::spawn(async move {
+                    let state = ctx.finish_download(h, name).await;
+                    sink.send(Event::TransferState { id, state });
+                });
+                (task, Some(handle))
+            }
+            Job::Push { peer, path } => {
+                let task = tokio::spawn(async move {
+                    let state = ctx.push(peer, path).await;
+                    sink.send(Event::TransferState { id, state });
+                });
+                (task, None)
+            }
+        };
         self.jobs.insert(
             id,
             Running {
                 job,
                 meter,
                 task: Some(task.abort_handle()),
+                handle,
             },
         );
     }
 
-    fn cancel(&mut self, id: u64) {
-        // Once every byte is in, the download is being made durable or
-        // opened: let it finish rather than leave a file behind a
-        // "cancelled" row.
-        if self
-            .jobs
-            .get(&id)
-            .is_some_and(|r| all_in(&r.meter) && r.task.as_ref().is_some_and(|t| !t.is_finished()))
-        {
+    /// Stops a transfer, keeping what arrived. A transfer that just ended
+    /// keeps its own final state: a download whose bytes are all in is
+    /// being made durable and finishes first.
+    async fn pause(&mut self, id: u64) {
+        let Some(r) = self.jobs.get_mut(&id) else {
             return;
+        };
+        if !r.is_running() {
+            return;
+        }
+        if let Some(h) = &r.handle {
+            h.pause().await;
+            if !matches!(h.status(), Status::Paused) {
+                return; // it ended meanwhile; its waiter reports how
+            }
+        }
+        if let Some(t) = r.task.take() {
+            t.abort();
+        }
+        self.sink.send(Event::TransferState {
+            id,
+            state: TransferState::Paused,
+        });
+    }
+
+    /// Stops a transfer and throws away what arrived; once the download
+    /// is done (its bytes are in and it is being named), it is let finish
+    /// rather than leave a file behind a "cancelled" row.
+    async fn cancel(&mut self, id: u64) {
+        let Some(r) = self.jobs.get(&id) else {
+            return;
+        };
+        if let Some(h) = &r.handle {
+            h.cancel().await;
+            if !matches!(h.status(), Status::Cancelled) {
+                return; // done meanwhile; its waiter reports it
+            }
         }
         let Some(mut r) = self.jobs.remove(&id) else {
             return;
@@ -506,21 +549,12 @@ impl Core {
         if let Some(t) = r.task.take() {
             t.abort();
         }
-        let feed = self.feed.clone();
-        if let Job::Download { file, dir, .. } = &r.job
-            && let Ok(name) = download::local_name(&file.name)
-        {
-            let part = dir.join(format!("{name}{}", shoal_node::index::PART_SUFFIX));
-            let name = name.clone();
-            tokio::task::spawn_blocking(move || {
-                remove_part(&part);
-                feed.log(
-                    Level::Info,
-                    format!("cancelled {name}; what had arrived was removed"),
-                );
-            });
-        } else {
-            feed.log(Level::Info, "push cancelled");
+        match &r.job {
+            Job::Download { file, .. } => self.feed.log(
+                Level::Info,
+                format!("cancelled {}; what had arrived was removed", file.name),
+            ),
+            Job::Push { .. } => self.feed.log(Level::Info, "push cancelled"),
         }
         self.sink.send(Event::TransferState {
             id,
@@ -586,6 +620,7 @@ impl Core {
                 );
                 self.client = Arc::new(new_client(&self.identity, &config));
                 self.config = config.clone();
+                self.renew_downloads();
                 self.sink.send(Event::Saved(Box::new(config)));
                 if self.node.is_some() {
                     self.stop().await;
@@ -600,10 +635,27 @@ impl Core {
     }
 }
 
-/// Whether every byte of a transfer has arrived.
-fn all_in(meter: &Meter) -> bool {
-    let (done, total) = meter.bytes();
-    total > 0 && done >= total
+/// The owner of the app's downloads: peers named through the tracker,
+/// providers from it, verified pieces offered through the node if it runs.
+fn new_downloads(
+    data_dir: &Path,
+    config: &Config,
+    client: Arc<PeerClient>,
+    node: Option<&Node>,
+) -> Downloads {
+    let tracker = TrackerClient::new(
+        &config.tracker_url(),
+        config.tracker_token.clone(),
+        config.retry,
+    )
+    .ok();
+    let swarm = Swarm {
+        sources: tracker.clone().map_or_else(Sources::none, Sources::of),
+        partials: node.map(|n| n.partials().clone()),
+        reputation: Some(Reputation::new(data_dir, config.reputation)),
+    };
+    let book = tracker.map(|t| PeerBook::new(t, data_dir));
+    Downloads::new(client, book, swarm)
 }
 
 fn new_client(identity: &Arc<Identity>, config: &Config) -> PeerClient {
@@ -740,31 +792,25 @@ async fn peer_rows(
         .collect())
 }
 
-async fn lookup(
-    book: &PeerBook,
-    client: &PeerClient,
-    target: &str,
-) -> Result<(PeerRecord, FileEntry), String> {
-    if let Ok(cid) = target.parse::<ContentId>() {
-        let (providers, mut file) = download::find_content(book, client, cid)
-            .await
-            .map_err(|e| e.to_string())?;
-        file.name = download::provider_name(&file.name).map_err(|e| e.to_string())?;
-        // Every other provider joins in once the download starts.
-        let first = providers.into_iter().next();
-        return first
-            .map(|p| (p, file))
-            .ok_or_else(|| format!("no live peer provides content {cid}"));
-    }
-    let Some((peer, path)) = target.split_once(':') else {
-        return Err("give PEER:PATH (e.g. alice:docs/report.pdf) or a 64-hex content id".into());
-    };
-    if path.ends_with('/') || path.is_empty() {
+/// A file target typed in the app (`PEER:PATH` or a content id), looked
+/// up: its first provider and its entry.
+async fn lookup(downloads: &Downloads, target: &str) -> Result<(PeerRecord, FileEntry), String> {
+    let target: Target = target.parse().map_err(|e: download::service::BadTarget| {
+        format!("{e}; give PEER:PATH (e.g. alice:docs/report.pdf) or a content id")
+    })?;
+    if matches!(target, Target::Folder { .. }) {
         return Err(
             "the app downloads one file at a time; for a folder use `shoal get PEER:DIR/`".into(),
         );
     }
-    download::find_path(book, client, peer, path)
+    let (file, providers) = downloads
+        .resolve(&target)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    // Every other provider joins in once the download starts.
+    providers
+        .into_iter()
+        .next()
+        .map(|p| (p, file))
+        .ok_or_else(|| "no live peer provides it now".to_owned())
 }

@@ -1,0 +1,140 @@
+//! Where the providers of a content come from: a [`Providers`] source.
+//!
+//! The tracker is one source; the LAN, the DHT and links are others. A
+//! download asks every source it was given when it starts and again every
+//! [`REFRESH_EVERY`] while it runs, and a provider any of them reports
+//! joins in. Adding a source is a new implementation of the trait; the
+//! engine does not change.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use shoal_core::ContentId;
+use shoal_core::wire::PeerRecord;
+
+use crate::error::Result;
+use crate::tracker_client::TrackerClient;
+
+/// How often the sources are asked for providers that joined.
+pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Something that knows who provides a content.
+pub trait Providers: Send + Sync {
+    /// What it is, for logs ("tracker http://…", "lan").
+    fn describe(&self) -> String;
+    /// The peers it knows to provide `cid` now. A source that cannot be
+    /// reached fails; the engine logs it and asks again later.
+    fn providers(&self, cid: ContentId) -> BoxFuture<'_, Result<Vec<PeerRecord>>>;
+    /// The same, asked again while a download runs: the next refresh is
+    /// the retry, so a source may try only once here.
+    fn refresh(&self, cid: ContentId) -> BoxFuture<'_, Result<Vec<PeerRecord>>> {
+        self.providers(cid)
+    }
+}
+
+impl Providers for TrackerClient {
+    fn describe(&self) -> String {
+        format!("tracker {}", self.url())
+    }
+
+    fn providers(&self, cid: ContentId) -> BoxFuture<'_, Result<Vec<PeerRecord>>> {
+        Box::pin(TrackerClient::providers(self, cid))
+    }
+
+    fn refresh(&self, cid: ContentId) -> BoxFuture<'_, Result<Vec<PeerRecord>>> {
+        let mut once = self.retry();
+        once.attempts = 1;
+        let tracker = self.clone().with_retry(once);
+        Box::pin(async move { tracker.providers(cid).await })
+    }
+}
+
+/// The sources one download asks, in order.
+#[derive(Clone, Default)]
+pub struct Sources(Vec<Arc<dyn Providers>>);
+
+impl Sources {
+    /// No source: the download uses only the peers it starts with.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// These sources.
+    pub fn new(sources: Vec<Arc<dyn Providers>>) -> Self {
+        Self(sources)
+    }
+
+    /// One source.
+    pub fn of(source: impl Providers + 'static) -> Self {
+        Self(vec![Arc::new(source)])
+    }
+
+    /// These sources and `more`.
+    pub fn and(mut self, more: Arc<dyn Providers>) -> Self {
+        self.0.push(more);
+        self
+    }
+
+    /// Whether there is no source at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// What every source reports for `cid`, each provider once, in the
+    /// order the sources and their answers give. Fails only when every
+    /// source failed (with the last error).
+    pub async fn providers(&self, cid: ContentId) -> Result<Vec<PeerRecord>> {
+        self.ask(cid, false).await
+    }
+
+    async fn ask(&self, cid: ContentId, again: bool) -> Result<Vec<PeerRecord>> {
+        let asks = self.0.iter().map(|s| async move {
+            let answer = if again {
+                s.refresh(cid).await
+            } else {
+                s.providers(cid).await
+            };
+            (s, answer)
+        });
+        let answers = futures_util::future::join_all(asks).await;
+        let mut found: Vec<PeerRecord> = Vec::new();
+        let mut last = None;
+        let mut any = false;
+        for (source, answer) in answers {
+            match answer {
+                Ok(peers) => {
+                    any = true;
+                    for p in peers {
+                        if !found.iter().any(|q| q.peer_id == p.peer_id) {
+                            found.push(p);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(source = %source.describe(), error = %e, "provider lookup failed");
+                    last = Some(e);
+                }
+            }
+        }
+        match last {
+            Some(e) if !any => Err(e),
+            _ => Ok(found),
+        }
+    }
+}
+
+/// Asks `sources` for the providers of `cid` every [`REFRESH_EVERY`] and
+/// passes them on, until the receiver is gone.
+pub(super) async fn refresh(
+    sources: Sources,
+    cid: ContentId,
+    tx: tokio::sync::mpsc::Sender<Vec<PeerRecord>>,
+) {
+    loop {
+        tokio::time::sleep(REFRESH_EVERY).await;
+        let found = sources.ask(cid, true).await.unwrap_or_default();
+        if tx.send(found).await.is_err() {
+            return;
+        }
+    }
+}
