@@ -109,7 +109,7 @@ pub fn sync_dir(dir: &Path) {
     }
     // Windows has no folder handle to sync; NTFS journals its entries.
     #[cfg(not(unix))]
-    let _ = (dir, File::open);
+    let _ = dir;
 }
 
 /// Makes the data of many new files durable at once: one `syncfs` of the

@@ -23,14 +23,7 @@ pub fn open_own(path: &Path) -> io::Result<File> {
     {
         return Err(not_regular(path));
     }
-    let file = opts.open(path).map_err(|e| {
-        // ELOOP: the last component is a symlink.
-        #[cfg(unix)]
-        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-            return not_regular(path);
-        }
-        e
-    })?;
+    let file = opts.open(path).map_err(|e| refused_link(path, e))?;
     if !file.metadata()?.is_file() {
         return Err(not_regular(path));
     }
@@ -41,6 +34,22 @@ pub fn open_own(path: &Path) -> io::Result<File> {
 /// symlink, even a dangling one) is already there.
 pub fn create_new(path: &Path) -> io::Result<File> {
     OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+/// ELOOP (the last component is a symlink, refused by `O_NOFOLLOW`) as
+/// the error that says so.
+#[cfg(unix)]
+fn refused_link(path: &Path, e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        not_regular(path)
+    } else {
+        e
+    }
+}
+
+#[cfg(not(unix))]
+fn refused_link(_path: &Path, e: io::Error) -> io::Error {
+    e
 }
 
 fn not_regular(path: &Path) -> io::Error {

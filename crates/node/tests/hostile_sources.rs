@@ -578,12 +578,12 @@ async fn local_files_that_lie_never_reach_the_final_path() {
     }
 
     // A planted symlink: refused, and its target untouched.
-    let out = tempfile::tempdir().unwrap();
-    let elsewhere = tempfile::tempdir().unwrap();
-    let victim = elsewhere.path().join("precious.txt");
-    std::fs::write(&victim, b"precious").unwrap();
     #[cfg(unix)]
     {
+        let out = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let victim = elsewhere.path().join("precious.txt");
+        std::fs::write(&victim, b"precious").unwrap();
         std::os::unix::fs::symlink(&victim, out.path().join("file.bin.part")).unwrap();
         let err = fetch(
             std::slice::from_ref(&honest.record),
