@@ -364,3 +364,60 @@ fn running_out_of_file_descriptors_does_not_stop_a_listener() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Careless flags get the exit code of their kind and say what to change:
+/// a tracker URL that is not one and an unusable name are usage errors
+/// (2); a listen address someone else holds is a network error (3) that
+/// says "address in use".
+#[test]
+fn careless_flags_get_the_exit_code_of_their_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = shoal(&tmp.path().join("a"), "notaurl", &["peers"]);
+    assert_eq!(r.status.code(), Some(2), "{r:?}");
+    let e = stderr(&r);
+    assert!(
+        e.contains("not a tracker URL") && e.contains("--tracker"),
+        "{e}"
+    );
+
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    let r = shoal(
+        &tmp.path().join("b"),
+        "http://127.0.0.1:1",
+        &[
+            "node",
+            "--share",
+            share.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "bad\u{7}name",
+        ],
+    );
+    assert_eq!(r.status.code(), Some(2), "{r:?}");
+    let e = stderr(&r);
+    assert!(e.contains("cannot be used") && e.contains("--name"), "{e}");
+    assert!(!e.contains('\u{7}'), "the bell reached the terminal: {e:?}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let r = shoal(
+        &tmp.path().join("c"),
+        "http://127.0.0.1:1",
+        &[
+            "node",
+            "--share",
+            share.to_str().unwrap(),
+            "--listen",
+            &addr,
+        ],
+    );
+    assert_eq!(r.status.code(), Some(3), "{r:?}");
+    let e = stderr(&r);
+    assert!(
+        e.contains("address in use") && e.contains("--listen"),
+        "{e}"
+    );
+    drop(taken);
+}
