@@ -207,9 +207,11 @@ impl Config {
             message: e.to_string(),
         })?;
         std::fs::create_dir_all(data_dir).map_err(write)?;
-        let tmp = data_dir.join(format!(".{CONFIG_FILE}.tmp"));
-        std::fs::write(&tmp, text).map_err(write)?;
-        std::fs::rename(&tmp, &path).map_err(write)
+        let how = shoal_fs::durable::Replace {
+            private: false,
+            sync: true,
+        };
+        shoal_fs::durable::replace(&path, text.as_bytes(), how).map_err(write)
     }
 }
 

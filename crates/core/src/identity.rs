@@ -5,7 +5,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -261,19 +260,15 @@ fn check_private(_path: &Path) -> Result<(), IdentityError> {
 
 /// Writes a secret file atomically, readable by its owner only.
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("key.tmp");
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)
+    use shoal_fs::durable::{Replace, replace};
+    replace(
+        path,
+        data,
+        Replace {
+            private: true,
+            sync: true,
+        },
+    )
 }
 
 #[cfg(test)]

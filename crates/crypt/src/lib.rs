@@ -367,26 +367,25 @@ impl Staged {
                 .map_err(file_err("sync", &self.target))?;
         }
         let (durable, target) = (self.durable, self.target);
-        self.tmp.persist_noclobber(&target).map_err(|e| {
-            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+        let (_, tmp) = self.tmp.keep().map_err(|e| CryptError::File {
+            action: "name",
+            path: target.clone(),
+            source: e.error,
+        })?;
+        if let Err(e) = shoal_fs::durable::link_noclobber(&tmp, &target) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
                 CryptError::Exists(target.clone())
             } else {
                 CryptError::File {
                     action: "name",
                     path: target.clone(),
-                    source: e.error,
+                    source: e,
                 }
-            }
-        })?;
-        if durable
-            && let Some(dir) = target.parent()
-            && let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            })
-        {
-            let _ = d.sync_all();
+            });
+        }
+        if durable {
+            shoal_fs::durable::sync_parent(&target);
         }
         Ok(target)
     }

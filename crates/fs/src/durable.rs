@@ -27,21 +27,23 @@ pub struct Replace {
     pub sync: bool,
 }
 
-/// The temporary name [`replace`] writes `path` under: hidden, and one
-/// the share index never serves (`.shoal-NAME.tmp`).
+/// A temporary name for writing `path`: beside it, hidden, one the share
+/// index never serves (`.shoal-NAME.PID.N.tmp`), and unique to this call,
+/// so two processes writing one file never write into each other's.
 pub fn temp_name(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".shoal-{name}.tmp"))
+    path.with_file_name(format!(".shoal-{name}.{}.{n}.tmp", std::process::id()))
 }
 
-/// Writes `data` as the whole new content of `path`, atomically.
+/// Writes `data` as the whole new content of `path`, atomically. The
+/// temporary is created afresh (`create_new`), so nothing is ever written
+/// through a symlink planted at its name.
 pub fn replace(path: &Path, data: &[u8], how: Replace) -> io::Result<()> {
     let tmp = temp_name(path);
-    // A stale temporary (or a symlink planted there) goes; the file is
-    // then created afresh, so nothing is written through a link.
-    let _ = std::fs::remove_file(&tmp);
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -149,7 +151,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert!(!temp_name(&p).exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["config.toml"], "a temporary was left");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -158,17 +164,13 @@ mod tests {
         }
     }
 
-    #[cfg(unix)]
     #[test]
-    fn replace_never_writes_through_a_planted_link() {
-        let dir = tempfile::tempdir().unwrap();
-        let victim = dir.path().join("victim");
-        std::fs::write(&victim, b"keep").unwrap();
-        let p = dir.path().join("state");
-        std::os::unix::fs::symlink(&victim, temp_name(&p)).unwrap();
-        replace(&p, b"new", Replace::default()).unwrap();
-        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
-        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+    fn temporaries_are_hidden_and_never_reused() {
+        let p = Path::new("/x/state.json");
+        let (a, b) = (temp_name(p), temp_name(p));
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with(".shoal-state.json.") && name.ends_with(".tmp"));
     }
 
     #[test]

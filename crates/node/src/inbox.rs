@@ -711,14 +711,8 @@ pub(crate) fn place(inbox: &InboxConfig, part: &Path, name: &str) -> Result<Stri
             format!("{stem} ({n}){ext}")
         };
         let target = inbox.dir.join(&candidate);
-        match std::fs::hard_link(part, &target) {
-            Ok(()) => {
-                let _ = std::fs::remove_file(part);
-                if let Ok(d) = std::fs::File::open(&inbox.dir) {
-                    let _ = d.sync_all();
-                }
-                return Ok(candidate);
-            }
+        match shoal_fs::durable::publish(part, &target) {
+            Ok(()) => return Ok(candidate),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(internal(e)),
         }
