@@ -13,19 +13,55 @@ pub const MAX_TRACKER_PAGE: u64 = 4 * 1024 * 1024;
 
 /// Why a capped read failed.
 #[derive(Debug)]
-pub(crate) enum CapError {
+pub(crate) enum CapError<E> {
     /// The answer announced or sent more than the cap.
     TooLarge,
     /// The connection failed while reading.
-    Net(reqwest::Error),
+    Net(E),
+}
+
+/// An answer whose body arrives in chunks: a peer's or a tracker's.
+pub(crate) trait Chunked: Send {
+    /// Why reading failed.
+    type Error: Send;
+    /// The length it announced.
+    fn content_length(&self) -> Option<u64>;
+    /// The next chunk; `None` at the end.
+    fn chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<bytes::Bytes>, Self::Error>> + Send;
+}
+
+impl Chunked for reqwest::Response {
+    type Error = reqwest::Error;
+    fn content_length(&self) -> Option<u64> {
+        reqwest::Response::content_length(self)
+    }
+    fn chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<bytes::Bytes>, Self::Error>> + Send {
+        reqwest::Response::chunk(self)
+    }
+}
+
+impl Chunked for crate::peer_client::PeerResponse {
+    type Error = crate::peer_client::BodyError;
+    fn content_length(&self) -> Option<u64> {
+        crate::peer_client::PeerResponse::content_length(self)
+    }
+    fn chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<bytes::Bytes>, Self::Error>> + Send {
+        crate::peer_client::PeerResponse::chunk(self)
+    }
 }
 
 /// Reads a whole answer, refusing one longer than `max` bytes, announced
 /// or sent. Memory grows only with what actually arrives.
-pub(crate) async fn read_capped(
-    resp: &mut reqwest::Response,
+pub(crate) async fn read_capped<R: Chunked>(
+    resp: &mut R,
     max: u64,
-) -> Result<Vec<u8>, CapError> {
+) -> Result<Vec<u8>, CapError<R::Error>> {
     if resp.content_length().is_some_and(|n| n > max) {
         return Err(CapError::TooLarge);
     }
@@ -41,7 +77,7 @@ pub(crate) async fn read_capped(
 
 /// The `{"error": ...}` message of an error answer, escaped and cut for
 /// showing; "no explanation given" when there is none.
-pub(crate) async fn error_message(mut resp: reqwest::Response) -> String {
+pub(crate) async fn error_message<R: Chunked>(mut resp: R) -> String {
     match read_capped(&mut resp, MAX_SMALL).await {
         Ok(body) => serde_json::from_slice::<shoal_core::wire::ErrorBody>(&body)
             .map_or_else(|_| "no explanation given".into(), |b| b.shown()),

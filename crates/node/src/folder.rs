@@ -357,7 +357,7 @@ impl Bundles<'_> {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| NodeError::unreachable(self.peer, crate::tracker_client::describe(&e)))?
+            .map_err(|e| NodeError::unreachable(self.peer, e.to_string()))?
         {
             if (body.len() + chunk.len()) as u64 > max {
                 return Err(NodeError::Protocol {

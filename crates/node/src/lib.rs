@@ -49,6 +49,7 @@ pub mod body;
 pub mod book;
 pub mod compat;
 pub mod db;
+pub mod dial;
 pub mod download;
 mod error;
 pub mod folder;

@@ -1,18 +1,27 @@
-//! The client side of the peer API: mutual TLS with the PeerId pinned.
+//! The client side of the peer API: mutual TLS with the PeerId pinned,
+//! HTTP/1.1 over whatever stream a [`Dialer`] opens to one of the peer's
+//! addresses, connections kept for reuse.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, StatusCode};
 use shoal_core::config::RetryConfig;
 use shoal_core::wire::{FileEntry, PeerRecord, PieceMap};
 use shoal_core::{ContentId, Identity, PeerId};
 
+use crate::dial::{Dialer, Direct};
 use crate::error::{NodeError, Result};
 use crate::rate::RateLimit;
 use crate::retry::with_retry;
 use crate::tls::{self, MismatchSlot};
-use crate::tracker_client::describe;
 
 use crate::body::{MAX_LISTING, MAX_PIECE_MAP};
 
@@ -20,6 +29,10 @@ use crate::body::{MAX_LISTING, MAX_PIECE_MAP};
 pub const MAX_ADDRS: usize = shoal_core::wire::MAX_ADDRS;
 /// Longest time spent reaching a peer, all its addresses together.
 pub const CONNECT_BUDGET: Duration = Duration::from_secs(20);
+/// Longest time to open one address: the stream, TLS and HTTP together.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the next bytes of an answer (its head, or a chunk).
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Wait before the next address joins the race.
 const RACE_STAGGER: Duration = Duration::from_millis(300);
 /// Longest a listing may take to arrive, whole.
@@ -30,29 +43,237 @@ const OUTBOARD_DEADLINE: Duration = Duration::from_secs(60);
 const HAVE_DEADLINE: Duration = Duration::from_secs(20);
 /// Longest one request to a peer may take, its retries included.
 pub const OPERATION_DEADLINE: Duration = Duration::from_secs(120);
+/// Longest an upload (a push) may take, answer included.
+const UPLOAD_DEADLINE: Duration = Duration::from_secs(24 * 60 * 60);
+/// A connection unused this long is not reused.
+const IDLE_FOR: Duration = Duration::from_secs(60);
+/// Idle connections kept per peer.
+const MAX_IDLE_PER_PEER: usize = 8;
+/// The TLS server name sent to peers (a peer is known by its key, never
+/// by a name; see [`crate::tls`]).
+const SERVER_NAME: &str = "peer.shoal";
 
-/// Connects to peers as `identity`, one pinned HTTPS client per peer.
+/// The body of a request to a peer.
+pub type RequestBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+fn empty() -> RequestBody {
+    full(Bytes::new())
+}
+
+/// A request body of these bytes.
+pub fn body_of(b: impl Into<Bytes>) -> RequestBody {
+    full(b)
+}
+
+fn full(b: impl Into<Bytes>) -> RequestBody {
+    http_body_util::Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A request body streamed from `chunks`.
+pub fn streamed(
+    chunks: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+) -> RequestBody {
+    use futures_util::TryStreamExt;
+    http_body_util::StreamBody::new(chunks.map_ok(hyper::body::Frame::data)).boxed_unsync()
+}
+
+/// Connections to peers that can take another request.
+type Idle = Arc<Mutex<HashMap<PeerId, Vec<(SendRequest<RequestBody>, Instant)>>>>;
+
+/// Connects to peers as `identity`: one pinned TLS configuration per peer,
+/// streams from the first [`Dialer`] that reaches an address, connections
+/// reused while they last.
 pub struct PeerClient {
     identity: Arc<Identity>,
     retry: RetryConfig,
     download: RateLimit,
-    clients: Mutex<HashMap<PeerId, (reqwest::Client, MismatchSlot)>>,
+    tls: Mutex<HashMap<PeerId, (Arc<rustls::ClientConfig>, MismatchSlot)>>,
+    idle: Idle,
+    dialers: Vec<Arc<dyn Dialer>>,
+}
+
+/// An answer from a peer: its status and headers, and its body read chunk
+/// by chunk (each due within [`READ_TIMEOUT`], and all of it by the
+/// request's deadline if it had one).
+pub struct PeerResponse {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Incoming,
+    deadline: Option<tokio::time::Instant>,
+    /// The connection, given back for reuse once the body has ended.
+    back: Option<(Idle, PeerId, SendRequest<RequestBody>)>,
+}
+
+/// Reading an answer's body failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Nothing came for too long, or the whole answer was late.
+    #[error("it sent nothing for {0}s")]
+    Stalled(u64),
+    /// The connection broke.
+    #[error("{0}")]
+    Broken(String),
+}
+
+impl PeerResponse {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The length the peer announced, if any.
+    pub fn content_length(&self) -> Option<u64> {
+        self.headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// The next bytes of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> std::result::Result<Option<Bytes>, BodyError> {
+        loop {
+            let mut wait = READ_TIMEOUT;
+            if let Some(d) = self.deadline {
+                wait = wait.min(d.saturating_duration_since(tokio::time::Instant::now()));
+            }
+            let frame = tokio::time::timeout(wait, self.body.frame())
+                .await
+                .map_err(|_| BodyError::Stalled(wait.as_secs()))?;
+            match frame {
+                None => {
+                    if let Some((idle, peer, sender)) = self.back.take() {
+                        give_back(&idle, peer, sender);
+                    }
+                    return Ok(None);
+                }
+                Some(Err(e)) => return Err(BodyError::Broken(innermost(&e))),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A small body as text (at most [`crate::body::MAX_SMALL`] bytes).
+    pub async fn text(mut self) -> std::result::Result<String, BodyError> {
+        let body = crate::body::read_capped(&mut self, crate::body::MAX_SMALL)
+            .await
+            .map_err(|e| match e {
+                crate::body::CapError::TooLarge => {
+                    BodyError::Broken("the answer is too large".into())
+                }
+                crate::body::CapError::Net(e) => e,
+            })?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A small body as JSON (at most [`crate::body::MAX_SMALL`] bytes).
+    pub async fn json<T: serde::de::DeserializeOwned>(self) -> std::result::Result<T, BodyError> {
+        let text = self.text().await?;
+        serde_json::from_str(&text)
+            .map_err(|e| BodyError::Broken(format!("not the JSON expected: {e}")))
+    }
+
+    /// The whole body, however long (for tests and tiny answers; use
+    /// [`crate::body::read_capped`] for anything a peer may inflate).
+    pub async fn bytes(mut self) -> std::result::Result<Bytes, BodyError> {
+        let mut all = Vec::new();
+        while let Some(c) = self.chunk().await? {
+            all.extend_from_slice(&c);
+        }
+        Ok(all.into())
+    }
+}
+
+/// The innermost cause of an error: the shortest useful description.
+pub(crate) fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg = s.to_string();
+        src = s.source();
+    }
+    msg
+}
+
+fn give_back(idle: &Idle, peer: PeerId, sender: SendRequest<RequestBody>) {
+    if sender.is_closed() {
+        return;
+    }
+    let mut map = idle.lock().unwrap_or_else(|p| p.into_inner());
+    let list = map.entry(peer).or_default();
+    if list.len() < MAX_IDLE_PER_PEER {
+        list.push((sender, Instant::now()));
+    }
+}
+
+/// A request to send, made anew for each address tried.
+struct Ask<'a> {
+    method: Method,
+    path: &'a str,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+    body: Option<Bytes>,
+}
+
+impl Ask<'_> {
+    fn build(&self, addr: &str, body: RequestBody) -> Result<hyper::Request<RequestBody>> {
+        let mut req = hyper::Request::builder()
+            .method(self.method.clone())
+            .uri(self.path)
+            .header(header::HOST, addr);
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        req.body(body)
+            .map_err(|e| NodeError::Internal(format!("cannot build a request: {e}")))
+    }
+
+    fn body(&self) -> RequestBody {
+        self.body.clone().map_or_else(empty, full)
+    }
+}
+
+/// Why one address could not be used.
+enum AttemptError {
+    /// Nothing could be sent or nothing came back: try the next address.
+    Failed(String),
 }
 
 impl PeerClient {
-    /// A client that presents `identity` to the peers it calls.
+    /// A client that presents `identity` to the peers it calls, reaching
+    /// them directly over TCP.
     pub fn new(identity: Arc<Identity>, retry: RetryConfig) -> Self {
         Self {
             identity,
             retry,
             download: RateLimit::unlimited(),
-            clients: Mutex::new(HashMap::new()),
+            tls: Mutex::new(HashMap::new()),
+            idle: Idle::default(),
+            dialers: vec![Arc::new(Direct)],
         }
     }
 
     /// The same client, receiving at most this fast in all.
     pub fn with_download_limit(mut self, limit: RateLimit) -> Self {
         self.download = limit;
+        self
+    }
+
+    /// The same client, also reaching peers through `dialer` (tried
+    /// before the ones it had, for the addresses it reaches).
+    pub fn with_dialer(mut self, dialer: Arc<dyn Dialer>) -> Self {
+        self.dialers.insert(0, dialer);
         self
     }
 
@@ -66,25 +287,115 @@ impl PeerClient {
         self.identity.peer_id()
     }
 
-    fn client(&self, peer: PeerId) -> Result<(reqwest::Client, MismatchSlot)> {
-        let mut map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+    fn tls_for(&self, peer: PeerId) -> Result<(Arc<rustls::ClientConfig>, MismatchSlot)> {
+        let mut map = self.tls.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(&peer) {
             return Ok(c.clone());
         }
         let (cfg, slot) = tls::client_config(&self.identity, peer)?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(cfg)
-            .http1_only()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| NodeError::Internal(format!("cannot build peer client: {e}")))?;
-        map.insert(peer, (client.clone(), slot.clone()));
-        Ok((client, slot))
+        let entry = (Arc::new(cfg), slot);
+        map.insert(peer, entry.clone());
+        Ok(entry)
+    }
+
+    fn dialer_for(&self, addr: &str) -> Option<&Arc<dyn Dialer>> {
+        self.dialers.iter().find(|d| d.reaches(addr))
+    }
+
+    /// A connection to `peer` kept from an earlier request, if one is
+    /// ready for another.
+    fn take_idle(&self, peer: PeerId) -> Option<SendRequest<RequestBody>> {
+        let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.get_mut(&peer)?;
+        while let Some((sender, since)) = list.pop() {
+            if !sender.is_closed() && sender.is_ready() && since.elapsed() < IDLE_FOR {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Opens `addr`: a stream from its dialer, TLS pinned to the peer's
+    /// key, HTTP/1.1 on top.
+    async fn connect(
+        &self,
+        addr: &str,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> std::result::Result<SendRequest<RequestBody>, AttemptError> {
+        let failed = |e: &dyn std::fmt::Display| AttemptError::Failed(e.to_string());
+        let dialer = self.dialer_for(addr).ok_or_else(|| {
+            AttemptError::Failed(format!(
+                "no way to reach the address {}",
+                shoal_core::text::bounded(addr, 100)
+            ))
+        })?;
+        let open = async {
+            let io = dialer.dial(addr).await.map_err(|e| failed(&e))?;
+            let name =
+                rustls::pki_types::ServerName::try_from(SERVER_NAME).map_err(|e| failed(&e))?;
+            let tls = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, io)
+                .await
+                .map_err(|e| AttemptError::Failed(innermost(&e)))?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .map_err(|e| AttemptError::Failed(innermost(&e)))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            tracing::trace!(addr, dialer = dialer.kind(), "connected to a peer");
+            Ok(sender)
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, open)
+            .await
+            .unwrap_or_else(|_| {
+                Err(AttemptError::Failed(format!(
+                    "no connection within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            })
+    }
+
+    /// Sends `req` on `sender` and waits up to `head` for the answer's head.
+    async fn exchange(
+        &self,
+        peer: PeerId,
+        mut sender: SendRequest<RequestBody>,
+        req: hyper::Request<RequestBody>,
+        head: Duration,
+        deadline: Option<tokio::time::Instant>,
+    ) -> std::result::Result<PeerResponse, AttemptError> {
+        let resp = tokio::time::timeout(head, sender.send_request(req))
+            .await
+            .map_err(|_| AttemptError::Failed(format!("no answer within {}s", head.as_secs())))?
+            .map_err(|e| AttemptError::Failed(innermost(&e)))?;
+        let (parts, body) = resp.into_parts();
+        Ok(PeerResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            deadline,
+            back: Some((self.idle.clone(), peer, sender)),
+        })
+    }
+
+    /// One try of `ask` at `addr` (or on a kept connection).
+    async fn attempt(
+        &self,
+        peer: PeerId,
+        addr: &str,
+        ask: &Ask<'_>,
+        tls: Arc<rustls::ClientConfig>,
+        total: Option<Duration>,
+    ) -> std::result::Result<PeerResponse, AttemptError> {
+        let deadline = total.map(|t| tokio::time::Instant::now() + t);
+        let head = total.unwrap_or(READ_TIMEOUT).min(READ_TIMEOUT);
+        let sender = self.connect(addr, tls).await?;
+        let req = ask
+            .build(addr, ask.body())
+            .map_err(|e| AttemptError::Failed(e.to_string()))?;
+        self.exchange(peer, sender, req, head, deadline).await
     }
 
     /// Sends `GET path` to the first address of `peer` that answers,
@@ -95,71 +406,91 @@ impl PeerClient {
         path: &str,
         range: Option<(u64, u64)>,
         total: Option<Duration>,
-    ) -> Result<reqwest::Response> {
-        self.send_once(peer, |client, addr| {
-            let mut req = client.get(format!("https://{addr}{path}"));
-            if let Some(t) = total {
-                req = req.timeout(t);
-            }
-            match range {
-                Some((start, end)) => {
-                    req.header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1))
-                }
-                None => req,
-            }
-        })
-        .await
+    ) -> Result<PeerResponse> {
+        let mut headers = Vec::new();
+        if let Some((start, end)) = range
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{}", end - 1))
+        {
+            headers.push((header::RANGE, v));
+        }
+        let ask = Ask {
+            method: Method::GET,
+            path,
+            headers,
+            body: None,
+        };
+        self.send_once(peer, &ask, total).await
     }
 
-    /// Sends the request `make` builds to the addresses of `peer` (at most
-    /// [`MAX_ADDRS`]), raced: one starts every [`RACE_STAGGER`], or at once
-    /// when the one before failed, and the first answer wins. All of it
-    /// within [`CONNECT_BUDGET`]. An address that answers with another
-    /// peer's key is reported as such when no address answers rightly.
+    /// Sends `ask` to `peer`: on a kept connection if one is ready, else
+    /// to its addresses (at most [`MAX_ADDRS`]), raced: one starts every
+    /// [`RACE_STAGGER`], or at once when the one before failed, and the
+    /// first answer wins. All of it within [`CONNECT_BUDGET`]. An address
+    /// that answers with another peer's key is reported as such when no
+    /// address answers rightly.
     async fn send_once(
         &self,
         peer: &PeerRecord,
-        make: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response> {
+        ask: &Ask<'_>,
+        total: Option<Duration>,
+    ) -> Result<PeerResponse> {
         use futures_util::StreamExt;
-        let (client, slot) = self.client(peer.peer_id)?;
-        let addrs: Vec<&String> = peer.addrs.iter().take(MAX_ADDRS).collect();
+        let (tls, slot) = self.tls_for(peer.peer_id)?;
+        if let Some(sender) = self.take_idle(peer.peer_id) {
+            let addr = peer.addrs.first().map_or("peer", String::as_str);
+            let deadline = total.map(|t| tokio::time::Instant::now() + t);
+            let head = total.unwrap_or(READ_TIMEOUT).min(READ_TIMEOUT);
+            let req = ask.build(addr, ask.body())?;
+            // A kept connection the peer has closed meanwhile fails at
+            // once; the request then goes out on a new one.
+            if let Ok(resp) = self
+                .exchange(peer.peer_id, sender, req, head, deadline)
+                .await
+            {
+                return Ok(resp);
+            }
+        }
+        let addrs: Vec<&str> = peer
+            .addrs
+            .iter()
+            .take(MAX_ADDRS)
+            .map(String::as_str)
+            .collect();
         if addrs.is_empty() {
             return Err(NodeError::unreachable(peer, "it has no addresses"));
         }
         let deadline = tokio::time::Instant::now() + CONNECT_BUDGET;
-        let mut pending = addrs.into_iter();
         let mut racing = futures_util::stream::FuturesUnordered::new();
         let mut last = String::from("it has no addresses");
         let mut wrong = None;
-        let start_next = |racing: &mut futures_util::stream::FuturesUnordered<_>,
-                          pending: &mut std::vec::IntoIter<&String>| {
-            if let Some(addr) = pending.next() {
-                racing.push(make(&client, addr).send());
-                true
-            } else {
-                false
-            }
+        let mut next = 0;
+        let mut start_next = |racing: &mut futures_util::stream::FuturesUnordered<_>| {
+            let Some(addr) = addrs.get(next).copied() else {
+                return false;
+            };
+            next += 1;
+            racing.push(self.attempt(peer.peer_id, addr, ask, tls.clone(), total));
+            true
         };
-        start_next(&mut racing, &mut pending);
+        start_next(&mut racing);
         loop {
-            if racing.is_empty() && !start_next(&mut racing, &mut pending) {
+            if racing.is_empty() && !start_next(&mut racing) {
                 break;
             }
             let stagger = tokio::time::sleep(RACE_STAGGER);
             tokio::select! {
                 r = racing.next() => match r {
                     Some(Ok(resp)) => return Ok(resp),
-                    Some(Err(e)) => {
+                    Some(Err(AttemptError::Failed(e))) => {
                         if let Some(w) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
                             wrong = Some(w);
                         }
-                        last = describe(&e);
-                        start_next(&mut racing, &mut pending);
+                        last = e;
+                        start_next(&mut racing);
                     }
                     None => {}
                 },
-                () = stagger => { start_next(&mut racing, &mut pending); }
+                () = stagger => { start_next(&mut racing); }
                 () = tokio::time::sleep_until(deadline) => {
                     last = format!("no address answered within {}s", CONNECT_BUDGET.as_secs());
                     break;
@@ -178,70 +509,87 @@ impl PeerClient {
         peer: &PeerRecord,
         path: &str,
         body: &impl serde::Serialize,
-    ) -> Result<reqwest::Response> {
+    ) -> Result<PeerResponse> {
         let body = serde_json::to_vec(body)
             .map_err(|e| NodeError::Internal(format!("cannot encode a request: {e}")))?;
-        self.send_once(peer, |client, addr| {
-            client
-                .post(format!("https://{addr}{path}"))
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone())
-        })
-        .await
+        let ask = Ask {
+            method: Method::POST,
+            path,
+            headers: vec![(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body: Some(body.into()),
+        };
+        self.send_once(peer, &ask, None).await
     }
 
-    /// Streams `body` (`len` bytes) to `path` with PUT; one attempt (a
-    /// stream cannot be replayed), any answer returned.
+    /// Streams `body` (`len` bytes) to `path` with PUT, to the first
+    /// address of `peer` that can be reached; one attempt (a stream cannot
+    /// be replayed), any answer returned.
     pub async fn put_body(
         &self,
         peer: &PeerRecord,
         path: &str,
-        body: reqwest::Body,
+        body: RequestBody,
         len: u64,
-    ) -> Result<reqwest::Response> {
-        let (client, slot) = self.client(peer.peer_id)?;
+    ) -> Result<PeerResponse> {
+        let (tls, slot) = self.tls_for(peer.peer_id)?;
+        let ask = Ask {
+            method: Method::PUT,
+            path,
+            headers: vec![(header::CONTENT_LENGTH, HeaderValue::from(len))],
+            body: None,
+        };
+        let deadline = Some(tokio::time::Instant::now() + UPLOAD_DEADLINE);
+        let wrong = || slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         let addr = peer
             .addrs
             .first()
             .ok_or_else(|| NodeError::unreachable(peer, "it has no addresses"))?;
-        client
-            .put(format!("https://{addr}{path}"))
-            .header(reqwest::header::CONTENT_LENGTH, len)
-            .body(body)
-            .timeout(Duration::from_secs(24 * 60 * 60))
-            .send()
-            .await
-            .map_err(|e| {
-                if let Some(wrong) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    return NodeError::WrongPeer(wrong);
+        let sender = match self.take_idle(peer.peer_id) {
+            Some(s) => s,
+            None => match self.connect(addr, tls).await {
+                Ok(s) => s,
+                Err(AttemptError::Failed(e)) => {
+                    return Err(wrong()
+                        .map_or_else(|| NodeError::unreachable(peer, e), NodeError::WrongPeer));
                 }
-                NodeError::unreachable(peer, describe(&e))
-            })
+            },
+        };
+        let req = ask.build(addr, body)?;
+        match self
+            .exchange(peer.peer_id, sender, req, UPLOAD_DEADLINE, deadline)
+            .await
+        {
+            Ok(r) => Ok(r),
+            Err(AttemptError::Failed(e)) => {
+                Err(wrong().map_or_else(|| NodeError::unreachable(peer, e), NodeError::WrongPeer))
+            }
+        }
     }
 
     /// Starts fetching many small files at once (see
     /// [`crate::server::MAX_BUNDLE`] for the answer's framing). One attempt;
     /// the answer is returned whatever its status.
-    pub async fn bundle(&self, peer: &PeerRecord, ids: &[ContentId]) -> Result<reqwest::Response> {
+    pub async fn bundle(&self, peer: &PeerRecord, ids: &[ContentId]) -> Result<PeerResponse> {
         let body = serde_json::to_vec(ids)
             .map_err(|e| NodeError::Internal(format!("cannot encode a bundle request: {e}")))?;
-        self.send_once(peer, |client, addr| {
-            client
-                .post(format!("https://{addr}/v1/bundle"))
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone())
-        })
-        .await
+        let ask = Ask {
+            method: Method::POST,
+            path: "/v1/bundle",
+            headers: vec![(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body: Some(body.into()),
+        };
+        self.send_once(peer, &ask, None).await
     }
 
     /// A successful answer to `GET path`, retried on passing failures, all
     /// within [`OPERATION_DEADLINE`]; each attempt's answer due in `total`.
-    async fn get_ok(
-        &self,
-        peer: &PeerRecord,
-        path: &str,
-        total: Duration,
-    ) -> Result<reqwest::Response> {
+    async fn get_ok(&self, peer: &PeerRecord, path: &str, total: Duration) -> Result<PeerResponse> {
         let attempts = with_retry(&self.retry, "peer request", || async {
             let resp = self.get_once(peer, path, None, Some(total)).await?;
             let status = resp.status();
@@ -303,7 +651,7 @@ impl PeerClient {
         peer: &PeerRecord,
         cid: ContentId,
         range: Option<(u64, u64)>,
-    ) -> Result<reqwest::Response> {
+    ) -> Result<PeerResponse> {
         self.get_once(peer, &format!("/v1/content/{cid}"), range, None)
             .await
     }
@@ -328,7 +676,7 @@ impl PeerClient {
 
 /// A peer's error answer as [`NodeError::PeerRefused`], in its own words
 /// (its `{"error": ...}` body, escaped and cut for showing).
-pub(crate) async fn refusal(peer: &PeerRecord, resp: reqwest::Response) -> NodeError {
+pub(crate) async fn refusal(peer: &PeerRecord, resp: PeerResponse) -> NodeError {
     let status = resp.status().as_u16();
     let message = crate::body::error_message(resp).await;
     NodeError::PeerRefused {
@@ -341,7 +689,7 @@ pub(crate) async fn refusal(peer: &PeerRecord, resp: reqwest::Response) -> NodeE
 /// Reads a whole answer, refusing one longer than `max` bytes (announced
 /// or sent) as a protocol error saying `too_large`.
 async fn read_capped(
-    mut resp: reqwest::Response,
+    mut resp: PeerResponse,
     peer: &PeerRecord,
     max: u64,
     too_large: &str,
@@ -353,6 +701,6 @@ async fn read_capped(
                 peer: peer.peer_id,
                 reason: too_large.to_owned(),
             },
-            crate::body::CapError::Net(e) => NodeError::unreachable(peer, describe(&e)),
+            crate::body::CapError::Net(e) => NodeError::unreachable(peer, e.to_string()),
         })
 }

@@ -95,7 +95,7 @@ async fn push(
         let request = client.put_body(
             peer,
             &url,
-            reqwest::Body::wrap_stream(counted),
+            crate::peer_client::streamed(counted),
             offer.size - accepted.offset,
         );
         tokio::pin!(request);
@@ -105,7 +105,7 @@ async fn push(
                 Some(n) = sent_rx.recv() => progress.advance(n),
             }
         };
-        if resp.status() == reqwest::StatusCode::CONFLICT {
+        if resp.status() == hyper::StatusCode::CONFLICT {
             continue;
         }
         return answer(peer, resp).await;
@@ -120,7 +120,7 @@ async fn push(
 /// own words.
 async fn answer<T: serde::de::DeserializeOwned>(
     peer: &PeerRecord,
-    mut resp: reqwest::Response,
+    mut resp: crate::peer_client::PeerResponse,
 ) -> Result<T> {
     if !resp.status().is_success() {
         return Err(crate::peer_client::refusal(peer, resp).await);

@@ -74,7 +74,7 @@ async fn put(
         .put_body(
             &r.record,
             &format!("/v1/inbox/{upload}?offset={offset}"),
-            reqwest::Body::from(body),
+            shoal_node::peer_client::body_of(body),
             len,
         )
         .await
@@ -238,7 +238,7 @@ async fn an_interrupted_push_leaves_nothing_in_the_inbox_and_resumes() {
         .put_body(
             &r.record,
             &format!("/v1/inbox/{}?offset=0", a.upload),
-            reqwest::Body::wrap_stream(stream),
+            shoal_node::peer_client::streamed(stream),
             data.len() as u64,
         )
         .await;

@@ -355,3 +355,88 @@ async fn targets_parse_as_the_cli_takes_them() {
         assert!(e.to_string().contains("PEER:PATH"), "{bad:?}: {e}");
     }
 }
+
+/// A dialer for `fake://NAME` addresses: TCP to the node the test routed
+/// that name to, counting its dials.
+struct FakeDialer {
+    routes: std::collections::HashMap<String, std::net::SocketAddr>,
+    dials: std::sync::atomic::AtomicUsize,
+}
+
+impl shoal_node::dial::Dialer for FakeDialer {
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+    fn reaches(&self, addr: &str) -> bool {
+        addr.starts_with("fake://")
+    }
+    fn dial<'a>(
+        &'a self,
+        addr: &'a str,
+    ) -> BoxFuture<'a, std::io::Result<shoal_node::dial::BoxIo>> {
+        self.dials.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let to = self.routes.get(addr.trim_start_matches("fake://")).copied();
+        Box::pin(async move {
+            let to = to.ok_or_else(|| std::io::Error::other("no such fake route"))?;
+            let tcp = tokio::net::TcpStream::connect(to).await?;
+            Ok(Box::new(tcp) as shoal_node::dial::BoxIo)
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_are_dialled_through_whichever_dialer_reaches_their_address() {
+    let bytes = data(3 * 1024 * 1024 + 5, 7);
+    let s = seeder(7, "d.bin", &bytes, None).await;
+    let other = seeder(8, "other.bin", b"someone else", None).await;
+    let dialer = Arc::new(FakeDialer {
+        routes: [
+            ("seeder".to_owned(), s.node.local_addr()),
+            ("impostor".to_owned(), other.node.local_addr()),
+        ]
+        .into(),
+        dials: Default::default(),
+    });
+    let via_fake = |name: &str| PeerRecord {
+        addrs: vec![format!("fake://{name}")],
+        ..s.record.clone()
+    };
+    let retry = RetryConfig {
+        attempts: 1,
+        ..RetryConfig::default()
+    };
+    let client = Arc::new(
+        PeerClient::new(Arc::new(Identity::from_seed([201; 32])), retry)
+            .with_dialer(dialer.clone()),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let downloads = Downloads::new(client.clone(), None, Swarm::default());
+    let h = downloads.start(Request::new(
+        Target::Entry {
+            entry: s.entry.clone(),
+            peers: vec![via_fake("seeder")],
+        },
+        out.path(),
+    ));
+    let path = tokio::time::timeout(PATIENCE, h.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), bytes);
+    assert!(dialer.dials.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+
+    // The stream a dialer opens decides nothing about who answers: one
+    // that reaches another node fails the pinned handshake (a new client,
+    // so no connection kept from the download is reused).
+    let fresh = PeerClient::new(Arc::new(Identity::from_seed([203; 32])), retry)
+        .with_dialer(dialer.clone());
+    let err = fresh.files(&via_fake("impostor")).await.unwrap_err();
+    assert!(
+        matches!(err, shoal_node::NodeError::WrongPeer(_)),
+        "expected the wrong key to be caught, got {err}"
+    );
+    // An address no dialer reaches is not tried, and says so.
+    let plain = PeerClient::new(Arc::new(Identity::from_seed([202; 32])), retry);
+    let err = plain.files(&via_fake("seeder")).await.unwrap_err();
+    assert!(err.to_string().contains("no way to reach"), "{err}");
+}

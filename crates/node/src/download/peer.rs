@@ -14,7 +14,6 @@ use crate::peer_client::PeerClient;
 use crate::pieces;
 use crate::reputation::Standing;
 use crate::swarm::Bitmap;
-use crate::tracker_client::describe;
 
 /// Most pieces asked for in one range request.
 pub(super) const MAX_RUN: usize = 4096;
@@ -268,7 +267,7 @@ async fn fetch_run(
     match resp.status().as_u16() {
         206 if resp
             .headers()
-            .get(reqwest::header::CONTENT_RANGE)
+            .get(hyper::header::CONTENT_RANGE)
             .and_then(|v| v.to_str().ok())
             == Some(expected_range.as_str()) => {}
         200 if whole => {}
@@ -356,6 +355,6 @@ async fn fetch_run(
     Ok(())
 }
 
-fn unreachable(peer: &PeerRecord, e: &reqwest::Error) -> NodeError {
-    NodeError::unreachable(peer, describe(e))
+fn unreachable(peer: &PeerRecord, e: &crate::peer_client::BodyError) -> NodeError {
+    NodeError::unreachable(peer, e.to_string())
 }
