@@ -25,6 +25,9 @@ const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Answers in a row that carry no data (busy, pieces not held) before a
 /// peer is given up on: about a minute of waiting.
 const MAX_IDLE_ANSWERS: u32 = 120;
+/// How long a complete provider in a crowd waits, finding nothing that no
+/// downloader holds, before it is asked for pieces downloaders hold too.
+const UNHELD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Longest wait for the next bytes of a range before the peer counts as
 /// stalled and its pieces go to others.
 const STALL: std::time::Duration = std::time::Duration::from_secs(15);
@@ -128,6 +131,7 @@ pub(super) async fn worker(
     };
     board.update(|b| b.picker.set_have(me, have.clone()));
     let mut polled = std::time::Instant::now();
+    let mut unheld_since: Option<std::time::Instant> = None;
     let mut idle_answers = 0u32;
     // Waits before asking again after a connection failure; reset by success.
     let mut backoff: Option<Box<dyn Iterator<Item = std::time::Duration> + Send>> = None;
@@ -140,15 +144,39 @@ pub(super) async fn worker(
             if b.picker.finished() || b.picker.is_out(me) || ctx.stop.is_cancelled() {
                 break Ok(());
             }
-            b.picker.pick(me, run_len)
+            // A complete provider in a crowd is scarce: it is asked for
+            // what no downloader holds, and for the rest only once the
+            // downloaders holding it have had a moment to deliver.
+            let patient = unheld_since.is_none_or(|t| t.elapsed() < UNHELD_PATIENCE);
+            if have.is_none() && b.picker.in_crowd() && patient {
+                let run = b.picker.pick_unheld(me, run_len);
+                if run.is_empty() {
+                    unheld_since.get_or_insert_with(std::time::Instant::now);
+                } else {
+                    unheld_since = None;
+                }
+                run
+            } else {
+                let run = b.picker.pick(me, run_len);
+                if !run.is_empty() {
+                    unheld_since = None;
+                }
+                run
+            }
         };
         let mut ask_pieces = false;
         if run.is_empty() {
             if have.is_none() {
-                // Everything is asked for and nothing is free to copy yet.
+                // Everything is asked for and nothing is free to copy yet
+                // (or only what downloaders hold: look again once they had
+                // their moment).
+                let patience = unheld_since.map_or(STALL, |t| {
+                    UNHELD_PATIENCE.saturating_sub(t.elapsed())
+                        + std::time::Duration::from_millis(1)
+                });
                 tokio::select! {
                     () = notified => {}
-                    () = ctx.stop.cancelled() => {}
+                    () = ctx.pause_for(patience) => {}
                 }
                 continue;
             }
@@ -178,6 +206,9 @@ pub(super) async fn worker(
                 Ok(()) => {
                     idle_answers = 0;
                     backoff = None;
+                    // What a peer still downloading holds changes all the
+                    // time; the crowd's rarity is only as good as it is fresh.
+                    ask_pieces = have.is_some() && polled.elapsed() >= HAVE_POLL;
                     let bytes = (run.len() as u64 * pieces::PIECE_SIZE) as f64;
                     let rate = bytes / started.elapsed().as_secs_f64().max(1e-3);
                     // Half a second at the speed it showed, growing at most

@@ -29,6 +29,8 @@
 //!   fewest such peers hold, and stays among pieces that rare, so the
 //!   crowd fetches different pieces from the seeder and trades them. With
 //!   only complete providers, runs go in file order (the disk likes it).
+//! - **Complete providers in a crowd** are scarce: they are asked first
+//!   only for pieces no downloader holds ([`Picker::pick_unheld`]).
 //! - **End game.** When a peer finds nothing free that it can fetch, it
 //!   gets a copy of a piece others are still fetching, the one with the
 //!   fewest copies, the last of those first, so a slow peer cannot hold up
@@ -221,8 +223,26 @@ impl Picker {
         }
     }
 
-    fn can(&self, peer: &Peer, i: usize) -> bool {
-        self.pieces[i] == State::Free && peer.have.as_ref().is_none_or(|h| h.has(i as u64))
+    fn can(&self, peer: &Peer, i: usize, unheld: bool) -> bool {
+        self.pieces[i] == State::Free
+            && peer.have.as_ref().is_none_or(|h| h.has(i as u64))
+            && (!unheld || self.avail[i] == 0)
+    }
+
+    /// Whether the download is shared in a crowd (some peer still
+    /// downloading takes part), where a complete provider is asked first
+    /// only for pieces no such peer holds (see [`Picker::pick_unheld`]).
+    pub fn in_crowd(&self) -> bool {
+        self.spread
+    }
+
+    /// [`Picker::pick`] for a complete provider in a crowd: only pieces
+    /// that no peer still downloading holds, end-game copies included. A
+    /// crowd's pieces then come from the (scarce) complete providers once
+    /// each, and spread among the downloaders; pieces a downloader holds
+    /// are fetched from it. Empty when there are none now.
+    pub fn pick_unheld(&mut self, peer: Slot, max: usize) -> Vec<u64> {
+        self.pick_from(peer, max, true)
     }
 
     /// Up to `max` consecutive pieces for `peer` (never more than
@@ -232,6 +252,10 @@ impl Picker {
     /// (received, returned or written), so it is never given a copy of a
     /// piece it is fetching itself.
     pub fn pick(&mut self, peer: Slot, max: usize) -> Vec<u64> {
+        self.pick_from(peer, max, false)
+    }
+
+    fn pick_from(&mut self, peer: Slot, max: usize, unheld: bool) -> Vec<u64> {
         let Some(p) = self.peers.get(peer.0) else {
             return Vec::new();
         };
@@ -245,7 +269,7 @@ impl Picker {
             let start = if self.spread {
                 // Rarest first, ties broken at random (reservoir sampling).
                 let (mut best, mut ties, mut pick) = (u16::MAX, 0u64, None);
-                for i in (0..n).filter(|&i| self.can(p, i)) {
+                for i in (0..n).filter(|&i| self.can(p, i, unheld)) {
                     let a = self.avail[i];
                     if a < best {
                         (best, ties, pick) = (a, 1, Some(i));
@@ -258,13 +282,13 @@ impl Picker {
                 }
                 pick
             } else {
-                (0..n).find(|&i| self.can(p, i))
+                (0..n).find(|&i| self.can(p, i, unheld))
             };
             if let Some(mut i) = start {
                 let level = self.avail[i];
                 while run.len() < max
                     && i < n
-                    && self.can(p, i)
+                    && self.can(p, i, unheld)
                     && (!self.spread || self.avail[i] == level)
                 {
                     run.push(i as u64);
@@ -276,6 +300,7 @@ impl Picker {
             // The end game: a copy of what others are still fetching.
             let copy = (0..n)
                 .filter(|&i| p.have.as_ref().is_none_or(|h| h.has(i as u64)))
+                .filter(|&i| !unheld || self.avail[i] == 0)
                 .filter_map(|i| match self.pieces[i] {
                     State::Asked {
                         copies,
@@ -438,6 +463,39 @@ mod tests {
         p.set_have(y, Some(bitmap(8, 0..6)));
         let run = p.pick(seeder, 1);
         assert!(run == vec![6] || run == vec![7], "{run:?}");
+        p.check();
+    }
+
+    #[test]
+    fn a_complete_provider_in_a_crowd_is_asked_first_for_what_no_downloader_holds() {
+        let mut p = Picker::new(6, &(0..6).collect::<Vec<_>>(), false);
+        let seeder = p.join();
+        let x = p.join();
+        p.set_have(x, Some(bitmap(6, [0, 1, 2, 3])));
+        assert!(p.in_crowd());
+        let mut got: Vec<u64> = Vec::new();
+        loop {
+            let run = p.pick_unheld(seeder, 10);
+            if run.is_empty() {
+                break;
+            }
+            for &i in &run {
+                p.received(i);
+                assert!(p.written(i));
+            }
+            got.extend(run);
+        }
+        got.sort_unstable();
+        assert_eq!(got, vec![4, 5]);
+        // The plain pick still takes what x holds (a crowd peer that
+        // never delivers must not stall the download).
+        let plain = p.pick(seeder, 1);
+        assert!(plain.len() == 1 && plain[0] < 4, "{plain:?}");
+        // No end-game copy of a piece a downloader holds, from another
+        // complete provider either.
+        let other = p.join();
+        assert!(p.pick_unheld(other, 10).is_empty());
+        assert!(p.pick(other, 10).iter().all(|&i| i < 4));
         p.check();
     }
 
