@@ -15,8 +15,11 @@ RATE=${2:-16MiB}
 case "$RATE" in *[0-9]) RATE="${RATE}MiB" ;; esac
 N=${3:-16}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin shoal
-SHOAL="$ROOT/target/release/shoal"
+# SHOAL=/path/to/another/shoal measures that build instead.
+if [ -z "${SHOAL:-}" ]; then
+  cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin shoal
+  SHOAL="$ROOT/target/release/shoal"
+fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/shoal-swarm.XXXXXX")
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
