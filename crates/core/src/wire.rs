@@ -5,6 +5,9 @@
 //! fields (never over JSON text, whose spelling is not canonical), so the
 //! tracker can check that a record really comes from the peer it names.
 
+pub mod bundle;
+pub mod range;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{ContentId, Identity, PeerId, SignatureError};

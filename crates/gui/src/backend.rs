@@ -199,6 +199,8 @@ pub struct Meter {
     total: AtomicU64,
     done: AtomicU64,
     sources: AtomicUsize,
+    /// Every byte is in and the engine said it is naming the file.
+    finishing: AtomicBool,
     ctx: std::sync::OnceLock<egui::Context>,
 }
 
@@ -219,6 +221,12 @@ impl Meter {
         )
     }
 
+    /// Whether every byte is in and the file is being made durable (or
+    /// opened): nothing is left to pause or cancel.
+    pub fn is_finishing(&self) -> bool {
+        self.finishing.load(Ordering::Relaxed)
+    }
+
     /// Peers serving it now.
     pub fn sources(&self) -> usize {
         self.sources.load(Ordering::Relaxed)
@@ -235,6 +243,11 @@ impl Progress for Meter {
     fn start(&self, _name: &str, total: u64) {
         self.total.store(total, Ordering::Relaxed);
         self.done.store(0, Ordering::Relaxed);
+        self.finishing.store(false, Ordering::Relaxed);
+        self.repaint();
+    }
+    fn finishing(&self) {
+        self.finishing.store(true, Ordering::Relaxed);
         self.repaint();
     }
     fn advance(&self, n: u64) {

@@ -21,7 +21,7 @@ use crate::error::{NodeError, Result};
 use crate::index::PART_SUFFIX;
 use crate::peer_client::PeerClient;
 use crate::reputation::Tally;
-use crate::server::{BUNDLE_MISSING, BUNDLE_OK, BUNDLE_TOO_LARGE, MAX_BUNDLE, MAX_BUNDLE_FILE};
+use crate::server::{MAX_BUNDLE, MAX_BUNDLE_FILE};
 
 /// Large files fetched at once by a folder download.
 const FOLDER_PARALLEL: usize = 4;
@@ -336,7 +336,10 @@ impl Bundles<'_> {
     async fn receive(&self, batch: &[(FileEntry, PathBuf)]) -> Result<Vec<u8>> {
         let ids: Vec<ContentId> = batch.iter().map(|(f, _)| f.content_id).collect();
         let max: u64 = batch.iter().fold(0u64, |sum, (f, _)| {
-            sum.saturating_add(f.size.saturating_add(FRAME_HEAD as u64))
+            sum.saturating_add(
+                f.size
+                    .saturating_add(shoal_core::wire::bundle::FRAME_HEAD as u64),
+            )
         });
         let mut tries = 0;
         let mut resp = loop {
@@ -403,41 +406,17 @@ fn again(e: &NodeError) -> NodeError {
     }
 }
 
-/// Status byte and length of a bundle frame.
-const FRAME_HEAD: usize = 9;
-
-pub(crate) enum Frame {
-    Data(Bytes),
-    Missing,
-    TooLarge,
-}
+pub(crate) use shoal_core::wire::bundle::Frame;
 
 /// Takes the next frame, for `entry`, off the front of `rest`.
-pub(crate) fn next_frame(rest: &mut Bytes, entry: &FileEntry) -> Result<Frame, String> {
-    if rest.len() < FRAME_HEAD {
-        return Err("a bundle ended early".into());
-    }
-    let status = rest[0];
-    let mut len = [0u8; 8];
-    len.copy_from_slice(&rest[1..FRAME_HEAD]);
-    let len = u64::from_le_bytes(len);
-    let frame = match status {
-        BUNDLE_OK if len == entry.size && (rest.len() - FRAME_HEAD) as u64 >= len => {
-            let mut data = rest.split_to(FRAME_HEAD + len as usize);
-            return Ok(Frame::Data(data.split_off(FRAME_HEAD)));
-        }
-        BUNDLE_OK => {
-            return Err(format!(
-                "sent {len} bytes for {} ({} bytes) in a bundle",
-                entry.name, entry.size
-            ));
-        }
-        BUNDLE_MISSING if len == 0 => Frame::Missing,
-        BUNDLE_TOO_LARGE if len == 0 => Frame::TooLarge,
-        _ => return Err(format!("sent an unknown bundle frame ({status}, {len})")),
-    };
-    let _ = rest.split_to(FRAME_HEAD);
-    Ok(frame)
+pub(crate) fn next_frame(rest: &mut Bytes, entry: &FileEntry) -> Result<Frame<Bytes>, String> {
+    shoal_core::wire::bundle::decode(rest, entry.size).map_err(|e| match e {
+        shoal_core::wire::bundle::FrameError::WrongLength { got, size } => format!(
+            "sent {got} bytes for {} ({size} bytes) in a bundle",
+            shoal_core::text::escape(&entry.name)
+        ),
+        e => e.to_string(),
+    })
 }
 
 /// Writes verified files: each to its `.part`, then all synced to disk at

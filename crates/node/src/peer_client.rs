@@ -409,7 +409,7 @@ impl PeerClient {
     ) -> Result<PeerResponse> {
         let mut headers = Vec::new();
         if let Some((start, end)) = range
-            && let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{}", end - 1))
+            && let Ok(v) = HeaderValue::from_str(&shoal_core::wire::range::request(start, end))
         {
             headers.push((header::RANGE, v));
         }

@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use bao_tree::{BaoTree, BlockSize};
 use serde::{Deserialize, Serialize};
 
-use crate::swarm::Bitmap;
 use shoal_core::ContentId;
 
 /// log2 of the chunks (1 KiB each) in a piece.
@@ -250,6 +249,105 @@ impl PieceState {
         // misses are found by checking the `.part`.
         let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
         shoal_fs::durable::replace(path, &json, shoal_fs::durable::Replace::default())
+    }
+}
+
+/// A set of pieces, one bit each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bitmap {
+    words: Vec<u64>,
+    len: u64,
+}
+
+impl Bitmap {
+    /// `len` pieces, none held.
+    pub fn new(len: u64) -> Self {
+        Self {
+            words: vec![0; len.div_ceil(64) as usize],
+            len,
+        }
+    }
+
+    /// Number of pieces it describes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it describes no pieces at all.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether piece `i` is held.
+    pub fn has(&self, i: u64) -> bool {
+        i < self.len && self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    /// Marks piece `i` held.
+    pub fn set(&mut self, i: u64) {
+        if i < self.len {
+            self.words[(i / 64) as usize] |= 1 << (i % 64);
+        }
+    }
+
+    /// Pieces held.
+    pub fn count(&self) -> u64 {
+        self.words.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+
+    /// The wire form: bit `i % 8` of byte `i / 8`, as hex.
+    pub fn to_hex(&self) -> String {
+        let bytes: Vec<u8> = self
+            .words
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .take(self.len.div_ceil(8) as usize)
+            .collect();
+        hex::encode(bytes)
+    }
+
+    /// Parses the wire form for `len` pieces; `None` if it does not fit.
+    pub fn from_hex(len: u64, s: &str) -> Option<Self> {
+        let bytes = hex::decode(s).ok()?;
+        if bytes.len() as u64 != len.div_ceil(8) {
+            return None;
+        }
+        let mut map = Self::new(len);
+        for (i, chunk) in bytes.chunks(8).enumerate() {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            map.words[i] = u64::from_le_bytes(w);
+        }
+        // Bits past the last piece mean nothing; drop them.
+        if !len.is_multiple_of(64)
+            && let Some(last) = map.words.last_mut()
+        {
+            *last &= (1u64 << (len % 64)) - 1;
+        }
+        Some(map)
+    }
+
+    /// `len` pieces from their bits (see [`Bitmap::words`]); bits past
+    /// `len` are cleared.
+    pub fn from_words(mut words: Vec<u64>, len: u64) -> Self {
+        words.resize(len.div_ceil(64) as usize, 0);
+        if !len.is_multiple_of(64)
+            && let Some(last) = words.last_mut()
+        {
+            *last &= (1u64 << (len % 64)) - 1;
+        }
+        Self { words, len }
+    }
+
+    /// The bits, 64 pieces a word (piece `i` is bit `i % 64` of word
+    /// `i / 64`).
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// Pieces held here and not in `older`.
+    pub fn added_since<'a>(&'a self, older: Option<&'a Bitmap>) -> impl Iterator<Item = u64> + 'a {
+        (0..self.len).filter(move |&i| self.has(i) && !older.is_some_and(|o| o.has(i)))
     }
 }
 

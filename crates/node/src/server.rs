@@ -453,7 +453,7 @@ async fn content(
                 .into_response();
                 resp.headers_mut().insert(
                     header::CONTENT_RANGE,
-                    HeaderValue::from_str(&format!("bytes */{size}"))
+                    HeaderValue::from_str(&shoal_core::wire::range::unsatisfied(size))
                         .unwrap_or(HeaderValue::from_static("*")),
                 );
                 return Ok(resp);
@@ -505,7 +505,11 @@ async fn content(
         h.insert(header::ETAG, v);
     }
     if status == StatusCode::PARTIAL_CONTENT
-        && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", start, start + len - 1))
+        && let Ok(v) = HeaderValue::from_str(&shoal_core::wire::range::content_range(
+            start,
+            start + len,
+            size,
+        ))
     {
         h.insert(header::CONTENT_RANGE, v);
     }
@@ -517,18 +521,9 @@ pub const MAX_BUNDLE: usize = 1024;
 /// Largest file sent in a bundle; larger ones are fetched by range.
 pub const MAX_BUNDLE_FILE: u64 = crate::pieces::PIECE_SIZE;
 
-/// Frame status in a bundle: the file's bytes follow.
-pub const BUNDLE_OK: u8 = 0;
-/// Frame status in a bundle: not shared here (or changed since indexed).
-pub const BUNDLE_MISSING: u8 = 1;
-/// Frame status in a bundle: too large for a bundle; fetch it by range.
-pub const BUNDLE_TOO_LARGE: u8 = 2;
-
 /// Many small files in one answer, so a folder of thousands of files is
 /// not thousands of round trips. The body is a JSON array of content ids;
-/// the answer is, for each in order, a frame: a status byte, the length
-/// (8 bytes, little-endian; 0 unless the status is [`BUNDLE_OK`]), then
-/// that many bytes.
+/// the answer is a frame for each, in order ([`shoal_core::wire::bundle`]).
 async fn bundle(
     State(st): State<ApiState>,
     Extension(peer): Extension<RemotePeer>,
@@ -558,20 +553,18 @@ async fn bundle(
             let file = open_shared(&st, cid)
                 .ok()
                 .map(|(f, shared)| (f, shared.stamp.size));
-            let (status, data) = match file {
-                None => (BUNDLE_MISSING, Vec::new()),
-                Some((_, size)) if size > MAX_BUNDLE_FILE => (BUNDLE_TOO_LARGE, Vec::new()),
+            use shoal_core::wire::bundle::{Frame, encode};
+            match file {
+                None => encode(&mut buf, Frame::Missing),
+                Some((_, size)) if size > MAX_BUNDLE_FILE => encode(&mut buf, Frame::TooLarge),
                 Some((f, size)) => {
                     let mut data = Vec::with_capacity(size as usize);
                     match f.take(size).read_to_end(&mut data) {
-                        Ok(n) if n as u64 == size => (BUNDLE_OK, data),
-                        _ => (BUNDLE_MISSING, Vec::new()),
+                        Ok(n) if n as u64 == size => encode(&mut buf, Frame::Data(&data)),
+                        _ => encode(&mut buf, Frame::Missing),
                     }
                 }
-            };
-            buf.push(status);
-            buf.extend_from_slice(&(data.len() as u64).to_le_bytes());
-            buf.extend_from_slice(&data);
+            }
             if buf.len() >= STREAM_CHUNK {
                 let chunk = Bytes::from(std::mem::take(&mut buf));
                 if tx.blocking_send(Ok(chunk)).is_err() {
@@ -696,42 +689,11 @@ fn limited(
     })
 }
 
-/// Parses a single `bytes=` range into `[start, end)`. `Ok(None)` means
-/// "serve everything" (a multi-range or foreign unit, which HTTP lets a
-/// server ignore); `Err` means unsatisfiable or malformed.
+/// Parses a `Range` header into `[start, end)` (see
+/// [`shoal_core::wire::range::parse`]).
 pub(crate) fn parse_range(v: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let s = v.to_str().map_err(|_| ())?.trim();
-    let Some(spec) = s.strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let (a, b) = spec.split_once('-').ok_or(())?;
-    let (a, b) = (a.trim(), b.trim());
-    let (start, end) = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
-        if n == 0 {
-            return Err(());
-        }
-        (size.saturating_sub(n), size)
-    } else {
-        let start: u64 = a.parse().map_err(|_| ())?;
-        let end = if b.is_empty() {
-            size
-        } else {
-            let last: u64 = b.parse().map_err(|_| ())?;
-            if last < start {
-                return Err(());
-            }
-            last.saturating_add(1).min(size)
-        };
-        (start, end)
-    };
-    if start >= size {
-        return Err(());
-    }
-    Ok(Some((start, end)))
+    let s = v.to_str().map_err(|_| ())?;
+    shoal_core::wire::range::parse(s, size).map_err(|_| ())
 }
 
 /// What the peer API's listener allows (see [`shoal_net`]).

@@ -16,88 +16,8 @@ use shoal_core::ContentId;
 use shoal_core::wire::PieceMap;
 use tokio::sync::watch;
 
+pub use crate::pieces::Bitmap;
 use crate::pieces::{PIECE_SIZE, piece_count};
-
-/// A set of pieces, one bit each.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bitmap {
-    words: Vec<u64>,
-    len: u64,
-}
-
-impl Bitmap {
-    /// `len` pieces, none held.
-    pub fn new(len: u64) -> Self {
-        Self {
-            words: vec![0; len.div_ceil(64) as usize],
-            len,
-        }
-    }
-
-    /// Number of pieces it describes.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether it describes no pieces at all.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Whether piece `i` is held.
-    pub fn has(&self, i: u64) -> bool {
-        i < self.len && self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
-    }
-
-    /// Marks piece `i` held.
-    pub fn set(&mut self, i: u64) {
-        if i < self.len {
-            self.words[(i / 64) as usize] |= 1 << (i % 64);
-        }
-    }
-
-    /// Pieces held.
-    pub fn count(&self) -> u64 {
-        self.words.iter().map(|w| u64::from(w.count_ones())).sum()
-    }
-
-    /// The wire form: bit `i % 8` of byte `i / 8`, as hex.
-    pub fn to_hex(&self) -> String {
-        let bytes: Vec<u8> = self
-            .words
-            .iter()
-            .flat_map(|w| w.to_le_bytes())
-            .take(self.len.div_ceil(8) as usize)
-            .collect();
-        hex::encode(bytes)
-    }
-
-    /// Parses the wire form for `len` pieces; `None` if it does not fit.
-    pub fn from_hex(len: u64, s: &str) -> Option<Self> {
-        let bytes = hex::decode(s).ok()?;
-        if bytes.len() as u64 != len.div_ceil(8) {
-            return None;
-        }
-        let mut map = Self::new(len);
-        for (i, chunk) in bytes.chunks(8).enumerate() {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            map.words[i] = u64::from_le_bytes(w);
-        }
-        // Bits past the last piece mean nothing; drop them.
-        if !len.is_multiple_of(64)
-            && let Some(last) = map.words.last_mut()
-        {
-            *last &= (1u64 << (len % 64)) - 1;
-        }
-        Some(map)
-    }
-
-    /// Pieces held here and not in `older`.
-    pub fn added_since<'a>(&'a self, older: Option<&'a Bitmap>) -> impl Iterator<Item = u64> + 'a {
-        (0..self.len).filter(move |&i| self.has(i) && !older.is_some_and(|o| o.has(i)))
-    }
-}
 
 /// The pieces of a download in progress that are verified and written,
 /// shared between the writer (which adds) and the server (which reads).
@@ -142,7 +62,7 @@ impl Have {
     /// The pieces of `bits` held, for a file of `size` bytes.
     pub fn from_bitmap(size: u64, bits: &Bitmap) -> Self {
         let have = Self::new(size);
-        for (w, b) in have.words.iter().zip(&bits.words) {
+        for (w, b) in have.words.iter().zip(bits.words()) {
             w.store(*b, Ordering::Relaxed);
         }
         have
@@ -167,14 +87,13 @@ impl Have {
 
     /// A copy as a [`Bitmap`].
     pub fn snapshot(&self) -> Bitmap {
-        Bitmap {
-            words: self
-                .words
+        Bitmap::from_words(
+            self.words
                 .iter()
                 .map(|w| w.load(Ordering::Acquire))
                 .collect(),
-            len: self.pieces,
-        }
+            self.pieces,
+        )
     }
 }
 

@@ -306,8 +306,7 @@ impl ShoalApp {
                     let id = t.info.id;
                     match &t.state {
                         TransferState::Running => {
-                            let (done, total) = t.info.meter.bytes();
-                            if total > 0 && done >= total {
+                            if t.info.meter.is_finishing() {
                                 // Every byte is in; it is being made durable or
                                 // opened, which is left to finish.
                                 ui.label(RichText::new("Finishing").color(theme::BLUE));

@@ -12,8 +12,8 @@ use super::{Board, Progress};
 use crate::error::{NodeError, Result};
 use crate::peer_client::PeerClient;
 use crate::pieces;
+use crate::pieces::Bitmap;
 use crate::reputation::Standing;
-use crate::swarm::Bitmap;
 
 /// Most pieces asked for in one range request.
 pub(super) const MAX_RUN: usize = 4096;
@@ -293,7 +293,7 @@ async fn fetch_run(
         .client
         .content(peer, entry.content_id, Some((start, end)))
         .await?;
-    let expected_range = format!("bytes {start}-{}/{}", end - 1, entry.size);
+    let expected_range = shoal_core::wire::range::content_range(start, end, entry.size);
     let whole = start == 0 && end == entry.size;
     match resp.status().as_u16() {
         206 if resp

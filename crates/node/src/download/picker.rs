@@ -41,7 +41,7 @@
 //! Peers are [`Slot`] handles; the picker knows only which pieces a peer
 //! holds, not who it is.
 
-use crate::swarm::Bitmap;
+use crate::pieces::Bitmap;
 
 /// A peer of one download, as the picker knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
