@@ -557,9 +557,23 @@ pub async fn upload(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .touch(&upload);
-    let pending: Pending = std::fs::read(&meta)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
+    // The record and the length of what arrived, read off the async
+    // worker threads.
+    let (found, have) = {
+        let (meta, part) = (meta.clone(), part.clone());
+        tokio::task::spawn_blocking(move || {
+            let found: Option<Pending> = std::fs::read(&meta)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            (
+                found,
+                std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0),
+            )
+        })
+        .await
+        .map_err(|e| internal(e).into_response())?
+    };
+    let pending: Pending = found
         .filter(|p: &Pending| p.sender == peer.0)
         .ok_or_else(|| {
             refuse(
@@ -573,7 +587,6 @@ pub async fn upload(
             "this peer no longer accepts files from you",
         ));
     }
-    let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     if at.offset != have {
         return Err(Refused(
             StatusCode::CONFLICT,

@@ -112,8 +112,13 @@ impl Verifiers {
             return Ok(Some(v.clone()));
         }
         let size = shared.stamp.size;
-        let file = std::fs::File::open(&shared.path).map_err(|_| not_shared(cid))?;
-        let Some(outboard) = outboard_of_shared(db, cid, size, file).await? else {
+        let (db, path) = (db.clone(), shared.path.clone());
+        let outboard = blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|_| not_shared(cid))?;
+            outboard_of_shared(&db, cid, size, file)
+        })
+        .await?;
+        let Some(outboard) = outboard else {
             return Ok(None);
         };
         let Ok(v) = Verifier::new(cid, size, outboard) else {
@@ -351,12 +356,13 @@ async fn outboard(
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let cid = parse_cid(&raw)?;
-    let (file, shared) = match open_source(&st, cid)? {
+    let (file, shared) = match source(&st, cid).await? {
         Source::Shared(file, shared) => (file, shared),
         Source::Partial(_, partial) => return Ok(octets(partial.outboard.clone())),
     };
     tracing::debug!(peer = %peer.0.short(), %cid, "serving outboard");
-    match outboard_of_shared(&st.db, cid, shared.stamp.size, file).await? {
+    let (db, size) = (st.db.clone(), shared.stamp.size);
+    match blocking(move || outboard_of_shared(&db, cid, size, file)).await? {
         Some(o) => Ok(octets(o)),
         None => {
             st.rescan.notify_one();
@@ -365,11 +371,25 @@ async fn outboard(
     }
 }
 
+/// Runs file or database work off the async worker threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(internal)?
+}
+
+/// [`open_source`], off the async worker threads.
+async fn source(st: &ApiState, cid: ContentId) -> Result<Source, ApiError> {
+    let st = st.clone();
+    blocking(move || open_source(&st, cid)).await
+}
+
 /// The outboard of a shared file: from the database, or computed from
 /// `file` and stored there (empty for a file of one piece). `None` when
-/// the file no longer hashes to `cid`.
-async fn outboard_of_shared(
-    db: &Arc<NodeDb>,
+/// the file no longer hashes to `cid`. Blocking: run it through
+/// [`blocking`].
+fn outboard_of_shared(
+    db: &NodeDb,
     cid: ContentId,
     size: u64,
     file: std::fs::File,
@@ -380,10 +400,7 @@ async fn outboard_of_shared(
     if size <= crate::pieces::PIECE_SIZE {
         return Ok(Some(Vec::new()));
     }
-    let (root, o) = tokio::task::spawn_blocking(move || crate::pieces::outboard_of(file, size))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+    let (root, o) = crate::pieces::outboard_of(file, size).map_err(internal)?;
     if root != cid {
         return Ok(None);
     }
@@ -436,7 +453,7 @@ async fn content(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let cid = parse_cid(&raw)?;
-    let (file, size, partial, shared) = match open_source(&st, cid)? {
+    let (file, size, partial, shared) = match source(&st, cid).await? {
         Source::Shared(file, shared) => (file, shared.stamp.size, None, Some(shared)),
         Source::Partial(file, partial) => (file, partial.size, Some(partial), None),
     };
