@@ -339,6 +339,11 @@ pub struct PieceMap {
     /// byte `i / 8`), as lowercase hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pieces: Option<String>,
+    /// When not complete: the pieces it is fetching now, in the same
+    /// form (so a crowd does not ask a seeder for them again). Optional:
+    /// older peers leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetching: Option<String>,
 }
 
 /// Every error answer of the tracker and the node: `{"error": "..."}`.

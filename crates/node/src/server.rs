@@ -432,6 +432,7 @@ async fn have(
             piece_size: crate::pieces::PIECE_SIZE,
             complete: true,
             pieces: None,
+            fetching: None,
         }));
     }
     let partial = st.partials.get(&cid).ok_or_else(|| not_shared(cid))?;

@@ -50,6 +50,13 @@ impl Have {
         }
     }
 
+    /// Marks piece `i` not held.
+    pub fn clear(&self, i: u64) {
+        if let Some(w) = self.words.get((i / 64) as usize) {
+            w.fetch_and(!(1 << (i % 64)), Ordering::Release);
+        }
+    }
+
     /// Every piece held, for a file of `size` bytes.
     pub fn full(size: u64) -> Self {
         let mut all = Bitmap::new(piece_count(size));
@@ -108,6 +115,8 @@ pub struct Partial {
     pub outboard: Vec<u8>,
     /// Pieces verified and written.
     pub have: Have,
+    /// Pieces being fetched now.
+    pub fetching: Have,
 }
 
 impl Partial {
@@ -118,6 +127,7 @@ impl Partial {
             piece_size: PIECE_SIZE,
             complete: false,
             pieces: Some(self.have.snapshot().to_hex()),
+            fetching: Some(self.fetching.snapshot().to_hex()),
         }
     }
 }
@@ -194,6 +204,7 @@ impl Offered {
                 size: p.size,
                 outboard: p.outboard.clone(),
                 have: Have::full(p.size),
+                fetching: Have::new(p.size),
             };
             map.insert(self.cid, Arc::new(done));
         }
@@ -263,6 +274,7 @@ mod tests {
             size: 1,
             outboard: Vec::new(),
             have: Have::new(1),
+            fetching: Have::new(1),
         });
         let offered = p.offer(cid, partial);
         assert!(changes.has_changed().unwrap());

@@ -55,6 +55,7 @@ async fn have(State(f): State<Fake>) -> axum::Json<PieceMap> {
         piece_size: PIECE_SIZE,
         complete: true,
         pieces: None,
+        fetching: None,
     })
 }
 

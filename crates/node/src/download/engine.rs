@@ -261,6 +261,7 @@ async fn receive(
             size: entry.size,
             outboard,
             have,
+            fetching: Have::new(entry.size),
         });
         (partials.offer(entry.content_id, partial.clone()), partial)
     });
@@ -285,6 +286,7 @@ async fn receive(
         verify_tx: pipeline.tx.clone(),
         progress,
         stop,
+        offered: offered.as_ref().map(|(_, p)| p.clone()),
     };
     let (roster, results) = run_workers(&ctx, &peers, swarm, standings, stop).await;
     drop(ctx);

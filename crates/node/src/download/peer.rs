@@ -25,6 +25,10 @@ const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Answers in a row that carry no data (busy, pieces not held) before a
 /// peer is given up on: about a minute of waiting.
 const MAX_IDLE_ANSWERS: u32 = 120;
+/// Most pieces a complete provider in a crowd is asked for at once: few
+/// in flight from it, so two downloaders seldom ask it for the same piece
+/// before either can tell the other has it.
+const UNHELD_RUN: usize = 1;
 /// How long a complete provider in a crowd waits, finding nothing that no
 /// downloader holds, before it is asked for pieces downloaders hold too.
 const UNHELD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -41,6 +45,8 @@ pub(super) struct Ctx<'a> {
     pub(super) progress: &'a dyn Progress,
     /// Once cancelled, no new run starts and waits end at once.
     pub(super) stop: &'a super::Control,
+    /// Where this download offers its pieces (and says which it fetches).
+    pub(super) offered: Option<std::sync::Arc<crate::swarm::Partial>>,
 }
 
 impl Ctx<'_> {
@@ -83,6 +89,12 @@ impl From<NodeError> for RunError {
 
 /// Which pieces `peer` holds: `None` for all of them, else its bitmap.
 async fn pieces_of(ctx: &Ctx<'_>, peer: &PeerRecord) -> Result<Option<Bitmap>> {
+    Ok(maps_of(ctx, peer).await?.0)
+}
+
+/// Which pieces `peer` holds (`None` for all of them) and which it is
+/// fetching now (if it says).
+async fn maps_of(ctx: &Ctx<'_>, peer: &PeerRecord) -> Result<(Option<Bitmap>, Option<Bitmap>)> {
     let map = ctx.client.have(peer, ctx.entry.content_id).await?;
     let count = pieces::piece_count(ctx.entry.size);
     let protocol = |reason: &str| NodeError::Protocol {
@@ -95,14 +107,19 @@ async fn pieces_of(ctx: &Ctx<'_>, peer: &PeerRecord) -> Result<Option<Bitmap>> {
         ));
     }
     if map.complete {
-        return Ok(None);
+        return Ok((None, None));
     }
     let bits = map
         .pieces
         .as_deref()
         .and_then(|h| Bitmap::from_hex(count, h))
         .ok_or_else(|| protocol("sent a piece map that does not fit the content"))?;
-    Ok(Some(bits))
+    // Only a hint: one that does not fit is ignored.
+    let fetching = map
+        .fetching
+        .as_deref()
+        .and_then(|h| Bitmap::from_hex(count, h));
+    Ok((Some(bits), fetching))
 }
 
 /// Fetches pieces from one peer until the download is finished, the peer
@@ -149,7 +166,7 @@ pub(super) async fn worker(
             // downloaders holding it have had a moment to deliver.
             let patient = unheld_since.is_none_or(|t| t.elapsed() < UNHELD_PATIENCE);
             if have.is_none() && b.picker.in_crowd() && patient {
-                let run = b.picker.pick_unheld(me, run_len);
+                let run = b.picker.pick_unheld(me, run_len.min(UNHELD_RUN));
                 if run.is_empty() {
                     unheld_since.get_or_insert_with(std::time::Instant::now);
                 } else {
@@ -189,7 +206,13 @@ pub(super) async fn worker(
         } else {
             let started = std::time::Instant::now();
             let mut sent = 0usize;
+            if let Some(o) = &ctx.offered {
+                run.iter().for_each(|&i| o.fetching.set(i));
+            }
             let result = fetch_run(ctx, me, &peer, &run, &mut sent).await;
+            if let Some(o) = &ctx.offered {
+                run.iter().for_each(|&i| o.fetching.clear(i));
+            }
             board.update(|b| {
                 for &p in &run[sent..] {
                     b.picker.returned(p);
@@ -249,10 +272,13 @@ pub(super) async fn worker(
         }
         if ask_pieces {
             polled = std::time::Instant::now();
-            match pieces_of(ctx, &peer).await {
-                Ok(now) => {
+            match maps_of(ctx, &peer).await {
+                Ok((now, fetching)) => {
                     have = now;
-                    board.update(|b| b.picker.set_have(me, have.clone()));
+                    board.update(|b| {
+                        b.picker.set_have(me, have.clone());
+                        b.picker.set_fetching(me, fetching);
+                    });
                 }
                 Err(e) => break Err(e),
             }

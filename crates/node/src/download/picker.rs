@@ -74,6 +74,8 @@ pub enum State {
 struct Peer {
     /// Which pieces it holds: `None` for a complete provider.
     have: Option<Bitmap>,
+    /// Which pieces it (a peer still downloading) says it is fetching.
+    fetching: Option<Bitmap>,
     /// Left the download, or was dropped.
     gone: bool,
     /// Caught sending a bad piece.
@@ -88,6 +90,8 @@ pub struct Picker {
     done: usize,
     /// How many peers still downloading hold each piece.
     avail: Vec<u16>,
+    /// How many peers still downloading are fetching each piece.
+    coming: Vec<u16>,
     peers: Vec<Peer>,
     live: usize,
     /// Rarest first (a crowd takes part) rather than file order.
@@ -114,6 +118,7 @@ impl Picker {
             pieces,
             free,
             avail: vec![0; count as usize],
+            coming: vec![0; count as usize],
             peers: Vec::new(),
             live: 0,
             spread,
@@ -125,6 +130,7 @@ impl Picker {
     pub fn join(&mut self) -> Slot {
         self.peers.push(Peer {
             have: None,
+            fetching: None,
             gone: false,
             dropped: false,
         });
@@ -147,6 +153,34 @@ impl Picker {
                 if let Some(a) = self.avail.get_mut(i as usize) {
                     *a = a.saturating_sub(1);
                 }
+            }
+        }
+        if let Some(old) = p.fetching.take() {
+            for i in old.added_since(None) {
+                if let Some(c) = self.coming.get_mut(i as usize) {
+                    *c = c.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// The peer (still downloading) says it is fetching `fetching` now.
+    pub fn set_fetching(&mut self, peer: Slot, fetching: Option<Bitmap>) {
+        let Some(p) = self.peers.get_mut(peer.0) else {
+            return;
+        };
+        if p.gone {
+            return;
+        }
+        let fetching = fetching.filter(|f| f.len() == self.pieces.len() as u64);
+        if let Some(old) = std::mem::replace(&mut p.fetching, fetching) {
+            for i in old.added_since(None) {
+                self.coming[i as usize] = self.coming[i as usize].saturating_sub(1);
+            }
+        }
+        if let Some(new) = &p.fetching {
+            for i in new.added_since(None) {
+                self.coming[i as usize] = self.coming[i as usize].saturating_add(1);
             }
         }
     }
@@ -226,7 +260,7 @@ impl Picker {
     fn can(&self, peer: &Peer, i: usize, unheld: bool) -> bool {
         self.pieces[i] == State::Free
             && peer.have.as_ref().is_none_or(|h| h.has(i as u64))
-            && (!unheld || self.avail[i] == 0)
+            && (!unheld || (self.avail[i] == 0 && self.coming[i] == 0))
     }
 
     /// Whether the download is shared in a crowd (some peer still
@@ -402,6 +436,12 @@ impl Picker {
                 .filter(|p| !p.gone && p.have.as_ref().is_some_and(|h| h.has(i as u64)))
                 .count();
             assert_eq!(a as usize, holders, "availability of piece {i}");
+            let fetchers = self
+                .peers
+                .iter()
+                .filter(|p| !p.gone && p.fetching.as_ref().is_some_and(|h| h.has(i as u64)))
+                .count();
+            assert_eq!(self.coming[i] as usize, fetchers, "fetchers of piece {i}");
         }
     }
 }
@@ -496,6 +536,24 @@ mod tests {
         let other = p.join();
         assert!(p.pick_unheld(other, 10).is_empty());
         assert!(p.pick(other, 10).iter().all(|&i| i < 4));
+        p.check();
+    }
+
+    #[test]
+    fn a_complete_provider_is_not_asked_for_what_a_downloader_is_fetching() {
+        let mut p = Picker::new(4, &(0..4).collect::<Vec<_>>(), false);
+        let seeder = p.join();
+        let x = p.join();
+        p.set_have(x, Some(bitmap(4, [0])));
+        p.set_fetching(x, Some(bitmap(4, [1, 2])));
+        p.check();
+        assert_eq!(p.pick_unheld(seeder, 10), vec![3]);
+        p.set_fetching(x, Some(bitmap(4, [2])));
+        p.check();
+        assert_eq!(p.pick_unheld(seeder, 10), vec![1]);
+        // A map of the wrong size is ignored; leaving forgets it all.
+        p.set_fetching(x, Some(bitmap(5, [0])));
+        p.leave(x);
         p.check();
     }
 
