@@ -19,7 +19,7 @@ use crate::reputation::Standing;
 pub(super) const MAX_RUN: usize = 4096;
 /// How often a peer still downloading is asked which pieces it holds, when
 /// it has nothing we need.
-const HAVE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+const HAVE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Wait after a peer answered that all its upload slots are busy.
 const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Answers in a row that carry no data (busy, pieces not held) before a
