@@ -264,10 +264,12 @@ impl Picker {
     }
 
     /// Whether the download is shared in a crowd (some peer still
-    /// downloading takes part), where a complete provider is asked first
-    /// only for pieces no such peer holds (see [`Picker::pick_unheld`]).
+    /// downloading takes part now), where a complete provider is asked
+    /// first only for pieces no such peer holds (see
+    /// [`Picker::pick_unheld`]). A lone download from complete providers
+    /// is not, even while it offers its own pieces.
     pub fn in_crowd(&self) -> bool {
-        self.spread
+        self.peers.iter().any(|p| !p.gone && p.have.is_some())
     }
 
     /// [`Picker::pick`] for a complete provider in a crowd: only pieces
@@ -466,6 +468,20 @@ mod tests {
         assert_eq!(p.pick(a, 4), vec![0, 1, 2, 3]);
         assert_eq!(p.pick(a, 4), vec![4, 5, 6, 7]);
         assert_eq!(p.free(), 2);
+        p.check();
+    }
+
+    #[test]
+    fn a_download_that_offers_its_pieces_is_no_crowd_until_a_downloader_joins() {
+        let mut p = Picker::new(10, &(0..10).collect::<Vec<_>>(), true);
+        let seeder = p.join();
+        assert!(!p.in_crowd(), "a lone download from a seeder");
+        let x = p.join();
+        p.set_have(x, Some(bitmap(10, [0])));
+        assert!(p.in_crowd());
+        p.leave(x);
+        assert!(!p.in_crowd());
+        assert!(!p.pick(seeder, 10).is_empty());
         p.check();
     }
 
