@@ -24,6 +24,9 @@ use crate::swarm::{Have, Offered, Partial};
 
 /// Peers asked for the outboard at once.
 const OUTBOARDS_AT_ONCE: usize = 4;
+/// Most pieces of the first run from a peer while the download offers its
+/// own pieces to others (see `run_workers`).
+const CROWD_FIRST_RUN: usize = 2;
 /// How long range requests in flight may go on once a download is asked
 /// to stop: a run is about half a second of data at its peer's speed, so
 /// most end in time and no byte that came is fetched again.
@@ -343,12 +346,16 @@ async fn run_workers(
             b.picker.join()
         });
         debug_assert_eq!(me.index() + 1, roster.len());
-        worker(
-            ctx,
-            me,
-            peer.clone(),
-            first_run(standings.get(&peer.peer_id)),
-        )
+        // A download that offers its pieces may be one of a crowd that
+        // started together: it starts small (runs double as they succeed),
+        // so the crowd's first requests to a seeder seldom overlap.
+        let first = first_run(standings.get(&peer.peer_id));
+        let first = if ctx.offered.is_some() {
+            first.min(CROWD_FIRST_RUN)
+        } else {
+            first
+        };
+        worker(ctx, me, peer.clone(), first)
     };
     for p in peers {
         workers.push(join(&mut roster, p.clone()));
