@@ -41,25 +41,9 @@ const BUSY_RETRIES: u32 = 60;
 /// interrupted folder download picks up where it stopped. The files are not
 /// offered to other peers while they download (they are small and many);
 /// what the peer does is recorded in `swarm`'s reputation.
-pub async fn get_folder(
-    book: &PeerBook,
-    client: &PeerClient,
-    peer_query: &str,
-    dir: &str,
-    out_dir: &Path,
-    progress: &dyn Progress,
-    swarm: &Swarm,
-) -> Result<PathBuf> {
-    let never = Control::new();
-    get_folder_until(
-        book, client, peer_query, dir, out_dir, progress, swarm, &never,
-    )
-    .await
-}
-
-/// [`get_folder`], stopping when `stop` is cancelled (with
-/// [`NodeError::Stopped`], once every file download in flight has ended;
-/// files already complete stay).
+///
+/// It stops when `stop` is cancelled (with [`NodeError::Stopped`], once
+/// every file download in flight has ended; files already complete stay).
 #[allow(clippy::too_many_arguments)]
 pub async fn get_folder_until(
     book: &PeerBook,

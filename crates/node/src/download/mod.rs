@@ -260,9 +260,7 @@ pub async fn download_from(
     swarm: &Swarm,
 ) -> Result<PathBuf> {
     let never = Control::new();
-    let r = engine::run(client, peers, entry, out_dir, progress, swarm, &never).await;
-    progress.finish();
-    r
+    download_until(client, peers, entry, out_dir, progress, swarm, &never).await
 }
 
 /// [`download_from`], stopping when `stop` is cancelled (with
