@@ -95,7 +95,7 @@ pub struct PeerClient {
 }
 
 /// An answer from a peer: its status and headers, and its body read chunk
-/// by chunk (each due within [`READ_TIMEOUT`], and all of it by the
+/// by chunk (each due within 30 s, and all of it by the
 /// request's deadline if it had one).
 pub struct PeerResponse {
     status: StatusCode,
@@ -186,7 +186,7 @@ impl PeerResponse {
     }
 
     /// The whole body, however long (for tests and tiny answers; use
-    /// [`crate::body::read_capped`] for anything a peer may inflate).
+    /// a capped read for anything a peer may inflate).
     pub async fn bytes(mut self) -> std::result::Result<Bytes, BodyError> {
         let mut all = Vec::new();
         while let Some(c) = self.chunk().await? {
