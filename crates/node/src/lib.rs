@@ -20,7 +20,7 @@
 //! | `GET /v1/files` | 200 `[FileEntry]`: `{name, size, content_id, modified, encrypted}` |
 //! | `GET /v1/content/{content_id}` | 200 the bytes; with `Range: bytes=a-b`, 206 and that range |
 //! | `GET /v1/content/{content_id}/outboard` | 200 the BLAKE3 tree's parent hashes (see [`pieces`]) |
-//! | `GET /v1/content/{content_id}/have` | 200 `PieceMap`: `{size, piece_size, complete, pieces?}` |
+//! | `GET /v1/content/{content_id}/have` | 200 `PieceMap`: `{size, piece_size, complete, pieces?, fetching?}` |
 //! | `POST /v1/bundle` with `[content_id, ...]` (at most 1024) | 200 a frame per id: status byte (0 data, 1 not shared, 2 too large), length (u64 LE), bytes |
 //!
 //! `name` is a path relative to the share, `/`-separated. `content_id` is
@@ -33,7 +33,9 @@
 //! 503 all upload slots busy (try later or elsewhere).
 //!
 //! A peer that is downloading a content serves the pieces it has verified
-//! so far ([`swarm`]): `/have` lists them as a bitmap, and `/outboard` and
+//! so far ([`swarm`]): `/have` lists them as a bitmap (and, optionally,
+//! the pieces it is fetching now as `fetching`, so a crowd does not ask a
+//! seeder for them twice; older peers leave it out), and `/outboard` and
 //! ranges made of those pieces work as for a complete file.
 //!
 //! ```text
