@@ -179,7 +179,18 @@ pub async fn get(
     let downloads = Downloads::new(std::sync::Arc::new(client), Some(book), swarm);
     let bar = std::sync::Arc::new(Bar::new(ctx.quiet));
     let handle = downloads.start(Request::new(target, out_dir).with_progress(bar));
-    let result = handle.wait().await;
+    // Ctrl-C or SIGTERM pauses: every piece that arrived stays in the
+    // `.part`, and the same command resumes from there.
+    let result = tokio::select! {
+        r = handle.wait() => r,
+        () = crate::serve::shutdown_signal() => {
+            handle.pause().await;
+            if let Some(node) = seeder {
+                node.shutdown().await;
+            }
+            anyhow::bail!(Interrupted);
+        }
+    };
     // An encrypted file is opened now; its ciphertext is still offered to
     // others while we linger, and removed after.
     let opened = match &result {
@@ -292,6 +303,18 @@ async fn start_seeder(ctx: &Context, max_upload_rate: Option<u64>) -> Option<Nod
 
 /// Registration TTL of a downloading `get`: short, since it leaves soon.
 const SEEDER_TTL: u64 = 30;
+
+/// `get` was stopped by a signal; what arrived is kept.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted: what arrived is kept; run the same command again to resume")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// A mistake on the command line.
 #[derive(Debug)]

@@ -195,6 +195,10 @@ fn report(e: &anyhow::Error) -> ExitCode {
     }) {
         return ExitCode::SUCCESS;
     }
+    if e.is::<client::Interrupted>() {
+        eprintln!("{e}");
+        return ExitCode::from(130);
+    }
     let kind = kind_of(e);
     tracing::error!(target: logging::FILE_ONLY, "{}", shown(&format!("{e:#}")));
     eprintln!("error: {}", shown(&e.to_string()));

@@ -352,6 +352,58 @@ fn killing_get_midway_leaves_nothing_at_the_final_path() {
 }
 
 #[test]
+fn ctrl_c_pauses_a_get_and_the_same_command_resumes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(&share).unwrap();
+    let big = share.join("big.bin");
+    fs::write(&big, bytes(48 * 1024 * 1024, 9)).unwrap();
+    let t = tracker(30);
+    let _n = node_with(
+        &t.url,
+        &tmp.path().join("d"),
+        &share,
+        "alice",
+        30,
+        "127.0.0.1:0",
+        &["--max-upload-rate", "16MiB"],
+    );
+    let client = tmp.path().join("c");
+    let out = tmp.path().join("out");
+    wait_for_peers(&client, &t.url, &["alice"], 20);
+
+    let get = spawn_get_until_under_way(&client, &t.url, "alice:big.bin", &out, "big.bin.part");
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &get.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let done = get.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(130), "{done:?}");
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        err.contains("run the same command again to resume"),
+        "{err}"
+    );
+    // Paused, not lost: the .part and its record are there, unlocked.
+    let part = out.join("big.bin.part");
+    assert!(out.join("big.bin.part.state").exists());
+    let f = fs::File::open(&part).unwrap();
+    f.try_lock()
+        .expect("the .part is still locked after the get exited");
+    drop(f);
+    assert!(!out.join("big.bin").exists());
+
+    ok(&shoal(
+        &client,
+        &t.url,
+        &["get", "alice:big.bin", "-o", out.to_str().unwrap()],
+    ));
+    assert_eq!(b3sum(&out.join("big.bin")), b3sum(&big));
+    assert!(!part.exists());
+}
+
+#[test]
 fn a_private_tracker_needs_its_token() {
     let tmp = tempfile::tempdir().unwrap();
     let share = tmp.path().join("share");
