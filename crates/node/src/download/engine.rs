@@ -26,7 +26,7 @@ use crate::swarm::{Have, Offered, Partial};
 const OUTBOARDS_AT_ONCE: usize = 4;
 /// Most pieces of the first run from a peer while the download offers its
 /// own pieces to others (see `run_workers`).
-const CROWD_FIRST_RUN: usize = 2;
+const CROWD_FIRST_RUN: usize = 8;
 /// How long range requests in flight may go on once a download is asked
 /// to stop: a run is about half a second of data at its peer's speed, so
 /// most end in time and no byte that came is fetched again.
