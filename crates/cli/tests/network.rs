@@ -307,31 +307,60 @@ fn with_the_tracker_down_known_peers_still_work_and_nodes_return() {
     });
 }
 
-#[test]
-fn killing_get_midway_leaves_nothing_at_the_final_path() {
-    let tmp = tempfile::tempdir().unwrap();
-    let share = tmp.path().join("share");
+/// alice sharing `big.bin` (made by `make`) at most `rate` fast, so a
+/// download of it is surely under way when a test interrupts it; with the
+/// client's data dir and the download folder.
+struct SlowAlice {
+    t: Tracker,
+    _alice: NodeProc,
+    client: std::path::PathBuf,
+    out: std::path::PathBuf,
+    big: std::path::PathBuf,
+}
+
+fn slow_alice(tmp: &std::path::Path, make: impl FnOnce(&std::path::Path), rate: &str) -> SlowAlice {
+    let share = tmp.join("share");
     fs::create_dir_all(&share).unwrap();
     let big = share.join("big.bin");
-    // Sparse, so the test is cheap on disk; every byte is still sent and hashed.
-    fs::File::create(&big)
-        .unwrap()
-        .set_len(256 * 1024 * 1024)
-        .unwrap();
+    make(&big);
     let t = tracker(30);
-    // Rate-limited, so the download is surely under way when it is killed.
-    let _n = node_with(
+    let alice = node_with(
         &t.url,
-        &tmp.path().join("d"),
+        &tmp.join("d"),
         &share,
         "alice",
         30,
         "127.0.0.1:0",
-        &["--max-upload-rate", "64MiB"],
+        &["--max-upload-rate", rate],
     );
-    let client = tmp.path().join("c");
-    let out = tmp.path().join("out");
+    let client = tmp.join("c");
     wait_for_peers(&client, &t.url, &["alice"], 20);
+    SlowAlice {
+        t,
+        _alice: alice,
+        client,
+        out: tmp.join("out"),
+        big,
+    }
+}
+
+#[test]
+fn killing_get_midway_leaves_nothing_at_the_final_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Sparse, so the test is cheap on disk; every byte is still sent and hashed.
+    let sparse = |p: &std::path::Path| {
+        fs::File::create(p)
+            .unwrap()
+            .set_len(256 * 1024 * 1024)
+            .unwrap();
+    };
+    let SlowAlice {
+        t,
+        _alice,
+        client,
+        out,
+        big,
+    } = slow_alice(tmp.path(), sparse, "64MiB");
 
     let mut get = spawn_get_until_under_way(&client, &t.url, "alice:big.bin", &out, "big.bin.part");
     let part = out.join("big.bin.part");
@@ -354,23 +383,14 @@ fn killing_get_midway_leaves_nothing_at_the_final_path() {
 #[test]
 fn ctrl_c_pauses_a_get_and_the_same_command_resumes_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let share = tmp.path().join("share");
-    fs::create_dir_all(&share).unwrap();
-    let big = share.join("big.bin");
-    fs::write(&big, bytes(48 * 1024 * 1024, 9)).unwrap();
-    let t = tracker(30);
-    let _n = node_with(
-        &t.url,
-        &tmp.path().join("d"),
-        &share,
-        "alice",
-        30,
-        "127.0.0.1:0",
-        &["--max-upload-rate", "16MiB"],
-    );
-    let client = tmp.path().join("c");
-    let out = tmp.path().join("out");
-    wait_for_peers(&client, &t.url, &["alice"], 20);
+    let write = |p: &std::path::Path| fs::write(p, bytes(48 * 1024 * 1024, 9)).unwrap();
+    let SlowAlice {
+        t,
+        _alice,
+        client,
+        out,
+        big,
+    } = slow_alice(tmp.path(), write, "16MiB");
 
     let get = spawn_get_until_under_way(&client, &t.url, "alice:big.bin", &out, "big.bin.part");
     let status = std::process::Command::new("kill")

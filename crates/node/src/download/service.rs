@@ -621,9 +621,16 @@ impl Handle {
             None => {
                 let _ = self.shared.events.send(Event::Resolving);
                 let resolving = self.resolve(progress, stop);
-                let found = tokio::select! {
-                    r = resolving => r?,
-                    () = stop.cancelled() => return Err(NodeError::Stopped),
+                // A folder is fetched while it resolves and stops itself
+                // (its file downloads end their threads first); a lookup
+                // has no threads and is simply dropped.
+                let found = if matches!(self.shared.request.target, Target::Folder { .. }) {
+                    resolving.await?
+                } else {
+                    tokio::select! {
+                        r = resolving => r?,
+                        () = stop.cancelled() => return Err(NodeError::Stopped),
+                    }
                 };
                 match found {
                     Resolved::File(entry, peers) => (entry, peers),
@@ -652,7 +659,7 @@ impl Handle {
             return Err(NodeError::NoProvider(entry.content_id));
         }
         let progress: &dyn Progress = &**progress;
-        super::engine::run(client, &peers, &entry, dir, progress, swarm, stop).await
+        super::download_until(client, &peers, &entry, dir, progress, swarm, stop).await
     }
 
     async fn resolve(&self, progress: &Arc<Reporter>, stop: &Control) -> Result<Resolved> {
