@@ -337,10 +337,11 @@ impl PeerClient {
                 .connect(name, io)
                 .await
                 .map_err(|e| AttemptError::Failed(innermost(&e)))?;
-            let (sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                    .await
-                    .map_err(|e| AttemptError::Failed(innermost(&e)))?;
+            let (sender, conn) = hyper::client::conn::http1::Builder::new()
+                .read_buf_exact_size(Some(64 * 1024))
+                .handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| AttemptError::Failed(innermost(&e)))?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });

@@ -80,6 +80,9 @@ struct Peer {
     gone: bool,
     /// Caught sending a bad piece.
     dropped: bool,
+    /// The piece after its last run: where its next run goes on, if that
+    /// piece is still free and among the rarest.
+    next: Option<usize>,
 }
 
 /// The pieces of one download and who fetches which.
@@ -133,6 +136,7 @@ impl Picker {
             fetching: None,
             gone: false,
             dropped: false,
+            next: None,
         });
         self.live += 1;
         Slot(self.peers.len() - 1)
@@ -303,7 +307,12 @@ impl Picker {
         let mut run: Vec<u64> = Vec::new();
         if self.free > 0 {
             let start = if self.spread {
-                // Rarest first, ties broken at random (reservoir sampling).
+                // Rarest first, ties broken at random (reservoir sampling),
+                // but a peer goes on where its last run ended while that
+                // piece is among the rarest: random starts alone would cut
+                // the file into ever shorter free stretches, and so into
+                // ever shorter runs (a lone download made hundreds of
+                // one-piece requests).
                 let (mut best, mut ties, mut pick) = (u16::MAX, 0u64, None);
                 for i in (0..n).filter(|&i| self.can(p, i, unheld)) {
                     let a = self.avail[i];
@@ -316,7 +325,10 @@ impl Picker {
                         }
                     }
                 }
-                pick
+                match p.next {
+                    Some(j) if j < n && self.can(p, j, unheld) && self.avail[j] == best => Some(j),
+                    _ => pick,
+                }
             } else {
                 (0..n).find(|&i| self.can(p, i, unheld))
             };
@@ -364,6 +376,9 @@ impl Picker {
                 },
                 State::Done => State::Done,
             };
+        }
+        if let Some(&last) = run.last() {
+            self.peers[peer.0].next = Some(last as usize + 1);
         }
         run
     }
@@ -469,6 +484,31 @@ mod tests {
         assert_eq!(p.pick(a, 4), vec![4, 5, 6, 7]);
         assert_eq!(p.free(), 2);
         p.check();
+    }
+
+    #[test]
+    fn a_peer_that_spreads_goes_on_where_its_last_run_ended() {
+        // Random starts alone cut a lone download into one-piece runs.
+        for _ in 0..20 {
+            let mut p = Picker::new(1000, &(0..1000).collect::<Vec<_>>(), true);
+            let a = p.join();
+            let first = p.pick(a, 8);
+            let end = *first.last().unwrap();
+            if end + 1 < 1000 {
+                let second = p.pick(a, 8);
+                assert_eq!(second[0], end + 1, "went on after {first:?}");
+            }
+            let mut runs = 2;
+            while p.free() > 0 {
+                assert!(!p.pick(a, 64).is_empty());
+                runs += 1;
+            }
+            // Each random start splits one free stretch in two, so the
+            // lone peer needs a few more runs than in file order (16), not
+            // the hundreds random starts alone would make.
+            assert!(runs <= 40, "{runs} runs of at most 64");
+            p.check();
+        }
     }
 
     #[test]
