@@ -20,12 +20,13 @@ use crate::context::Context;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let detail = cli.global.verbose > 0;
     // Caps on connections, not the kernel's default of 1024 files, decide
     // how many clients a server holds.
     let _ = shoal_net::raise_open_file_limit();
     let ctx = match Context::new(&cli.global) {
         Ok(c) => c,
-        Err(e) => return report(&e),
+        Err(e) => return report(&e, detail),
     };
     let server = matches!(
         cli.command,
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
         };
         return match shoal_gui::run(opts, feed) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => report(&e),
+            Err(e) => report(&e, detail),
         };
     }
     let _logs = logging::init(
@@ -68,7 +69,12 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(r) => r,
-        Err(e) => return report(&anyhow::Error::new(e).context("cannot start the async runtime")),
+        Err(e) => {
+            return report(
+                &anyhow::Error::new(e).context("cannot start the async runtime"),
+                detail,
+            );
+        }
     };
     let result = runtime.block_on(async {
         match cli.command {
@@ -152,7 +158,7 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(&e),
+        Err(e) => report(&e, detail),
     }
 }
 
@@ -187,7 +193,11 @@ fn kind_of(e: &anyhow::Error) -> ErrorKind {
     ErrorKind::Internal
 }
 
-fn report(e: &anyhow::Error) -> ExitCode {
+/// Prints `e` and its causes, and returns its exit code. Below an error
+/// whose message already names its innermost cause (a tracker or peer that
+/// cannot be reached), the transport's own chain is shown only with
+/// `detail` (`-v`).
+fn report(e: &anyhow::Error, detail: bool) -> ExitCode {
     // A closed pipe (`shoal ls x | head`) is the reader's choice, not an error.
     if e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
@@ -202,13 +212,45 @@ fn report(e: &anyhow::Error) -> ExitCode {
     let kind = kind_of(e);
     tracing::error!(target: logging::FILE_ONLY, "{}", shown(&format!("{e:#}")));
     eprintln!("error: {}", shown(&e.to_string()));
-    for cause in e.chain().skip(1) {
-        eprintln!("  because: {}", shown(&cause.to_string()));
+    for cause in causes(e, detail) {
+        eprintln!("  because: {}", shown(&cause));
     }
     if let Some(hint) = flag_hint(e).or_else(|| hint(kind)) {
         eprintln!("hint: {hint}");
     }
     ExitCode::from(kind.exit_code())
+}
+
+/// The causes of `e` worth a line each: none that repeats what was said
+/// already, and, without `detail`, none below an error whose message names
+/// its innermost cause.
+fn causes(e: &anyhow::Error, detail: bool) -> Vec<String> {
+    let mut said = e.to_string();
+    let mut lines = Vec::new();
+    let mut said_cause = says_its_cause(e.chain().next());
+    for cause in e.chain().skip(1) {
+        if said_cause && !detail {
+            break;
+        }
+        let text = cause.to_string();
+        // A transparent wrapper repeats its inner error's message.
+        if !said.contains(&text) {
+            said.push_str(&text);
+            lines.push(text);
+        }
+        said_cause |= says_its_cause(Some(cause));
+    }
+    lines
+}
+
+fn says_its_cause(e: Option<&(dyn std::error::Error + 'static)>) -> bool {
+    e.and_then(|e| {
+        e.downcast_ref::<shoal_node::NodeError>().or_else(|| {
+            e.downcast_ref::<std::sync::Arc<shoal_node::NodeError>>()
+                .map(|a| &**a)
+        })
+    })
+    .is_some_and(shoal_node::NodeError::says_its_cause)
 }
 
 /// An error text as it may reach a terminal: parts of it came from peers
@@ -233,7 +275,7 @@ fn flag_hint(e: &anyhow::Error) -> Option<&'static str> {
         NodeError::Listen { .. } => {
             "choose another address with --listen (port 0 picks a free one), or stop what listens there"
         }
-        NodeError::BadTrackerUrl { .. } => {
+        NodeError::Tracker(shoal_node::TrackerError::BadUrl { .. }) => {
             "set it with --tracker URL, SHOAL_TRACKER, or tracker_url in config.toml"
         }
         NodeError::BadName { .. } => "choose another name with --name (or name in config.toml)",
@@ -261,5 +303,63 @@ fn hint(kind: ErrorKind) -> Option<&'static str> {
             "this looks like a bug; run again with -v and report the log (logs/shoal.log in the data dir)",
         ),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer error as the peer client makes it: a few words, and the
+    /// transport's error below.
+    fn unreachable() -> anyhow::Error {
+        #[derive(Debug)]
+        struct Transport(std::io::Error);
+        impl std::fmt::Display for Transport {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl std::error::Error for Transport {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let peer = shoal_node::PeerError::Unreachable {
+            peer: shoal_core::Identity::from_seed([1; 32]).peer_id(),
+            name: "alice".into(),
+            addrs: "127.0.0.1:9".into(),
+            reason: "connection refused".into(),
+            source: Some(Box::new(Transport(io))),
+        };
+        anyhow::Error::new(shoal_node::NodeError::from(peer)).context("cannot download notes.txt")
+    }
+
+    #[test]
+    fn the_transports_chain_is_shown_only_with_detail() {
+        let e = unreachable();
+        let plain = causes(&e, false);
+        assert_eq!(plain.len(), 1, "{plain:?}");
+        assert!(plain[0].starts_with("cannot reach peer"), "{plain:?}");
+        // -v: the transport's own words too, but nothing said twice (the
+        // socket's "connection refused" is in the peer error already).
+        let detailed = causes(&e, true);
+        assert_eq!(
+            detailed[1..],
+            ["client error (Connect)".to_string()],
+            "{detailed:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_error_shows_its_cause_without_detail() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
+        let e = anyhow::Error::new(shoal_node::NodeError::File {
+            action: "create",
+            path: "/nope/x".into(),
+            source: io,
+        });
+        assert_eq!(causes(&e, false), ["permission denied".to_string()]);
     }
 }

@@ -121,10 +121,7 @@ impl NodeDb {
         std::fs::create_dir_all(data_dir).map_err(NodeError::file("create", data_dir))?;
         let db = open_redb(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => NodeError::DataDirInUse(path.clone()),
-            other => NodeError::Database {
-                path: path.clone(),
-                reason: other.to_string(),
-            },
+            other => NodeError::database(&path, other),
         })?;
         let this = Self { db, path };
         let txn = this.db.begin_write().map_err(|e| this.err(e))?;
@@ -134,11 +131,8 @@ impl NodeDb {
         Ok(this)
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> NodeError {
-        NodeError::Database {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        }
+    fn err(&self, e: impl Into<redb::Error>) -> NodeError {
+        NodeError::database(&self.path, e)
     }
 
     /// Looks up many paths at once; `None` where absent or stale.

@@ -1,24 +1,41 @@
 //! Errors of the node library, each mapped to a [`ErrorKind`].
+//!
+//! Each kind of operation has its own error type: [`TrackerError`] for
+//! calls to a tracker, [`PeerError`] for calls to a peer, and
+//! [`NodeError`] for what a node and a download do, which wraps the other
+//! two. Causes are kept as `source`s (the HTTP client's, the socket's, the
+//! file system's, the database's), not flattened into text; a message
+//! that already says its innermost cause in a few words says so
+//! ([`NodeError::says_its_cause`]), so a front end can show the chain below
+//! it only when asked. Messages never name CLI flags: hints about flags
+//! belong to the binary.
 
 use std::path::PathBuf;
 
 use shoal_core::{ContentId, ErrorKind, HasKind, PeerId};
 
-/// Anything that can go wrong in a node, a download or a tracker call.
+/// A cause kept as an error's `source`: what a lower layer (the HTTP
+/// client, TLS, the OS) reported, for whoever walks the chain.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong talking to a tracker.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum NodeError {
+pub enum TrackerError {
     /// The tracker could not be reached or answered with a server error.
     #[error("cannot reach the tracker at {url}: {reason}")]
-    TrackerUnreachable {
+    Unreachable {
         /// Tracker URL.
         url: String,
-        /// What failed.
+        /// What failed, in a few words (the innermost cause).
         reason: String,
+        /// The transport's error, if there was one.
+        #[source]
+        source: Option<Cause>,
     },
     /// The tracker refused a request.
     #[error("the tracker at {url} refused the request ({status}): {message}")]
-    TrackerRefused {
+    Refused {
         /// Tracker URL.
         url: String,
         /// HTTP status.
@@ -26,24 +43,42 @@ pub enum NodeError {
         /// The tracker's explanation.
         message: String,
     },
-    /// A peer could not be reached at any of its addresses.
+    /// A tracker URL that is not one.
+    #[error("`{url}` is not a tracker URL: {reason}")]
+    BadUrl {
+        /// What was given, escaped.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// What can go wrong talking to a peer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    /// A peer could not be reached at any of its addresses, or the
+    /// connection broke.
     #[error("cannot reach peer {peer} ({name}) at {addrs}: {reason}")]
-    PeerUnreachable {
+    Unreachable {
         /// The peer.
         peer: PeerId,
         /// Its name.
         name: String,
         /// Addresses tried.
         addrs: String,
-        /// The last failure.
+        /// The last failure, in a few words.
         reason: String,
+        /// The transport's error, if there was one.
+        #[source]
+        source: Option<Cause>,
     },
     /// The peer at the address is not the one asked for.
-    #[error("{0}")]
+    #[error(transparent)]
     WrongPeer(#[from] crate::tls::WrongPeer),
     /// A peer answered with an error status.
     #[error("peer {peer} answered {status}: {message}")]
-    PeerRefused {
+    Refused {
         /// The peer.
         peer: PeerId,
         /// HTTP status.
@@ -59,6 +94,18 @@ pub enum NodeError {
         /// What was wrong.
         reason: String,
     },
+}
+
+/// Anything that can go wrong in a node, a download or a tracker call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// A tracker call failed.
+    #[error(transparent)]
+    Tracker(#[from] TrackerError),
+    /// A call to a peer failed.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
     /// No peer matches the given name or id prefix.
     #[error("no peer called `{query}` is known{hint}")]
     UnknownPeer {
@@ -185,12 +232,13 @@ pub enum NodeError {
     )]
     DataDirInUse(PathBuf),
     /// The embedded database failed.
-    #[error("node database {path}: {reason}")]
+    #[error("node database {}: {source}", path.display())]
     Database {
         /// The database file.
         path: PathBuf,
         /// What failed.
-        reason: String,
+        #[source]
+        source: Box<redb::Error>,
     },
     /// TLS could not be configured.
     #[error(transparent)]
@@ -208,14 +256,6 @@ pub enum NodeError {
         name: String,
         /// What is wrong with it.
         reason: String,
-    },
-    /// A tracker URL that is not one.
-    #[error("`{url}` is not a tracker URL: {reason}")]
-    BadTrackerUrl {
-        /// What was given, escaped.
-        url: String,
-        /// What is wrong with it.
-        reason: &'static str,
     },
     /// An address to listen on cannot be had.
     #[error("cannot listen on {addr}: {}", listen_reason(source))]
@@ -255,11 +295,69 @@ impl NodeError {
         peer: &shoal_core::wire::PeerRecord,
         reason: impl Into<String>,
     ) -> Self {
-        NodeError::PeerUnreachable {
+        Self::unreachable_by(peer, reason, None)
+    }
+
+    /// [`NodeError::unreachable`], keeping the transport's error.
+    pub(crate) fn unreachable_by(
+        peer: &shoal_core::wire::PeerRecord,
+        reason: impl Into<String>,
+        source: Option<Cause>,
+    ) -> Self {
+        PeerError::Unreachable {
             peer: peer.peer_id,
             name: peer.name.clone(),
             addrs: peer.addrs.join(", "),
             reason: reason.into(),
+            source,
+        }
+        .into()
+    }
+
+    /// `peer` broke the protocol.
+    pub(crate) fn protocol(peer: PeerId, reason: impl Into<String>) -> Self {
+        PeerError::Protocol {
+            peer,
+            reason: reason.into(),
+        }
+        .into()
+    }
+
+    /// `peer` answered `status`.
+    pub(crate) fn refused(peer: PeerId, status: u16, message: impl Into<String>) -> Self {
+        PeerError::Refused {
+            peer,
+            status,
+            message: message.into(),
+        }
+        .into()
+    }
+
+    /// The database at `path` failed.
+    pub(crate) fn database(path: impl Into<PathBuf>, source: impl Into<redb::Error>) -> Self {
+        NodeError::Database {
+            path: path.into(),
+            source: Box::new(source.into()),
+        }
+    }
+
+    /// Whether the message already says the innermost cause in a few
+    /// words, so that the `source` chain below it (the HTTP client's and
+    /// the socket's own errors) is detail a front end shows only when
+    /// asked for it.
+    pub fn says_its_cause(&self) -> bool {
+        matches!(
+            self,
+            NodeError::Tracker(TrackerError::Unreachable { .. })
+                | NodeError::Peer(PeerError::Unreachable { .. })
+        )
+    }
+
+    /// The peer error inside, if this is one.
+    pub fn as_peer(&self) -> Option<&PeerError> {
+        match self {
+            NodeError::Peer(e) => Some(e),
+            _ => None,
         }
     }
 
@@ -276,22 +374,43 @@ impl NodeError {
     }
 }
 
+impl HasKind for TrackerError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            TrackerError::Unreachable { .. } => ErrorKind::Network,
+            TrackerError::BadUrl { .. } => ErrorKind::Usage,
+            TrackerError::Refused { status, .. } => status_kind(*status),
+        }
+    }
+}
+
+impl HasKind for PeerError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PeerError::Unreachable { .. } => ErrorKind::Network,
+            PeerError::WrongPeer(_) => ErrorKind::Authentication,
+            PeerError::Refused { status, .. } => status_kind(*status),
+            PeerError::Protocol { .. } => ErrorKind::Protocol,
+        }
+    }
+}
+
+fn status_kind(status: u16) -> ErrorKind {
+    match status {
+        401 | 403 => ErrorKind::Authentication,
+        404 => ErrorKind::NotFound,
+        _ => ErrorKind::Protocol,
+    }
+}
+
 impl HasKind for NodeError {
     fn kind(&self) -> ErrorKind {
         match self {
-            NodeError::TrackerUnreachable { .. }
-            | NodeError::PeerUnreachable { .. }
-            | NodeError::Listen { .. } => ErrorKind::Network,
-            NodeError::BadTrackerUrl { .. } | NodeError::BadName { .. } => ErrorKind::Usage,
-            NodeError::TrackerRefused { status, .. } | NodeError::PeerRefused { status, .. } => {
-                match status {
-                    401 | 403 => ErrorKind::Authentication,
-                    404 => ErrorKind::NotFound,
-                    _ => ErrorKind::Protocol,
-                }
-            }
-            NodeError::WrongPeer(_) | NodeError::NameChanged { .. } => ErrorKind::Authentication,
-            NodeError::Protocol { .. } => ErrorKind::Protocol,
+            NodeError::Tracker(e) => e.kind(),
+            NodeError::Peer(e) => e.kind(),
+            NodeError::Listen { .. } => ErrorKind::Network,
+            NodeError::BadName { .. } => ErrorKind::Usage,
+            NodeError::NameChanged { .. } => ErrorKind::Authentication,
             NodeError::UnknownPeer { .. }
             | NodeError::NoSuchFile { .. }
             | NodeError::NoProvider(_) => ErrorKind::NotFound,

@@ -17,7 +17,7 @@ use crate::book::PeerBook;
 use crate::download::Control;
 
 use crate::download::{Progress, Swarm, download_until, link_into_place, listing, local_name};
-use crate::error::{NodeError, Result};
+use crate::error::{NodeError, PeerError, Result};
 use crate::index::PART_SUFFIX;
 use crate::peer_client::PeerClient;
 use crate::reputation::Tally;
@@ -260,10 +260,9 @@ impl Bundles<'_> {
             let frame = match next_frame(&mut rest, &entry) {
                 Ok(f) => f,
                 Err(reason) => {
-                    outcome.results.push(Err(NodeError::Protocol {
-                        peer: self.peer.peer_id,
-                        reason,
-                    }));
+                    outcome
+                        .results
+                        .push(Err(NodeError::protocol(self.peer.peer_id, reason)));
                     self.tally_mut().failed = true;
                     continue;
                 }
@@ -294,11 +293,11 @@ impl Bundles<'_> {
                     }
                 }
                 Frame::TooLarge => outcome.too_large.push((entry, dir)),
-                Frame::Missing => outcome.results.push(Err(NodeError::PeerRefused {
-                    peer: self.peer.peer_id,
-                    status: 404,
-                    message: format!("{} is no longer shared", entry.name),
-                })),
+                Frame::Missing => outcome.results.push(Err(NodeError::refused(
+                    self.peer.peer_id,
+                    404,
+                    format!("{} is no longer shared", entry.name),
+                ))),
             }
         }
         self.tally_mut().busy += started.elapsed();
@@ -344,13 +343,13 @@ impl Bundles<'_> {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| NodeError::unreachable(self.peer, e.to_string()))?
+            .map_err(|e| NodeError::unreachable_by(self.peer, e.to_string(), Some(Box::new(e))))?
         {
             if (body.len() + chunk.len()) as u64 > max {
-                return Err(NodeError::Protocol {
-                    peer: self.peer.peer_id,
-                    reason: "sent more than the files of a bundle".into(),
-                });
+                return Err(NodeError::protocol(
+                    self.peer.peer_id,
+                    "sent more than the files of a bundle",
+                ));
             }
             body.extend_from_slice(&chunk);
         }
@@ -362,30 +361,27 @@ impl Bundles<'_> {
 /// failed request was carrying.
 fn again(e: &NodeError) -> NodeError {
     match e {
-        NodeError::Protocol { peer, reason } => NodeError::Protocol {
-            peer: *peer,
-            reason: reason.clone(),
-        },
-        NodeError::PeerRefused {
+        NodeError::Peer(PeerError::Protocol { peer, reason }) => {
+            NodeError::protocol(*peer, reason.clone())
+        }
+        NodeError::Peer(PeerError::Refused {
             peer,
             status,
             message,
-        } => NodeError::PeerRefused {
-            peer: *peer,
-            status: *status,
-            message: message.clone(),
-        },
-        NodeError::PeerUnreachable {
+        }) => NodeError::refused(*peer, *status, message.clone()),
+        NodeError::Peer(PeerError::Unreachable {
             peer,
             name,
             addrs,
             reason,
-        } => NodeError::PeerUnreachable {
+            ..
+        }) => NodeError::Peer(PeerError::Unreachable {
             peer: *peer,
             name: name.clone(),
             addrs: addrs.clone(),
             reason: reason.clone(),
-        },
+            source: None,
+        }),
         other => NodeError::Internal(other.to_string()),
     }
 }

@@ -71,6 +71,6 @@ pub mod swarm;
 pub mod tls;
 pub mod tracker_client;
 
-pub use error::{NodeError, Result};
+pub use error::{Cause, NodeError, PeerError, Result, TrackerError};
 pub use node::{Node, NodeConfig, TrackerState};
 pub use retry::with_retry;

@@ -18,7 +18,7 @@ use shoal_core::wire::{FileEntry, PeerRecord, PieceMap};
 use shoal_core::{ContentId, Identity, PeerId};
 
 use crate::dial::{Dialer, Direct};
-use crate::error::{NodeError, Result};
+use crate::error::{NodeError, PeerError, Result};
 use crate::rate::RateLimit;
 use crate::retry::with_retry;
 use crate::tls::{self, MismatchSlot};
@@ -112,9 +112,24 @@ pub enum BodyError {
     /// Nothing came for too long, or the whole answer was late.
     #[error("it sent nothing for {0}s")]
     Stalled(u64),
-    /// The connection broke.
-    #[error("{0}")]
-    Broken(String),
+    /// The connection broke, or the answer was not what was asked for.
+    #[error("{reason}")]
+    Broken {
+        /// What went wrong, in a few words.
+        reason: String,
+        /// The HTTP layer's error, if it reported one.
+        #[source]
+        source: Option<hyper::Error>,
+    },
+}
+
+impl BodyError {
+    fn said(reason: impl Into<String>) -> Self {
+        BodyError::Broken {
+            reason: reason.into(),
+            source: None,
+        }
+    }
 }
 
 impl PeerResponse {
@@ -153,7 +168,12 @@ impl PeerResponse {
                     }
                     return Ok(None);
                 }
-                Some(Err(e)) => return Err(BodyError::Broken(innermost(&e))),
+                Some(Err(e)) => {
+                    return Err(BodyError::Broken {
+                        reason: innermost(&e),
+                        source: Some(e),
+                    });
+                }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data()
                         && !data.is_empty()
@@ -170,9 +190,7 @@ impl PeerResponse {
         let body = crate::body::read_capped(&mut self, crate::body::MAX_SMALL)
             .await
             .map_err(|e| match e {
-                crate::body::CapError::TooLarge => {
-                    BodyError::Broken("the answer is too large".into())
-                }
+                crate::body::CapError::TooLarge => BodyError::said("the answer is too large"),
                 crate::body::CapError::Net(e) => e,
             })?;
         Ok(String::from_utf8_lossy(&body).into_owned())
@@ -182,7 +200,7 @@ impl PeerResponse {
     pub async fn json<T: serde::de::DeserializeOwned>(self) -> std::result::Result<T, BodyError> {
         let text = self.text().await?;
         serde_json::from_str(&text)
-            .map_err(|e| BodyError::Broken(format!("not the JSON expected: {e}")))
+            .map_err(|e| BodyError::said(format!("not the JSON expected: {e}")))
     }
 
     /// The whole body, however long (for tests and tiny answers; use
@@ -247,7 +265,33 @@ impl Ask<'_> {
 /// Why one address could not be used.
 enum AttemptError {
     /// Nothing could be sent or nothing came back: try the next address.
-    Failed(String),
+    Failed(Failure),
+}
+
+/// What failed, in a few words, and the error that said so.
+struct Failure {
+    reason: String,
+    source: Option<crate::error::Cause>,
+}
+
+impl Failure {
+    fn said(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    fn of(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            reason: innermost(&e),
+            source: Some(Box::new(e)),
+        }
+    }
+
+    fn against(self, peer: &PeerRecord) -> NodeError {
+        NodeError::unreachable_by(peer, self.reason, self.source)
+    }
 }
 
 impl PeerClient {
@@ -322,26 +366,26 @@ impl PeerClient {
         addr: &str,
         tls: Arc<rustls::ClientConfig>,
     ) -> std::result::Result<SendRequest<RequestBody>, AttemptError> {
-        let failed = |e: &dyn std::fmt::Display| AttemptError::Failed(e.to_string());
+        let failed = |e| AttemptError::Failed(Failure::of(e));
         let dialer = self.dialer_for(addr).ok_or_else(|| {
-            AttemptError::Failed(format!(
+            AttemptError::Failed(Failure::said(format!(
                 "no way to reach the address {}",
                 shoal_core::text::bounded(addr, 100)
-            ))
+            )))
         })?;
         let open = async {
-            let io = dialer.dial(addr).await.map_err(|e| failed(&e))?;
-            let name =
-                rustls::pki_types::ServerName::try_from(SERVER_NAME).map_err(|e| failed(&e))?;
+            let io = dialer.dial(addr).await.map_err(failed)?;
+            let name = rustls::pki_types::ServerName::try_from(SERVER_NAME)
+                .map_err(|e| AttemptError::Failed(Failure::of(e)))?;
             let tls = tokio_rustls::TlsConnector::from(tls)
                 .connect(name, io)
                 .await
-                .map_err(|e| AttemptError::Failed(innermost(&e)))?;
+                .map_err(failed)?;
             let (sender, conn) = hyper::client::conn::http1::Builder::new()
                 .read_buf_exact_size(Some(64 * 1024))
                 .handshake(hyper_util::rt::TokioIo::new(tls))
                 .await
-                .map_err(|e| AttemptError::Failed(innermost(&e)))?;
+                .map_err(|e| AttemptError::Failed(Failure::of(e)))?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });
@@ -351,10 +395,10 @@ impl PeerClient {
         tokio::time::timeout(CONNECT_TIMEOUT, open)
             .await
             .unwrap_or_else(|_| {
-                Err(AttemptError::Failed(format!(
+                Err(AttemptError::Failed(Failure::said(format!(
                     "no connection within {}s",
                     CONNECT_TIMEOUT.as_secs()
-                )))
+                ))))
             })
     }
 
@@ -369,8 +413,13 @@ impl PeerClient {
     ) -> std::result::Result<PeerResponse, AttemptError> {
         let resp = tokio::time::timeout(head, sender.send_request(req))
             .await
-            .map_err(|_| AttemptError::Failed(format!("no answer within {}s", head.as_secs())))?
-            .map_err(|e| AttemptError::Failed(innermost(&e)))?;
+            .map_err(|_| {
+                AttemptError::Failed(Failure::said(format!(
+                    "no answer within {}s",
+                    head.as_secs()
+                )))
+            })?
+            .map_err(|e| AttemptError::Failed(Failure::of(e)))?;
         let (parts, body) = resp.into_parts();
         Ok(PeerResponse {
             status: parts.status,
@@ -395,7 +444,7 @@ impl PeerClient {
         let sender = self.connect(addr, tls).await?;
         let req = ask
             .build(addr, ask.body())
-            .map_err(|e| AttemptError::Failed(e.to_string()))?;
+            .map_err(|e| AttemptError::Failed(Failure::of(e)))?;
         self.exchange(peer, sender, req, head, deadline).await
     }
 
@@ -462,7 +511,7 @@ impl PeerClient {
         }
         let deadline = tokio::time::Instant::now() + CONNECT_BUDGET;
         let mut racing = futures_util::stream::FuturesUnordered::new();
-        let mut last = String::from("it has no addresses");
+        let mut last = Failure::said("it has no addresses");
         let mut wrong = None;
         let mut next = 0;
         let mut start_next = |racing: &mut futures_util::stream::FuturesUnordered<_>| {
@@ -493,14 +542,17 @@ impl PeerClient {
                 },
                 () = stagger => { start_next(&mut racing); }
                 () = tokio::time::sleep_until(deadline) => {
-                    last = format!("no address answered within {}s", CONNECT_BUDGET.as_secs());
+                    last = Failure::said(format!(
+                        "no address answered within {}s",
+                        CONNECT_BUDGET.as_secs()
+                    ));
                     break;
                 }
             }
         }
         match wrong {
-            Some(w) => Err(NodeError::WrongPeer(w)),
-            None => Err(NodeError::unreachable(peer, last)),
+            Some(w) => Err(PeerError::WrongPeer(w).into()),
+            None => Err(last.against(peer)),
         }
     }
 
@@ -553,8 +605,9 @@ impl PeerClient {
             None => match self.connect(addr, tls).await {
                 Ok(s) => s,
                 Err(AttemptError::Failed(e)) => {
-                    return Err(wrong()
-                        .map_or_else(|| NodeError::unreachable(peer, e), NodeError::WrongPeer));
+                    return Err(
+                        wrong().map_or_else(|| e.against(peer), |w| PeerError::WrongPeer(w).into())
+                    );
                 }
             },
         };
@@ -565,7 +618,7 @@ impl PeerClient {
         {
             Ok(r) => Ok(r),
             Err(AttemptError::Failed(e)) => {
-                Err(wrong().map_or_else(|| NodeError::unreachable(peer, e), NodeError::WrongPeer))
+                Err(wrong().map_or_else(|| e.against(peer), |w| PeerError::WrongPeer(w).into()))
             }
         }
     }
@@ -598,7 +651,7 @@ impl PeerClient {
                 return Ok(resp);
             }
             let refused = refusal(peer, resp).await;
-            if let NodeError::PeerRefused { message, .. } = &refused
+            if let NodeError::Peer(PeerError::Refused { message, .. }) = &refused
                 && status.is_server_error()
             {
                 return Err(NodeError::unreachable(
@@ -625,9 +678,8 @@ impl PeerClient {
     pub async fn files(&self, peer: &PeerRecord) -> Result<Vec<FileEntry>> {
         let resp = self.get_ok(peer, "/v1/files", LISTING_DEADLINE).await?;
         let body = read_capped(resp, peer, MAX_LISTING, "file listing is too large").await?;
-        serde_json::from_slice(&body).map_err(|e| NodeError::Protocol {
-            peer: peer.peer_id,
-            reason: format!("file listing is not valid: {e}"),
+        serde_json::from_slice(&body).map_err(|e| {
+            NodeError::protocol(peer.peer_id, format!("file listing is not valid: {e}"))
         })
     }
 
@@ -668,23 +720,17 @@ impl PeerClient {
             .get_ok(peer, &format!("/v1/content/{cid}/have"), HAVE_DEADLINE)
             .await?;
         let body = read_capped(resp, peer, MAX_PIECE_MAP, "piece map is too large").await?;
-        serde_json::from_slice(&body).map_err(|e| NodeError::Protocol {
-            peer: peer.peer_id,
-            reason: format!("piece map is not valid: {e}"),
-        })
+        serde_json::from_slice(&body)
+            .map_err(|e| NodeError::protocol(peer.peer_id, format!("piece map is not valid: {e}")))
     }
 }
 
-/// A peer's error answer as [`NodeError::PeerRefused`], in its own words
+/// A peer's error answer as [`PeerError::Refused`], in its own words
 /// (its `{"error": ...}` body, escaped and cut for showing).
 pub(crate) async fn refusal(peer: &PeerRecord, resp: PeerResponse) -> NodeError {
     let status = resp.status().as_u16();
     let message = crate::body::error_message(resp).await;
-    NodeError::PeerRefused {
-        peer: peer.peer_id,
-        status,
-        message,
-    }
+    NodeError::refused(peer.peer_id, status, message)
 }
 
 /// Reads a whole answer, refusing one longer than `max` bytes (announced
@@ -698,10 +744,11 @@ async fn read_capped(
     crate::body::read_capped(&mut resp, max)
         .await
         .map_err(|e| match e {
-            crate::body::CapError::TooLarge => NodeError::Protocol {
-                peer: peer.peer_id,
-                reason: too_large.to_owned(),
-            },
-            crate::body::CapError::Net(e) => NodeError::unreachable(peer, e.to_string()),
+            crate::body::CapError::TooLarge => {
+                NodeError::protocol(peer.peer_id, too_large.to_owned())
+            }
+            crate::body::CapError::Net(e) => {
+                NodeError::unreachable_by(peer, e.to_string(), Some(Box::new(e)))
+            }
         })
 }

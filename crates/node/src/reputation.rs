@@ -128,11 +128,8 @@ impl Reputation {
         }
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> NodeError {
-        NodeError::Database {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        }
+    fn err(&self, e: impl Into<redb::Error>) -> NodeError {
+        NodeError::database(&self.path, e)
     }
 
     /// Opens the database, waiting while another process has it open.
@@ -220,7 +217,9 @@ impl Reputation {
                         bad_pieces: s.bad_pieces,
                     });
                 }
-                let value = serde_json::to_vec(&s).map_err(|e| self.err(e))?;
+                let value = serde_json::to_vec(&s).map_err(|e| {
+                    NodeError::Internal(format!("cannot encode a peer's standing: {e}"))
+                })?;
                 table
                     .insert(key, value.as_slice())
                     .map_err(|e| self.err(e))?;

@@ -5,14 +5,15 @@ use std::future::Future;
 use backon::{ExponentialBuilder, Retryable};
 use shoal_core::config::RetryConfig;
 
-use crate::error::NodeError;
+use crate::error::{NodeError, PeerError, TrackerError};
 
 impl NodeError {
     /// Worth another attempt: the network, not the request, failed.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            NodeError::TrackerUnreachable { .. } | NodeError::PeerUnreachable { .. }
+            NodeError::Tracker(TrackerError::Unreachable { .. })
+                | NodeError::Peer(PeerError::Unreachable { .. })
         )
     }
 }

@@ -61,13 +61,13 @@ async fn push(
         let resp = client.post_json(peer, "/v1/inbox", offer).await?;
         let accepted: Accepted = answer(peer, resp).await?;
         if accepted.offset > offer.size {
-            return Err(NodeError::Protocol {
-                peer: peer.peer_id,
-                reason: format!(
+            return Err(NodeError::protocol(
+                peer.peer_id,
+                format!(
                     "claims to hold {} bytes of a {}-byte file",
                     accepted.offset, offer.size
                 ),
-            });
+            ));
         }
         if accepted.offset > 0 {
             tracing::info!(offset = accepted.offset, "resuming an interrupted push");
@@ -101,19 +101,24 @@ async fn push(
         tokio::pin!(request);
         let resp = loop {
             tokio::select! {
-                r = &mut request => break r?,
+                r = &mut request => break r,
                 Some(n) = sent_rx.recv() => progress.advance(n),
             }
         };
+        // What was handed over before the answer came, not yet shown.
+        while let Ok(n) = sent_rx.try_recv() {
+            progress.advance(n);
+        }
+        let resp = resp?;
         if resp.status() == hyper::StatusCode::CONFLICT {
             continue;
         }
         return answer(peer, resp).await;
     }
-    Err(NodeError::Protocol {
-        peer: peer.peer_id,
-        reason: "kept disagreeing about how much of the file it has".into(),
-    })
+    Err(NodeError::protocol(
+        peer.peer_id,
+        "kept disagreeing about how much of the file it has",
+    ))
 }
 
 /// The JSON answer of a successful request, or the peer's refusal in its
@@ -125,10 +130,7 @@ async fn answer<T: serde::de::DeserializeOwned>(
     if !resp.status().is_success() {
         return Err(crate::peer_client::refusal(peer, resp).await);
     }
-    let protocol = |reason: String| NodeError::Protocol {
-        peer: peer.peer_id,
-        reason,
-    };
+    let protocol = |reason: String| NodeError::protocol(peer.peer_id, reason);
     let body = crate::body::read_capped(&mut resp, crate::body::MAX_SMALL)
         .await
         .map_err(|_| protocol("answered a push with too much, or broke off".into()))?;

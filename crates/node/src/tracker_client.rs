@@ -9,7 +9,7 @@ use shoal_core::wire::{
 };
 use shoal_core::{ContentId, PeerId};
 
-use crate::error::{NodeError, Result};
+use crate::error::{NodeError, Result, TrackerError};
 use crate::retry::with_retry;
 
 /// Most peers taken from a tracker's list, all pages together.
@@ -41,10 +41,10 @@ impl TrackerClient {
         if reqwest::Url::parse(&base).map_or(true, |u| {
             !matches!(u.scheme(), "http" | "https") || u.host().is_none()
         }) {
-            return Err(NodeError::BadTrackerUrl {
+            return Err(NodeError::Tracker(TrackerError::BadUrl {
                 url: shoal_core::text::bounded(url, 200),
                 reason: "give an http:// or https:// URL, for example http://127.0.0.1:5000",
-            });
+            }));
         }
         crate::tls::provider();
         let http = reqwest::Client::builder()
@@ -79,11 +79,26 @@ impl TrackerClient {
         &self.base
     }
 
-    fn unreachable(&self, e: impl std::fmt::Display) -> NodeError {
-        NodeError::TrackerUnreachable {
+    fn unreachable(&self, reason: impl std::fmt::Display) -> NodeError {
+        self.unreachable_by(reason, None)
+    }
+
+    /// The tracker could not be reached; `e` said why.
+    fn failed(&self, e: reqwest::Error) -> NodeError {
+        self.unreachable_by(describe(&e), Some(Box::new(e)))
+    }
+
+    fn unreachable_by(
+        &self,
+        reason: impl std::fmt::Display,
+        source: Option<crate::error::Cause>,
+    ) -> NodeError {
+        TrackerError::Unreachable {
             url: self.base.clone(),
-            reason: e.to_string(),
+            reason: reason.to_string(),
+            source,
         }
+        .into()
     }
 
     async fn call<T: DeserializeOwned>(
@@ -120,7 +135,7 @@ impl TrackerClient {
             let mut resp = req
                 .send()
                 .await
-                .map_err(|e| self.unreachable(describe(&e)))?;
+                .map_err(|e| self.failed(e))?;
             let status = resp.status();
             if status == reqwest::StatusCode::NOT_FOUND && what.starts_with("look up") {
                 return Ok(None);
@@ -131,19 +146,19 @@ impl TrackerClient {
             if status.is_redirection() {
                 // Not followed: a signed registration must never be re-sent
                 // to wherever a tracker (or whoever answers for it) says.
-                return Err(NodeError::TrackerRefused {
+                return Err(NodeError::Tracker(TrackerError::Refused {
                     url: self.base.clone(),
                     status: status.as_u16(),
                     message: "it answered with a redirect, which Shoal does not follow; give the tracker's real URL".into(),
-                });
+                }));
             }
             if !status.is_success() {
                 let message = crate::body::error_message(resp).await;
-                return Err(NodeError::TrackerRefused {
+                return Err(NodeError::Tracker(TrackerError::Refused {
                     url: self.base.clone(),
                     status: status.as_u16(),
                     message,
-                });
+                }));
             }
             if status == reqwest::StatusCode::NO_CONTENT {
                 return Ok(None);
@@ -154,10 +169,13 @@ impl TrackerClient {
                     crate::body::CapError::TooLarge => {
                         self.unreachable(format!("its answer is larger than {max} bytes"))
                     }
-                    crate::body::CapError::Net(e) => self.unreachable(describe(&e)),
+                    crate::body::CapError::Net(e) => self.failed(e),
                 })?;
             serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                self.unreachable(format!("answer is not what a Shoal tracker sends: {e}"))
+                self.unreachable_by(
+                    format!("answer is not what a Shoal tracker sends: {e}"),
+                    Some(Box::new(e)),
+                )
             })
         })
         .await
@@ -184,7 +202,7 @@ impl TrackerClient {
             .call::<serde_json::Value>("deregister", reqwest::Method::DELETE, &path, Some(d))
             .await
         {
-            Ok(_) | Err(NodeError::TrackerRefused { status: 404, .. }) => Ok(()),
+            Ok(_) | Err(NodeError::Tracker(TrackerError::Refused { status: 404, .. })) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -125,7 +125,7 @@ async fn the_wrong_key_gets_a_connection_error_not_data() {
     let mut impostor = f.record.clone();
     impostor.peer_id = Identity::from_seed([99; 32]).peer_id();
     match client(1).files(&impostor).await {
-        Err(NodeError::WrongPeer(w)) => {
+        Err(NodeError::Peer(shoal_node::PeerError::WrongPeer(w))) => {
             assert_eq!(w.expected, impostor.peer_id);
             assert_eq!(w.found, f.node.peer_id().to_string());
         }
@@ -458,4 +458,67 @@ async fn readers_that_never_read_give_their_upload_slots_back() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(stalled);
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then closed).
+fn closed_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// The first `std::io::Error` in `e`'s source chain.
+fn io_cause(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut next = Some(e);
+    while let Some(c) = next {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        next = c.source();
+    }
+    None
+}
+
+#[tokio::test]
+async fn an_unreachable_peer_keeps_the_cause_in_its_error() {
+    let mut gone = PeerRecord {
+        peer_id: Identity::from_seed([3; 32]).peer_id(),
+        name: "gone".into(),
+        addrs: vec![closed_port().to_string()],
+        expires_in: 60,
+    };
+    let err = client(1).files(&gone).await.unwrap_err();
+    assert!(err.says_its_cause(), "{err:?}");
+    assert!(
+        err.to_string().contains("cannot reach peer") && err.to_string().contains("refused"),
+        "{err}"
+    );
+    assert_eq!(
+        io_cause(&err),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "the socket's error is in the chain: {err:?}"
+    );
+    // No address at all: nothing below the message.
+    gone.addrs.clear();
+    let err = client(1).files(&gone).await.unwrap_err();
+    assert!(std::error::Error::source(&err).is_none(), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_tracker_keeps_the_cause_in_its_error() {
+    let url = format!("http://{}", closed_port());
+    let tracker = shoal_node::tracker_client::TrackerClient::new(&url, None, fast_retry()).unwrap();
+    let err = tracker.peers().await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            NodeError::Tracker(shoal_node::TrackerError::Unreachable { url: u, .. }) if *u == url
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("refused"), "{err}");
+    assert_eq!(
+        io_cause(&err),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "the socket's error is in the chain: {err:?}"
+    );
 }

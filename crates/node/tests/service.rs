@@ -432,7 +432,10 @@ async fn peers_are_dialled_through_whichever_dialer_reaches_their_address() {
         .with_dialer(dialer.clone());
     let err = fresh.files(&via_fake("impostor")).await.unwrap_err();
     assert!(
-        matches!(err, shoal_node::NodeError::WrongPeer(_)),
+        matches!(
+            err,
+            shoal_node::NodeError::Peer(shoal_node::PeerError::WrongPeer(_))
+        ),
         "expected the wrong key to be caught, got {err}"
     );
     // An address no dialer reaches is not tried, and says so.

@@ -161,12 +161,13 @@ async fn receive(
         // Nothing to fetch: an empty file (a resumed `.part` is checked
         // piece by piece, so its record never leaves nothing missing).
         if entry.size == 0 && entry.content_id != ContentId::of(b"") {
-            return Err(NodeError::Protocol {
-                peer: peers
-                    .first()
-                    .map_or(PeerId::from_bytes([0; 32]), |p| p.peer_id),
-                reason: "lists an empty file under a non-empty content id".into(),
-            });
+            let peer = peers
+                .first()
+                .map_or(PeerId::from_bytes([0; 32]), |p| p.peer_id);
+            return Err(NodeError::protocol(
+                peer,
+                "lists an empty file under a non-empty content id",
+            ));
         }
         file.sync_all()
             .map_err(NodeError::file("sync", &state_path))?;

@@ -97,10 +97,7 @@ async fn pieces_of(ctx: &Ctx<'_>, peer: &PeerRecord) -> Result<Option<Bitmap>> {
 async fn maps_of(ctx: &Ctx<'_>, peer: &PeerRecord) -> Result<(Option<Bitmap>, Option<Bitmap>)> {
     let map = ctx.client.have(peer, ctx.entry.content_id).await?;
     let count = pieces::piece_count(ctx.entry.size);
-    let protocol = |reason: &str| NodeError::Protocol {
-        peer: peer.peer_id,
-        reason: reason.into(),
-    };
+    let protocol = |reason: &str| NodeError::protocol(peer.peer_id, reason);
     if map.size != ctx.entry.size || map.piece_size != pieces::PIECE_SIZE {
         return Err(protocol(
             "describes the content with another size or piece size",
@@ -307,12 +304,7 @@ async fn fetch_run(
     sent: &mut usize,
 ) -> Result<(), RunError> {
     let entry = ctx.entry;
-    let protocol = |reason: String| {
-        RunError::Failed(NodeError::Protocol {
-            peer: peer.peer_id,
-            reason,
-        })
-    };
+    let protocol = |reason: String| RunError::Failed(NodeError::protocol(peer.peer_id, reason));
     let (start, _) = pieces::piece_range(entry.size, run[0]);
     let (_, end) = pieces::piece_range(entry.size, run[run.len() - 1]);
     let mut resp = ctx
@@ -332,11 +324,11 @@ async fn fetch_run(
         503 => return Err(RunError::Busy),
         416 => return Err(RunError::NotHeld),
         404 => {
-            return Err(RunError::Failed(NodeError::PeerRefused {
-                peer: peer.peer_id,
-                status: 404,
-                message: "it no longer has the content".into(),
-            }));
+            return Err(RunError::Failed(NodeError::refused(
+                peer.peer_id,
+                404,
+                "it no longer has the content",
+            )));
         }
         _ => {
             return Err(protocol(format!(
@@ -366,7 +358,7 @@ async fn fetch_run(
                     format!("it sent nothing for {}s", STALL.as_secs()),
                 ))
             })?
-            .map_err(|e| RunError::Failed(unreachable(peer, &e)))?;
+            .map_err(|e| RunError::Failed(unreachable(peer, e)))?;
         let Some(mut chunk) = next else { break };
         got += chunk.len() as u64;
         if got > end - start {
@@ -412,6 +404,6 @@ async fn fetch_run(
     Ok(())
 }
 
-fn unreachable(peer: &PeerRecord, e: &crate::peer_client::BodyError) -> NodeError {
-    NodeError::unreachable(peer, e.to_string())
+fn unreachable(peer: &PeerRecord, e: crate::peer_client::BodyError) -> NodeError {
+    NodeError::unreachable_by(peer, e.to_string(), Some(Box::new(e)))
 }

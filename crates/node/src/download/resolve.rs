@@ -208,10 +208,7 @@ pub(super) async fn usable_outboard<'a>(
     let got = got.and_then(|o| {
         Verifier::new(entry.content_id, entry.size, o.clone())
             .map(|v| (v, o))
-            .map_err(|reason| NodeError::Protocol {
-                peer: peer.peer_id,
-                reason,
-            })
+            .map_err(|reason| NodeError::protocol(peer.peer_id, reason))
     });
     (peer, got)
 }
@@ -225,10 +222,7 @@ async fn listing_of(client: &PeerClient, peer: PeerRecord) -> (PeerRecord, Resul
 /// Checks that `entry`'s size is that of its content: its outboard hashes
 /// up to the content id, or (one piece) its bytes do.
 async fn prove_size(client: &PeerClient, peer: &PeerRecord, entry: &FileEntry) -> Result<()> {
-    let protocol = |reason: String| NodeError::Protocol {
-        peer: peer.peer_id,
-        reason,
-    };
+    let protocol = |reason: String| NodeError::protocol(peer.peer_id, reason);
     let outboard_size = pieces::tree(entry.size).outboard_size();
     if outboard_size > 0 {
         return usable_outboard(client, peer, entry, outboard_size)
@@ -264,15 +258,15 @@ async fn prove_size(client: &PeerClient, peer: &PeerRecord, entry: &FileEntry) -
 }
 
 pub(super) fn too_large(peer: &PeerRecord, entry: &FileEntry) -> NodeError {
-    NodeError::Protocol {
-        peer: peer.peer_id,
-        reason: format!(
+    NodeError::protocol(
+        peer.peer_id,
+        format!(
             "lists {} as {} bytes, more than the largest file Shoal transfers ({} bytes)",
             shoal_core::text::escape(&entry.name),
             entry.size,
             MAX_FILE_SIZE
         ),
-    }
+    )
 }
 
 /// Adds providers not already listed (and not ourselves).
