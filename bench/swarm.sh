@@ -67,6 +67,7 @@ for p in "${GETS[@]}"; do wait "$p"; done
 sleep 0.2 # the stamping readers finish their files
 SLOWEST=0
 SAVED=0
+ALL=()
 for i in $(seq 1 "$N"); do
   cmp -s "$WORK/d$i/out/big.bin" "$WORK/share/big.bin" || { echo "downloader $i: wrong bytes" >&2; cat "$WORK/err$i" >&2; exit 1; }
   t=$(secs "$s" "$(cat "$WORK/end$i")")
@@ -74,6 +75,7 @@ for i in $(seq 1 "$N"); do
   at=$(awk '/ saved / { print $1; exit }' "$WORK/err$i")
   [ -n "$at" ] || { echo "downloader $i never said saved" >&2; cat "$WORK/err$i" >&2; exit 1; }
   t=$(secs "$s" "$at")
+  ALL+=("$t")
   SAVED=$(awk -v a="$SAVED" -v b="$t" 'BEGIN { print (b > a) ? b : a }')
 done
 stop_seeder
@@ -81,4 +83,5 @@ SENT=$(sed -n 's/^served \([0-9]*\) bytes/\1/p' "$WORK/seed.out")
 RSS=$(cat "$WORK"/rss* | sort -n | tail -1)
 echo "seeder at ${RATE}/s, ${SIZE_MIB} MiB file: lone downloader ${LONE} s"
 echo "$N downloaders together: all finished after ${SAVED} s = $(awk -v a="$SAVED" -v b="$LONE" 'BEGIN { printf "%.2f", a / b }') x the lone time; all exited after ${SLOWEST} s = $(awk -v a="$SLOWEST" -v b="$LONE" 'BEGIN { printf "%.2f", a / b }') x"
+echo "each saved after (s): $(printf '%s\n' "${ALL[@]}" | sort -g | tr '\n' ' ')"
 echo "seeder sent $(awk -v b="$SENT" -v s="$SIZE_MIB" 'BEGIN { printf "%.2f", b / (s * 1048576) }') x the file; peak RSS of a downloader $((RSS / 1024)) MiB"

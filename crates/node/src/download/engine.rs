@@ -31,9 +31,11 @@ const CROWD_FIRST_RUN: usize = 8;
 /// to stop: a run is about half a second of data at its peer's speed, so
 /// most end in time and no byte that came is fetched again.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_millis(800);
-/// Refreshes in a row that bring no provider, once every known one is
-/// gone, before the download gives up.
-const MAX_EMPTY_REFRESHES: u32 = 2;
+/// How long a download with no provider left goes on asking its sources,
+/// from the first refresh that brought none, before it gives up: one more
+/// steady refresh (the first ones come faster, see
+/// [`providers::FIRST_REFRESHES`]).
+const NOBODY_PATIENCE: std::time::Duration = providers::REFRESH_EVERY;
 
 /// Every known peer's standing (none if there is no reputation database
 /// or it cannot be read, which is worth a warning but not a failure).
@@ -373,7 +375,7 @@ async fn run_workers(
         )))
     };
     let mut results = Vec::new();
-    let mut empty_refreshes = 0;
+    let mut nobody_since: Option<std::time::Instant> = None;
     ctx.progress.sources(workers.len());
     loop {
         if ctx.board.read(|b| b.picker.finished()) && workers.is_empty() {
@@ -420,10 +422,12 @@ async fn run_workers(
                     ctx.progress.sources(ctx.board.read(|b| b.picker.live()));
                 }
                 if workers.is_empty() {
-                    empty_refreshes += 1;
-                    if empty_refreshes >= MAX_EMPTY_REFRESHES {
+                    let since = *nobody_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= NOBODY_PATIENCE {
                         break;
                     }
+                } else {
+                    nobody_since = None;
                 }
             }
             else => break,

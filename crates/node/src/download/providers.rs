@@ -1,8 +1,10 @@
 //! Where the providers of a content come from: a [`Providers`] source.
 //!
 //! The tracker is one source; the LAN, the DHT and links are others. A
-//! download asks every source it was given when it starts and again every
-//! [`REFRESH_EVERY`] while it runs, and a provider any of them reports
+//! download asks every source it was given when it starts, again soon
+//! after ([`FIRST_REFRESHES`]: downloaders that start together find each
+//! other before they all fetch the same pieces from a seeder) and then
+//! every [`REFRESH_EVERY`] while it runs; a provider any of them reports
 //! joins in. Adding a source is a new implementation of the trait; the
 //! engine does not change.
 
@@ -17,6 +19,15 @@ use crate::tracker_client::TrackerClient;
 
 /// How often the sources are asked for providers that joined.
 pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// The waits before the first refreshes, before they settle to
+/// [`REFRESH_EVERY`]: a crowd that starts together announces itself within
+/// a moment, and each second it does not know itself costs the seeder
+/// duplicate pieces.
+pub const FIRST_REFRESHES: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(250),
+    std::time::Duration::from_millis(250),
+    std::time::Duration::from_millis(500),
+];
 
 /// Something that knows who provides a content.
 pub trait Providers: Send + Sync {
@@ -123,15 +134,19 @@ impl Sources {
     }
 }
 
-/// Asks `sources` for the providers of `cid` every [`REFRESH_EVERY`] and
-/// passes them on, until the receiver is gone.
+/// Asks `sources` for the providers of `cid` after each of
+/// [`FIRST_REFRESHES`], then every [`REFRESH_EVERY`], and passes them on,
+/// until the receiver is gone.
 pub(super) async fn refresh(
     sources: Sources,
     cid: ContentId,
     tx: tokio::sync::mpsc::Sender<Vec<PeerRecord>>,
 ) {
-    loop {
-        tokio::time::sleep(REFRESH_EVERY).await;
+    let waits = FIRST_REFRESHES
+        .into_iter()
+        .chain(std::iter::repeat(REFRESH_EVERY));
+    for wait in waits {
+        tokio::time::sleep(wait).await;
         let found = sources.ask(cid, true).await.unwrap_or_default();
         if tx.send(found).await.is_err() {
             return;
