@@ -64,6 +64,12 @@ pub enum Command {
         #[arg(long)]
         ssh: bool,
     },
+    /// Print a `shoal:` link to a file this data dir's running node
+    /// shares: one line that `shoal get LINK` fetches with no tracker.
+    Link {
+        /// The file (in one of the node's shares).
+        path: std::path::PathBuf,
+    },
     /// List the peers the tracker knows.
     Peers {
         /// Machine-readable output.

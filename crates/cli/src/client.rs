@@ -26,6 +26,20 @@ pub fn id(ctx: &Context, ssh: bool) -> Result<()> {
     Ok(())
 }
 
+/// Prints a link to `path`, a file the node running on this data dir
+/// shares (`shoal node` or `shoal up` must be running).
+pub fn link(ctx: &Context, path: &std::path::Path) -> Result<()> {
+    let Some(node) = shoal_node::listening::Listening::of_running(&ctx.data_dir)? else {
+        return Err(UsageError(format!(
+            "no node runs on the data dir {}; start one that shares the file (`shoal node --share DIR` or `shoal up --share DIR`), then ask for the link again",
+            ctx.data_dir.display()
+        ))
+        .into());
+    };
+    println!("{}", node.link(path)?);
+    Ok(())
+}
+
 fn warn_if_cached(source: &Source) {
     if let Source::Cache(why) = source {
         tracing::warn!("showing the last known peer list: {why}");
@@ -157,6 +171,18 @@ pub async fn get(
     out_dir: &std::path::Path,
     opts: GetOptions,
 ) -> Result<()> {
+    let target: Target =
+        target
+            .parse()
+            .map_err(|e: shoal_node::download::service::BadTarget| {
+                if e.link.is_some() {
+                    UsageError(format!("{e}; ask for the link again, and copy all of it"))
+                } else {
+                    UsageError(format!(
+                        "{e}; examples: shoal get alice:docs/report.pdf, shoal get alice:docs/"
+                    ))
+                }
+            })?;
     let book = ctx.book()?;
     let client = ctx
         .peer_client()?
@@ -171,11 +197,6 @@ pub async fn get(
         partials: seeder.as_ref().map(|n| n.partials().clone()),
         reputation: Some(ctx.reputation()),
     };
-    let target: Target = target.parse().map_err(|e| {
-        UsageError(format!(
-            "{e}; examples: shoal get alice:docs/report.pdf, shoal get alice:docs/"
-        ))
-    })?;
     let downloads = Downloads::new(std::sync::Arc::new(client), Some(book), swarm);
     let bar = std::sync::Arc::new(Bar::new(ctx.quiet));
     let handle = downloads.start(Request::new(target, out_dir).with_progress(bar));

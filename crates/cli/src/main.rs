@@ -82,6 +82,7 @@ fn main() -> ExitCode {
             Command::Tracker(args) => serve::tracker(args).await,
             Command::Node(args) => serve::node(&ctx, args).await,
             Command::Id { ssh } => client::id(&ctx, ssh),
+            Command::Link { path } => client::link(&ctx, &path),
             Command::Peers { json } => client::peers(&ctx, json).await,
             Command::Ls { peer, json } => client::ls(&ctx, &peer, json).await,
             Command::Get {

@@ -13,12 +13,14 @@ pub mod config;
 mod content;
 mod error;
 mod identity;
+pub mod link;
 pub mod text;
 pub mod wire;
 
 pub use content::{ContentId, ContentIdError};
 pub use error::{ErrorKind, HasKind};
 pub use identity::{Identity, IdentityError, PeerId, PeerIdError, SignatureError};
+pub use link::{Link, LinkError};
 
 /// Name of the identity file inside a data dir.
 pub const IDENTITY_FILE: &str = "identity.key";

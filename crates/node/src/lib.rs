@@ -59,6 +59,7 @@ pub mod folder;
 pub mod fuzzing;
 pub mod inbox;
 pub mod index;
+pub mod listening;
 mod node;
 pub mod peer_client;
 pub mod pieces;

@@ -124,6 +124,8 @@ pub struct Node {
     tracker_state: tokio::sync::watch::Receiver<TrackerState>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    data_dir: std::path::PathBuf,
+    listening: crate::listening::Listening,
 }
 
 impl Node {
@@ -203,6 +205,11 @@ impl Node {
             config.rescan_every,
             shutdown.clone(),
         )));
+        let listening =
+            crate::listening::Listening::new(identity.peer_id(), local_addr, &config.shares);
+        if let Err(e) = listening.write(&config.data_dir) {
+            tracing::warn!(error = %e, "cannot record where this node listens; `shoal link` will not find it");
+        }
         let (state_tx, tracker_state) = tokio::sync::watch::channel(TrackerState::None);
         if let Some(tracker) = config.tracker.clone() {
             state_tx.send_replace(TrackerState::Connecting);
@@ -245,7 +252,14 @@ impl Node {
             tracker_state,
             shutdown,
             tasks,
+            data_dir: config.data_dir.clone(),
+            listening,
         })
+    }
+
+    /// Where this node listens, as recorded in its data dir.
+    pub fn listening(&self) -> &crate::listening::Listening {
+        &self.listening
     }
 
     /// This node's id.
@@ -311,6 +325,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        crate::listening::Listening::remove(&self.data_dir);
     }
 }
 

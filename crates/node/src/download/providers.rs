@@ -60,6 +60,42 @@ impl Providers for TrackerClient {
     }
 }
 
+/// The provider a `shoal:` link names, at the addresses it carries.
+pub struct FromLink {
+    content_id: ContentId,
+    peer: PeerRecord,
+}
+
+impl FromLink {
+    /// The source of `link`.
+    pub fn new(link: &shoal_core::Link) -> Self {
+        Self {
+            content_id: link.content_id,
+            peer: PeerRecord {
+                peer_id: link.peer,
+                name: link.peer.short(),
+                addrs: link.addrs.clone(),
+                expires_in: 0,
+            },
+        }
+    }
+}
+
+impl Providers for FromLink {
+    fn describe(&self) -> String {
+        format!("link to peer {}", self.peer.peer_id.short())
+    }
+
+    fn providers(&self, cid: ContentId) -> BoxFuture<'_, Result<Vec<PeerRecord>>> {
+        let found = if cid == self.content_id {
+            vec![self.peer.clone()]
+        } else {
+            Vec::new()
+        };
+        Box::pin(std::future::ready(Ok(found)))
+    }
+}
+
 /// The sources one download asks, in order.
 #[derive(Clone, Default)]
 pub struct Sources(Vec<Arc<dyn Providers>>);
@@ -96,6 +132,12 @@ impl Sources {
     /// source failed (with the last error).
     pub async fn providers(&self, cid: ContentId) -> Result<Vec<PeerRecord>> {
         self.ask(cid, false).await
+    }
+
+    /// [`Sources::providers`], each source asked once (no retries): for
+    /// when providers are known already and more are only a bonus.
+    pub async fn providers_once(&self, cid: ContentId) -> Result<Vec<PeerRecord>> {
+        self.ask(cid, true).await
     }
 
     async fn ask(&self, cid: ContentId, again: bool) -> Result<Vec<PeerRecord>> {

@@ -59,6 +59,9 @@ pub enum Target {
     },
     /// A content id: from whoever provides it, under the name they list.
     Content(ContentId),
+    /// A `shoal:` link: its content id, from the provider it names (at
+    /// the addresses it carries) and whoever else the sources report.
+    Link(shoal_core::Link),
     /// A file already looked up (a listing clicked, a download resumed):
     /// its entry, and providers to start with (the sources add more).
     Entry {
@@ -71,10 +74,25 @@ pub enum Target {
 
 /// A target that cannot be parsed: what is wrong with it.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("`{text}` is neither PEER:PATH, PEER:DIR/ nor a 64-hex content id")]
 pub struct BadTarget {
     /// What was given, escaped.
     pub text: String,
+    /// What is wrong with it, if it is a `shoal:` link.
+    #[source]
+    pub link: Option<shoal_core::LinkError>,
+}
+
+impl std::fmt::Display for BadTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.link {
+            Some(e) => write!(f, "`{}` is not a usable shoal: link: {e}", self.text),
+            None => write!(
+                f,
+                "`{}` is neither PEER:PATH, PEER:DIR/, a shoal: link nor a 64-hex content id",
+                self.text
+            ),
+        }
+    }
 }
 
 impl FromStr for Target {
@@ -85,8 +103,15 @@ impl FromStr for Target {
         if let Ok(cid) = s.parse::<ContentId>() {
             return Ok(Target::Content(cid));
         }
+        if shoal_core::Link::looks_like(s) {
+            return s.parse().map(Target::Link).map_err(|e| BadTarget {
+                text: shoal_core::text::bounded(s, 120),
+                link: Some(e),
+            });
+        }
         let bad = || BadTarget {
             text: shoal_core::text::bounded(s, 200),
+            link: None,
         };
         let (peer, path) = s.split_once(':').ok_or_else(bad)?;
         if peer.is_empty() || path.trim_matches('/').is_empty() {
@@ -608,7 +633,20 @@ impl Handle {
     async fn fetch(&self, progress: &Arc<Reporter>, stop: &Control) -> Result<PathBuf> {
         let owner = &self.shared.owner;
         let client = &owner.client;
-        let swarm = &owner.swarm;
+        // A link's provider stays a source for the whole download, so it
+        // is asked again if it drops out and comes back.
+        let with_link;
+        let swarm = match &self.shared.request.target {
+            Target::Link(link) => {
+                let mut s = owner.swarm.clone();
+                s.sources = s
+                    .sources
+                    .and(Arc::new(super::providers::FromLink::new(link)));
+                with_link = s;
+                &with_link
+            }
+            _ => &owner.swarm,
+        };
         let dir = &self.shared.request.dir;
         let known = self
             .shared
@@ -645,9 +683,17 @@ impl Handle {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some((entry.clone(), peers.clone()));
         self.shared.status.send_replace(Status::Running);
-        // Every provider the sources know joins from the start.
+        // Every provider the sources know joins from the start (asked
+        // once when some are known: the refreshes ask again).
+        let ask = async {
+            if peers.is_empty() {
+                swarm.sources.providers(entry.content_id).await
+            } else {
+                swarm.sources.providers_once(entry.content_id).await
+            }
+        };
         let more = tokio::select! {
-            r = swarm.sources.providers(entry.content_id) => r,
+            r = ask => r,
             () = stop.cancelled() => return Err(NodeError::Stopped),
         };
         match more {
@@ -708,6 +754,24 @@ pub async fn resolve_file(
         }
         Target::Content(cid) => {
             let (providers, mut entry) = find_content(sources, client, *cid).await?;
+            entry.name = provider_name(&entry.name)?;
+            Ok((entry, providers))
+        }
+        Target::Link(link) => {
+            // The provider the link names, at its addresses, first; the
+            // sources only if it cannot be had there (it moved, or left).
+            let from_link = std::sync::Arc::new(super::providers::FromLink::new(link));
+            let direct = super::Sources::new(vec![from_link.clone()]);
+            let (providers, mut entry) = match find_content(&direct, client, link.content_id).await
+            {
+                Ok(found) => found,
+                Err(e) if sources.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::info!(error = %e, "the link's provider cannot be had at its addresses; asking the other sources");
+                    let all = sources.clone().and(from_link);
+                    find_content(&all, client, link.content_id).await?
+                }
+            };
             entry.name = provider_name(&entry.name)?;
             Ok((entry, providers))
         }
