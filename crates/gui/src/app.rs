@@ -107,6 +107,8 @@ pub struct ShoalApp {
     /// Downloads and pushes, newest last.
     pub transfers: Vec<Transfer>,
     local: Vec<FileEntry>,
+    /// Where the node listens, for links (empty while it is stopped).
+    reach: Vec<String>,
     settings: SettingsForm,
     dialog: Option<Dialog>,
     /// Dropped files waiting for their share dialog.
@@ -173,6 +175,7 @@ impl ShoalApp {
             browsing: None,
             transfers: Vec::new(),
             local: Vec::new(),
+            reach: Vec::new(),
             dialog: None,
             drops: Default::default(),
             picker: FileDialog::new(),
@@ -182,6 +185,11 @@ impl ShoalApp {
             asked: HashSet::new(),
             ctx_set: false,
         })
+    }
+
+    /// This node's peer id.
+    pub fn me(&self) -> PeerId {
+        self.me
     }
 
     /// The log the app shows.
@@ -292,6 +300,7 @@ impl ShoalApp {
                     }
                 }
                 Event::LocalFiles(files) => self.local = files,
+                Event::Reach(addrs) => self.reach = addrs,
                 Event::Saved(config) => {
                     self.config = *config;
                     self.settings = SettingsForm::from_config(&self.config, &self.data_dir);

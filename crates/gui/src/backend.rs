@@ -189,6 +189,9 @@ pub enum Event {
     },
     /// What this node shares.
     LocalFiles(Vec<FileEntry>),
+    /// Where the running node listens (empty once it stopped): what a
+    /// `shoal:` link to a local file carries.
+    Reach(Vec<String>),
     /// config.toml was written; the app shows these settings now.
     Saved(Box<Config>),
 }

@@ -766,3 +766,45 @@ fn a_file_shared_to_a_peer_opens_by_itself_for_that_peer() {
     );
     assert!(!carol.downloads.join("letter.txt.age").exists());
 }
+
+#[test]
+fn copy_link_puts_a_shoal_link_to_a_local_file_on_the_clipboard() {
+    let mut net = Net::new();
+    let mut app = net.app("me");
+    let bytes = random_bytes(50_000);
+    std::fs::write(app.share.join("song.ogg"), &bytes).unwrap();
+    app.click("Start network");
+    app.wait("ONLINE", |h| h.query_by_label("ONLINE").is_some());
+    app.click("Local files");
+    app.wait("the file listed", |h| {
+        h.query_by_label("song.ogg").is_some()
+    });
+    app.h.step();
+    app.h.get_by_label("Copy link").click();
+    // The copy is in the output of the frame that saw the click.
+    let mut copied = None;
+    for _ in 0..5 {
+        app.h.step();
+        copied = copied.or_else(|| {
+            app.h
+                .output()
+                .platform_output
+                .commands
+                .iter()
+                .find_map(|c| match c {
+                    egui::OutputCommand::CopyText(t) => Some(t.clone()),
+                    _ => None,
+                })
+        });
+    }
+    let link: shoal_core::Link = copied.expect("something copied").parse().unwrap();
+    assert_eq!(link.content_id, shoal_core::ContentId::of(&bytes));
+    assert_eq!((link.name.as_str(), link.size), ("song.ogg", 50_000));
+    assert_eq!(link.peer, app.h.state().me());
+    assert!(
+        link.addrs.iter().all(|a| a.starts_with("127.0.0.1:")),
+        "{:?}",
+        link.addrs
+    );
+    assert!(app.logged(Level::Info, "link to song.ogg copied"));
+}

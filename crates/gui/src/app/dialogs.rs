@@ -201,7 +201,7 @@ impl ShoalApp {
                     });
                 }
                 Dialog::Download { target, error } => {
-                    labelled_field(ui, "PEER:PATH or content id", target);
+                    labelled_field(ui, "PEER:PATH, content id or shoal: link", target);
                     show_error(ui, error);
                     ui.horizontal(|ui| {
                         if ui.button(accent("Start download", theme::CYAN)).clicked() {

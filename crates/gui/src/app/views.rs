@@ -395,6 +395,7 @@ impl ShoalApp {
             );
         }
         let row_h = ui.spacing().interact_size.y + 6.0;
+        let mut copied = None;
         ScrollArea::vertical().id_salt("local").show_rows(
             ui,
             row_h,
@@ -402,6 +403,24 @@ impl ShoalApp {
             |ui, rows| {
                 for f in &self.local[rows] {
                     ui.horizontal(|ui| {
+                        if !self.reach.is_empty()
+                            && ui
+                                .button("Copy link")
+                                .on_hover_text(
+                                    "a shoal: link: `shoal get LINK` (or Download here) fetches the file with no tracker",
+                                )
+                                .clicked()
+                        {
+                            let link = shoal_core::Link {
+                                content_id: f.content_id,
+                                size: f.size,
+                                name: f.name.rsplit('/').next().unwrap_or(&f.name).to_owned(),
+                                peer: self.me,
+                                addrs: self.reach.clone(),
+                            };
+                            ui.ctx().copy_text(link.to_string());
+                            copied = Some(f.name.clone());
+                        }
                         let lock = if f.encrypted { "🔒 " } else { "" };
                         cell(ui, 360.0, |ui| {
                             ui.add(egui::Label::new(format!("{lock}{}", f.name)).truncate());
@@ -417,6 +436,12 @@ impl ShoalApp {
                 }
             },
         );
+        if let Some(name) = copied {
+            self.feed.push(
+                Level::Info,
+                format!("link to {} copied", shoal_core::text::escape(&name)),
+            );
+        }
     }
 
     pub(super) fn log(&mut self, ui: &mut Ui) {

@@ -325,6 +325,7 @@ impl Core {
             cancel.clone(),
         ));
         self.watch = Some(cancel.drop_guard());
+        self.sink.send(Event::Reach(node.listening().addrs.clone()));
         self.node = Some(node);
         self.renew_downloads();
     }
@@ -360,6 +361,7 @@ impl Core {
             port: None,
         });
         self.sink.send(Event::LocalFiles(Vec::new()));
+        self.sink.send(Event::Reach(Vec::new()));
     }
 
     fn refresh_peers(&self) {
@@ -796,7 +798,7 @@ async fn peer_rows(
 /// up: its first provider and its entry.
 async fn lookup(downloads: &Downloads, target: &str) -> Result<(PeerRecord, FileEntry), String> {
     let target: Target = target.parse().map_err(|e: download::service::BadTarget| {
-        format!("{e}; give PEER:PATH (e.g. alice:docs/report.pdf) or a content id")
+        format!("{e}; give PEER:PATH (e.g. alice:docs/report.pdf), a content id or a shoal: link")
     })?;
     if matches!(target, Target::Folder { .. }) {
         return Err(
