@@ -29,9 +29,18 @@ pub struct Global {
     /// Where the identity key, config, database and logs live.
     #[arg(long, global = true, env = "SHOAL_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The tracker to use [default: http://127.0.0.1:5000, or `tracker` in config.toml].
-    #[arg(long, global = true, env = "SHOAL_TRACKER", value_name = "URL")]
-    pub tracker: Option<String>,
+    /// A tracker to use; repeat it for several (a node registers with
+    /// each, lookups fail over between them) [default: http://127.0.0.1:5000,
+    /// or `tracker` / `trackers` in config.toml; SHOAL_TRACKER may list
+    /// several, comma-separated].
+    #[arg(
+        long,
+        global = true,
+        env = "SHOAL_TRACKER",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub tracker: Vec<String>,
     /// Bearer token of a private tracker.
     #[arg(
         long,

@@ -100,7 +100,7 @@ pub async fn peers(ctx: &Context, json: bool) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     if peers.is_empty() {
-        writeln!(out, "no peers online (tracker {})", ctx.tracker_url)?;
+        writeln!(out, "no peers online (tracker {})", ctx.tracker_list())?;
         return Ok(());
     }
     let w = peers
@@ -193,7 +193,7 @@ pub async fn get(
         None
     };
     let swarm = Swarm {
-        sources: Sources::of(book.tracker().clone()),
+        sources: Sources::of(book.trackers().clone()),
         partials: seeder.as_ref().map(|n| n.partials().clone()),
         reputation: Some(ctx.reputation()),
     };
@@ -300,7 +300,7 @@ async fn start_seeder(ctx: &Context, max_upload_rate: Option<u64>) -> Option<Nod
         SocketAddr::new(ip, 0),
         ctx.name(&identity),
     );
-    cfg.tracker = Some(ctx.tracker().ok()?);
+    cfg.trackers = ctx.tracker_clients().ok()?;
     cfg.ttl = SEEDER_TTL;
     cfg.max_upload_rate = max_upload_rate;
     match Node::start(cfg, identity).await {

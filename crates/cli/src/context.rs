@@ -11,13 +11,15 @@ use shoal_node::book::PeerBook;
 use shoal_node::peer_client::PeerClient;
 use shoal_node::reputation::Reputation;
 use shoal_node::tracker_client::TrackerClient;
+use shoal_node::trackers::Trackers;
 
 use crate::cli::Global;
 
 pub struct Context {
     pub data_dir: PathBuf,
     pub config: Config,
-    pub tracker_url: String,
+    /// The trackers, in the order given (at least one).
+    pub tracker_urls: Vec<String>,
     pub tracker_token: Option<String>,
     pub quiet: bool,
 }
@@ -26,7 +28,17 @@ impl Context {
     pub fn new(g: &Global) -> Result<Self> {
         let data_dir = g.data_dir.clone().unwrap_or_else(default_data_dir);
         let config = Config::load(&data_dir)?;
-        let tracker_url = g.tracker.clone().unwrap_or_else(|| config.tracker_url());
+        let tracker_urls = if g.tracker.is_empty() {
+            config.tracker_urls()
+        } else {
+            let mut urls: Vec<String> = Vec::new();
+            for u in &g.tracker {
+                if !urls.contains(u) {
+                    urls.push(u.clone());
+                }
+            }
+            urls
+        };
         let tracker_token = g
             .tracker_token
             .clone()
@@ -34,7 +46,7 @@ impl Context {
         Ok(Self {
             data_dir,
             config,
-            tracker_url,
+            tracker_urls,
             tracker_token,
             quiet: g.quiet,
         })
@@ -44,16 +56,32 @@ impl Context {
         Ok(Arc::new(Identity::load_or_create(&self.data_dir)?))
     }
 
-    pub fn tracker(&self) -> Result<TrackerClient> {
-        Ok(TrackerClient::new(
-            &self.tracker_url,
-            self.tracker_token.clone(),
-            self.config.retry,
-        )?)
+    /// A client of each tracker (a bad URL is a usage error).
+    pub fn tracker_clients(&self) -> Result<Vec<TrackerClient>> {
+        self.tracker_urls
+            .iter()
+            .map(|u| {
+                Ok(TrackerClient::new(
+                    u,
+                    self.tracker_token.clone(),
+                    self.config.retry,
+                )?)
+            })
+            .collect()
+    }
+
+    /// The trackers, asked in turn.
+    pub fn trackers(&self) -> Result<Trackers> {
+        Ok(Trackers::new(self.tracker_clients()?))
+    }
+
+    /// The trackers, for messages.
+    pub fn tracker_list(&self) -> String {
+        self.tracker_urls.join(", ")
     }
 
     pub fn book(&self) -> Result<PeerBook> {
-        Ok(PeerBook::new(self.tracker()?, &self.data_dir))
+        Ok(PeerBook::new(self.trackers()?, &self.data_dir))
     }
 
     pub fn reputation(&self) -> Reputation {

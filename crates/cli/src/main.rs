@@ -19,7 +19,13 @@ use crate::cli::{Cli, Command};
 use crate::context::Context;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // clap keeps only the subcommand's occurrences of a global flag given
+    // on both sides (`shoal --tracker A node --tracker B`); every one counts.
+    let given = tracker_flags(std::env::args_os().skip(1));
+    if given.len() > cli.global.tracker.len() {
+        cli.global.tracker = given;
+    }
     let detail = cli.global.verbose > 0;
     // Caps on connections, not the kernel's default of 1024 files, decide
     // how many clients a server holds.
@@ -46,10 +52,12 @@ fn main() -> ExitCode {
             data_dir: ctx.data_dir.clone(),
             start,
             get,
+            // The app uses one tracker (its Settings have one field).
             tracker: cli
                 .global
                 .tracker
-                .clone()
+                .first()
+                .cloned()
                 .map(|url| (url, cli.global.tracker_token.clone())),
         };
         return match shoal_gui::run(opts, feed) {
@@ -194,6 +202,26 @@ fn kind_of(e: &anyhow::Error) -> ErrorKind {
     ErrorKind::Internal
 }
 
+/// Every `--tracker URL` and `--tracker=URL` on the command line, in
+/// order (up to a `--`), split at commas as clap does.
+fn tracker_flags(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut args = args.map(|a| a.to_string_lossy().into_owned());
+    while let Some(a) = args.next() {
+        let value = if a == "--" {
+            break;
+        } else if a == "--tracker" {
+            args.next()
+        } else {
+            a.strip_prefix("--tracker=").map(str::to_owned)
+        };
+        if let Some(v) = value {
+            out.extend(v.split(',').filter(|u| !u.is_empty()).map(str::to_owned));
+        }
+    }
+    out
+}
+
 /// Prints `e` and its causes, and returns its exit code. Below an error
 /// whose message already names its innermost cause (a tracker or peer that
 /// cannot be reached), the transport's own chain is shown only with
@@ -277,7 +305,7 @@ fn flag_hint(e: &anyhow::Error) -> Option<&'static str> {
             "choose another address with --listen (port 0 picks a free one), or stop what listens there"
         }
         NodeError::Tracker(shoal_node::TrackerError::BadUrl { .. }) => {
-            "set it with --tracker URL, SHOAL_TRACKER, or tracker_url in config.toml"
+            "set it with --tracker URL, SHOAL_TRACKER, or tracker (or trackers) in config.toml"
         }
         NodeError::BadName { .. } => "choose another name with --name (or name in config.toml)",
         NodeError::Exists(_) => "move it away, or download into another folder with -o DIR",
@@ -335,6 +363,29 @@ mod tests {
             source: Some(Box::new(Transport(io))),
         };
         anyhow::Error::new(shoal_node::NodeError::from(peer)).context("cannot download notes.txt")
+    }
+
+    #[test]
+    fn every_tracker_flag_counts_wherever_it_is() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            tracker_flags(
+                args(&[
+                    "--tracker",
+                    "http://a",
+                    "node",
+                    "--tracker=http://b,http://c",
+                    "--share",
+                    "x"
+                ])
+                .into_iter()
+            ),
+            ["http://a", "http://b", "http://c"]
+        );
+        assert_eq!(
+            tracker_flags(args(&["get", "--", "--tracker", "x"]).into_iter()),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

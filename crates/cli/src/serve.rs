@@ -115,9 +115,9 @@ fn node_config(
     Ok(cfg)
 }
 
-async fn run_node(mut cfg: NodeConfig, tracker: TrackerClient, ctx: &Ctx) -> Result<()> {
+async fn run_node(mut cfg: NodeConfig, trackers: Vec<TrackerClient>, ctx: &Ctx) -> Result<()> {
     let identity = ctx.identity()?;
-    cfg.tracker = Some(tracker);
+    cfg.trackers = trackers;
     if cfg.shares.is_empty() {
         tracing::warn!("sharing nothing: add --share DIR to offer files");
     }
@@ -142,7 +142,7 @@ async fn run_node(mut cfg: NodeConfig, tracker: TrackerClient, ctx: &Ctx) -> Res
 pub async fn node(ctx: &Ctx, args: NodeArgs) -> Result<()> {
     let identity = ctx.identity()?;
     let cfg = node_config(ctx, &args, &ctx.config, &identity.peer_id())?;
-    run_node(cfg, ctx.tracker()?, ctx).await
+    run_node(cfg, ctx.tracker_clients()?, ctx).await
 }
 
 pub async fn up(ctx: &Ctx, args: UpArgs) -> Result<()> {
@@ -204,7 +204,7 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> Result<()> {
             port = taddr.port(),
         );
     }
-    let result = run_node(cfg, client, ctx).await;
+    let result = run_node(cfg, vec![client], ctx).await;
     if result.is_err() {
         // The node could not start: do not leave the tracker running alone.
         tracker_task.abort();

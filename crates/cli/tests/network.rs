@@ -759,3 +759,57 @@ fn get_without_o_saves_into_the_configured_download_folder() {
         b"quarterly"
     );
 }
+
+#[test]
+fn with_two_trackers_one_killed_the_node_stays_listed_and_get_by_name_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    write(&share, "f.txt", b"from either tracker");
+    let mut a = tracker(30);
+    let b = tracker(30);
+    let _alice = node_with(
+        &a.url,
+        &tmp.path().join("a"),
+        &share,
+        "alice",
+        30,
+        "127.0.0.1:0",
+        &["--tracker", &b.url],
+    );
+    // It registered with each.
+    let client = tmp.path().join("c");
+    wait_for_peers(&client, &a.url, &["alice"], 20);
+    wait_for_peers(&client, &b.url, &["alice"], 20);
+
+    // The first tracker dies; a client given both (the dead one first)
+    // gets a live answer from the other, at once.
+    a.proc.kill();
+    let fresh = tmp.path().join("fresh");
+    let both = |args: &[&str]| {
+        let mut all = vec!["--tracker", b.url.as_str()];
+        all.extend_from_slice(args);
+        shoal(&fresh, &a.url, &all)
+    };
+    let started = std::time::Instant::now();
+    let r = both(&["peers", "--json"]);
+    let listed = json(&r);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "alice"),
+        "{listed}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&r.stderr).contains("last known"),
+        "a live tracker answered, not the cache: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let out = tmp.path().join("out");
+    ok(&both(&["get", "alice:f.txt", "-o", out.to_str().unwrap()]));
+    assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"from either tracker");
+    let took = started.elapsed();
+    eprintln!("peers and get with the first tracker dead took {took:?}");
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+}

@@ -85,6 +85,10 @@ pub struct Config {
     /// Tracker URL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracker: Option<String>,
+    /// More trackers: a node registers with each, lookups fail over
+    /// between them (after `tracker`, if that is set too).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trackers: Vec<String>,
     /// Bearer token for a private tracker.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracker_token: Option<String>,
@@ -186,11 +190,25 @@ impl Config {
             .unwrap_or_else(|| format!("peer-{}", id.short()))
     }
 
-    /// The tracker's URL: `tracker`, else [`DEFAULT_TRACKER`].
+    /// The tracker's URL: `tracker`, else the first of `trackers`, else
+    /// [`DEFAULT_TRACKER`].
     pub fn tracker_url(&self) -> String {
-        self.tracker
-            .clone()
-            .unwrap_or_else(|| DEFAULT_TRACKER.to_owned())
+        self.tracker_urls().swap_remove(0)
+    }
+
+    /// Every tracker: `tracker`, then `trackers` (each once), else
+    /// [`DEFAULT_TRACKER`] alone.
+    pub fn tracker_urls(&self) -> Vec<String> {
+        let mut urls: Vec<String> = Vec::new();
+        for u in self.tracker.iter().chain(&self.trackers) {
+            if !urls.contains(u) {
+                urls.push(u.clone());
+            }
+        }
+        if urls.is_empty() {
+            urls.push(DEFAULT_TRACKER.to_owned());
+        }
+        urls
     }
 
     /// Writes `config.toml` into `data_dir`: to a temporary file first,
@@ -229,6 +247,19 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn several_trackers_come_in_order_each_once() {
+        let c = Config::default();
+        assert_eq!(c.tracker_urls(), [DEFAULT_TRACKER]);
+        let c: Config =
+            toml::from_str("tracker = \"http://a:1\"\ntrackers = [\"http://b:2\", \"http://a:1\", \"http://c:3\"]\n")
+                .unwrap();
+        assert_eq!(c.tracker_urls(), ["http://a:1", "http://b:2", "http://c:3"]);
+        assert_eq!(c.tracker_url(), "http://a:1");
+        let c: Config = toml::from_str("trackers = [\"http://b:2\"]\n").unwrap();
+        assert_eq!(c.tracker_url(), "http://b:2");
+    }
+
     use super::*;
 
     #[test]

@@ -112,7 +112,7 @@ impl Net {
         let mut cfg = NodeConfig::new(self.dir(), "127.0.0.1:0".parse().unwrap(), name.into());
         cfg.shares = vec![share];
         cfg.ttl = 2;
-        cfg.tracker = Some(TrackerClient::new(&self.url(), None, retry()).unwrap());
+        cfg.trackers = vec![TrackerClient::new(&self.url(), None, retry()).unwrap()];
         tweak(&mut cfg);
         let identity = Arc::new(Identity::generate().unwrap());
         let node = self.rt.block_on(Node::start(cfg, identity)).unwrap();
@@ -320,7 +320,7 @@ fn start_see_peers_browse_and_download_to_100_percent() {
 
     // The Download button takes PEER:PATH, as `shoal get` does.
     app.click("Download");
-    app.type_into("PEER:PATH or content id", "alice:note.txt");
+    app.type_into("PEER:PATH, content id or shoal: link", "alice:note.txt");
     app.click("Start download");
     app.wait("note.txt saved", |h| {
         h.state().transfers.len() == 2
@@ -332,7 +332,7 @@ fn start_see_peers_browse_and_download_to_100_percent() {
     );
     // A name nobody shares is a red line, not a transfer.
     app.click("Download");
-    app.type_into("PEER:PATH or content id", "alice:nope.txt");
+    app.type_into("PEER:PATH, content id or shoal: link", "alice:nope.txt");
     app.click("Start download");
     app.wait("the error", |h| {
         h.state().feed().with_lines(|l| {

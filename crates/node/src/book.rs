@@ -31,7 +31,7 @@ use shoal_core::PeerId;
 use shoal_core::wire::PeerRecord;
 
 use crate::error::{NodeError, Result};
-use crate::tracker_client::TrackerClient;
+use crate::trackers::Trackers;
 
 /// File name of the peer cache inside the data dir.
 pub const PEERS_CACHE: &str = "peers.json";
@@ -64,7 +64,7 @@ struct Cached {
 
 /// Finds peers.
 pub struct PeerBook {
-    tracker: TrackerClient,
+    trackers: Trackers,
     cache_path: PathBuf,
     pins_path: PathBuf,
 }
@@ -76,24 +76,25 @@ struct Pins {
 }
 
 impl PeerBook {
-    /// A book backed by `tracker`, caching in `data_dir`.
-    pub fn new(tracker: TrackerClient, data_dir: &Path) -> Self {
+    /// A book backed by `trackers` (one tracker, or several asked in
+    /// turn), caching in `data_dir`.
+    pub fn new(trackers: impl Into<Trackers>, data_dir: &Path) -> Self {
         Self {
-            tracker,
+            trackers: trackers.into(),
             cache_path: data_dir.join(PEERS_CACHE),
             pins_path: data_dir.join(PINS_FILE),
         }
     }
 
-    /// The tracker behind this book.
-    pub fn tracker(&self) -> &TrackerClient {
-        &self.tracker
+    /// The trackers behind this book.
+    pub fn trackers(&self) -> &Trackers {
+        &self.trackers
     }
 
     /// Every peer: live ones from the tracker, or the cached list if the
     /// tracker cannot be reached.
     pub async fn list(&self) -> Result<(Vec<PeerRecord>, Source)> {
-        match self.tracker.peers().await {
+        match self.trackers.peers().await {
             Ok(peers) => {
                 self.remember(&peers);
                 Ok((peers, Source::Tracker))
@@ -129,7 +130,7 @@ impl PeerBook {
                 hint: match source {
                     Source::Tracker => format!(
                         " to the tracker at {}; run `shoal peers` to see who is online",
-                        self.tracker.url()
+                        self.trackers.describe()
                     ),
                     Source::Cache(e) => {
                         format!(" (the tracker is unreachable: {e}; and no cached peer matches)")

@@ -71,6 +71,7 @@ pub mod server;
 pub mod swarm;
 pub mod tls;
 pub mod tracker_client;
+pub mod trackers;
 
 pub use error::{Cause, NodeError, PeerError, Result, TrackerError};
 pub use node::{Node, NodeConfig, TrackerState};

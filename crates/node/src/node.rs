@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal_core::wire::{Announce, Deregistration, Registration};
@@ -33,8 +33,9 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Name shown to other peers.
     pub name: String,
-    /// The tracker to register with, if any.
-    pub tracker: Option<TrackerClient>,
+    /// The trackers to register with (each kept up to date on its own;
+    /// none: the node runs without a tracker).
+    pub trackers: Vec<TrackerClient>,
     /// TTL asked of the tracker, in seconds (it may grant less).
     pub ttl: u64,
     /// How often shares are rescanned even without change events.
@@ -58,7 +59,7 @@ impl NodeConfig {
             shares: Vec::new(),
             listen,
             name,
-            tracker: None,
+            trackers: Vec::new(),
             ttl: 60,
             rescan_every: Duration::from_secs(60),
             max_upload_rate: None,
@@ -211,8 +212,12 @@ impl Node {
             tracing::warn!(error = %e, "cannot record where this node listens; `shoal link` will not find it");
         }
         let (state_tx, tracker_state) = tokio::sync::watch::channel(TrackerState::None);
-        if let Some(tracker) = config.tracker.clone() {
+        if !config.trackers.is_empty() {
             state_tx.send_replace(TrackerState::Connecting);
+            let states = Arc::new(States {
+                each: Mutex::new(vec![TrackerState::Connecting; config.trackers.len()]),
+                all: state_tx,
+            });
             let addr = if local_addr.ip().is_unspecified() {
                 format!(":{}", local_addr.port())
             } else {
@@ -225,22 +230,28 @@ impl Node {
                     a.to_string()
                 }
             });
-            tasks.push(tokio::spawn(heartbeat(
-                tracker,
-                Me {
-                    identity: identity.clone(),
-                    name: config.name.clone(),
-                    addrs: vec![addr],
-                    compat,
-                    ttl: config.ttl,
-                },
-                Offers {
-                    index: index.clone(),
-                    partials: partials.clone(),
-                },
-                state_tx,
-                shutdown.clone(),
-            )));
+            let me = Me {
+                identity: identity.clone(),
+                name: config.name.clone(),
+                addrs: vec![addr],
+                compat,
+                ttl: config.ttl,
+            };
+            for (i, tracker) in config.trackers.iter().enumerate() {
+                tasks.push(tokio::spawn(heartbeat(
+                    tracker.clone(),
+                    me.clone(),
+                    Offers {
+                        index: index.clone(),
+                        partials: partials.clone(),
+                    },
+                    Slot {
+                        i,
+                        states: states.clone(),
+                    },
+                    shutdown.clone(),
+                )));
+            }
         }
         Ok(Node {
             peer_id: identity.peer_id(),
@@ -392,6 +403,43 @@ fn next_ts(last: &AtomicU64) -> u64 {
     }
 }
 
+/// How the node stands with each of its trackers, and with all of them:
+/// online while any lists it, connecting while any first registration is
+/// under way and none lists it, else offline.
+struct States {
+    each: Mutex<Vec<TrackerState>>,
+    all: tokio::sync::watch::Sender<TrackerState>,
+}
+
+/// One tracker's place in [`States`].
+struct Slot {
+    i: usize,
+    states: Arc<States>,
+}
+
+impl Slot {
+    fn get(&self) -> TrackerState {
+        self.states.each.lock().unwrap_or_else(|p| p.into_inner())[self.i]
+    }
+
+    fn set(&self, s: TrackerState) {
+        let mut each = self.states.each.lock().unwrap_or_else(|p| p.into_inner());
+        each[self.i] = s;
+        let all = if each.contains(&TrackerState::Online) {
+            TrackerState::Online
+        } else if each.contains(&TrackerState::Connecting) {
+            TrackerState::Connecting
+        } else {
+            TrackerState::Offline
+        };
+        self.states.all.send_if_modified(|now| {
+            let changed = *now != all;
+            *now = all;
+            changed
+        });
+    }
+}
+
 /// What a node offers: its shares and its downloads in progress.
 struct Offers {
     index: Arc<ShareIndex>,
@@ -409,6 +457,7 @@ impl Offers {
 }
 
 /// What a node tells the tracker about itself.
+#[derive(Clone)]
 struct Me {
     identity: Arc<Identity>,
     name: String,
@@ -425,7 +474,7 @@ async fn heartbeat(
     tracker: TrackerClient,
     me: Me,
     offers: Offers,
-    state: tokio::sync::watch::Sender<TrackerState>,
+    state: Slot,
     shutdown: CancellationToken,
 ) {
     let Me {
@@ -461,9 +510,9 @@ async fn heartbeat(
         };
         let wait = match register {
             Ok(r) => {
-                if *state.borrow() != TrackerState::Online {
+                if state.get() != TrackerState::Online {
                     tracing::info!(tracker = tracker.url(), addrs = ?r.addrs, ttl = r.ttl, "registered with the tracker");
-                    state.send_replace(TrackerState::Online);
+                    state.set(TrackerState::Online);
                 }
                 let version = (
                     *changes.borrow_and_update(),
@@ -482,9 +531,9 @@ async fn heartbeat(
                 Duration::from_millis(r.ttl * 1000 / 3).max(Duration::from_millis(200))
             }
             Err(e) => {
-                if *state.borrow() != TrackerState::Offline {
+                if state.get() != TrackerState::Offline {
                     tracing::warn!(error = %e, "tracker unreachable; still serving, will keep trying");
-                    state.send_replace(TrackerState::Offline);
+                    state.set(TrackerState::Offline);
                 }
                 default_wait
             }
@@ -496,7 +545,7 @@ async fn heartbeat(
             () = shutdown.cancelled() => break,
         }
     }
-    if *state.borrow() == TrackerState::Online {
+    if state.get() == TrackerState::Online {
         let d = Deregistration::new(&identity, next_ts(&clock));
         match tokio::time::timeout(Duration::from_secs(3), tracker.deregister(&d)).await {
             Ok(Ok(())) => tracing::info!("deregistered from the tracker"),

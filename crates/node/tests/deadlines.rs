@@ -148,7 +148,7 @@ async fn network(bytes: &[u8], seed: u8) -> Network {
         "honest".into(),
     );
     cfg.shares = vec![share.path().to_owned()];
-    cfg.tracker = Some(tracker.clone());
+    cfg.trackers = vec![tracker.clone()];
     let honest = shoal_node::Node::start(cfg, Arc::new(Identity::from_seed([seed; 32])))
         .await
         .unwrap();

@@ -274,7 +274,7 @@ impl Core {
             &self.identity.peer_id(),
         ) {
             Ok(mut c) => {
-                c.tracker = Some(tracker);
+                c.trackers = vec![tracker];
                 c.ttl = TTL;
                 c
             }
