@@ -353,14 +353,6 @@ impl NodeError {
         )
     }
 
-    /// The peer error inside, if this is one.
-    pub fn as_peer(&self) -> Option<&PeerError> {
-        match self {
-            NodeError::Peer(e) => Some(e),
-            _ => None,
-        }
-    }
-
     pub(crate) fn file(
         action: &'static str,
         path: impl Into<PathBuf>,

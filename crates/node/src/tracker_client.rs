@@ -69,6 +69,14 @@ impl TrackerClient {
         self
     }
 
+    /// The same tracker, tried once per call (for callers whose next
+    /// attempt is elsewhere: the next tracker, the next refresh).
+    pub fn once(&self) -> Self {
+        let mut retry = self.retry;
+        retry.attempts = 1;
+        self.clone().with_retry(retry)
+    }
+
     /// The retry policy in use.
     pub fn retry(&self) -> RetryConfig {
         self.retry

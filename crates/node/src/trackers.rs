@@ -30,6 +30,8 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug)]
 pub struct Trackers {
     list: Vec<TrackerClient>,
+    /// The same, each tried once per call.
+    once: Vec<TrackerClient>,
     health: Arc<Vec<Mutex<Health>>>,
 }
 
@@ -51,7 +53,8 @@ impl Trackers {
     /// These trackers, asked in this order while they answer.
     pub fn new(list: Vec<TrackerClient>) -> Self {
         let health = Arc::new(list.iter().map(|_| Mutex::default()).collect());
-        Self { list, health }
+        let once = list.iter().map(TrackerClient::once).collect();
+        Self { list, once, health }
     }
 
     /// Every tracker, in the order given.
@@ -109,15 +112,21 @@ impl Trackers {
 
     /// Asks the trackers in turn with `call` until one answers; a refusal
     /// (the tracker works, but will not) is an answer too. Fails with the
-    /// last error when none answered.
+    /// last error when none answered. With `once` (or several trackers)
+    /// each is tried once; a lone tracker otherwise keeps its retries.
     async fn ask<'a, T>(
         &'a self,
         call: impl Fn(&'a TrackerClient) -> BoxFuture<'a, Result<T>> + 'a,
-        once: &'a [TrackerClient],
+        once: bool,
     ) -> Result<T> {
+        let clients = if once || self.list.len() > 1 {
+            &self.once
+        } else {
+            &self.list
+        };
         let mut last = None;
         for i in self.order() {
-            match call(&once[i]).await {
+            match call(&clients[i]).await {
                 Ok(v) => {
                     self.succeeded(i);
                     return Ok(v);
@@ -138,38 +147,19 @@ impl Trackers {
         }))
     }
 
-    /// The trackers as asked in a failover: each tried once when there
-    /// are several.
-    fn attempts(&self) -> Vec<TrackerClient> {
-        if self.list.len() < 2 {
-            return self.list.clone();
-        }
-        self.list
-            .iter()
-            .map(|t| {
-                let mut once = t.retry();
-                once.attempts = 1;
-                t.clone().with_retry(once)
-            })
-            .collect()
-    }
-
     /// Every live peer, from the first tracker that answers.
     pub async fn peers(&self) -> Result<Vec<PeerRecord>> {
-        let once = self.attempts();
-        self.ask(|t| Box::pin(t.peers()), &once).await
+        self.ask(|t| Box::pin(t.peers()), false).await
     }
 
     /// One live peer, from the first tracker that answers.
     pub async fn peer(&self, id: PeerId) -> Result<Option<PeerRecord>> {
-        let once = self.attempts();
-        self.ask(move |t| Box::pin(t.peer(id)), &once).await
+        self.ask(move |t| Box::pin(t.peer(id)), false).await
     }
 
     /// Live peers offering `cid`, from the first tracker that answers.
     pub async fn providers(&self, cid: ContentId) -> Result<Vec<PeerRecord>> {
-        let once = self.attempts();
-        self.ask(move |t| Box::pin(t.providers(cid)), &once).await
+        self.ask(move |t| Box::pin(t.providers(cid)), false).await
     }
 }
 
@@ -183,21 +173,7 @@ impl crate::download::Providers for Trackers {
     }
 
     fn refresh(&self, cid: ContentId) -> BoxFuture<'_, Result<Vec<PeerRecord>>> {
-        let once = Trackers::new(
-            self.list
-                .iter()
-                .map(|t| {
-                    let mut r = t.retry();
-                    r.attempts = 1;
-                    t.clone().with_retry(r)
-                })
-                .collect(),
-        );
-        let health = self.health.clone();
-        Box::pin(async move {
-            let once = Trackers { health, ..once };
-            once.providers(cid).await
-        })
+        Box::pin(self.ask(move |t| Box::pin(t.providers(cid)), true))
     }
 }
 

@@ -53,9 +53,7 @@ impl Providers for TrackerClient {
     }
 
     fn refresh(&self, cid: ContentId) -> BoxFuture<'_, Result<Vec<PeerRecord>>> {
-        let mut once = self.retry();
-        once.attempts = 1;
-        let tracker = self.clone().with_retry(once);
+        let tracker = self.once();
         Box::pin(async move { tracker.providers(cid).await })
     }
 }
