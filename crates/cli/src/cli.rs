@@ -50,6 +50,18 @@ pub struct Global {
         hide_env_values = true
     )]
     pub tracker_token: Option<String>,
+    /// Find peers on the local network too (mDNS multicast; off unless
+    /// asked, or `lan = true` in config.toml).
+    #[arg(long, global = true)]
+    pub lan: bool,
+    /// Use the public Mainline DHT to publish and find peers and content
+    /// (UDP to nodes worldwide; off unless asked, or `dht = true`).
+    #[arg(long, global = true)]
+    pub dht: bool,
+    /// Join a private DHT through this node (`HOST:PORT`, a `shoal dht`);
+    /// repeat for several. Implies a DHT, but not the public one.
+    #[arg(long, global = true, value_name = "ADDR", value_delimiter = ',')]
+    pub dht_bootstrap: Vec<String>,
     /// More output (-v: debug, -vv: trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -64,6 +76,13 @@ pub enum Command {
     Up(UpArgs),
     /// Run a tracker (the discovery server).
     Tracker(TrackerArgs),
+    /// Run a bare DHT node: a bootstrap for a private DHT (first of one
+    /// without --dht-bootstrap, joining one with it; the public DHT with --dht).
+    Dht {
+        /// UDP address to listen on.
+        #[arg(long, default_value = "0.0.0.0:6881", value_name = "ADDR")]
+        listen: SocketAddr,
+    },
     /// Run a node that shares folders with other peers.
     Node(NodeArgs),
     /// Print this data dir's peer id.

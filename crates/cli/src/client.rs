@@ -6,10 +6,9 @@ use anyhow::{Context as _, Result};
 use shoal_core::text::escape;
 use std::net::{IpAddr, SocketAddr};
 
-use shoal_core::wire::PeerRecord;
 use shoal_node::book::Source;
+use shoal_node::download::Swarm;
 use shoal_node::download::service::{Downloads, Request, Target};
-use shoal_node::download::{Sources, Swarm};
 use shoal_node::reputation::{Standing, now_secs};
 use shoal_node::{Node, NodeConfig};
 
@@ -58,7 +57,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
 #[derive(serde::Serialize)]
 struct PeerView<'a> {
     #[serde(flatten)]
-    record: &'a PeerRecord,
+    listed: &'a shoal_node::book::Listed,
     reputation: Reputation<'a>,
 }
 
@@ -71,7 +70,7 @@ struct Reputation<'a> {
 }
 
 pub async fn peers(ctx: &Context, json: bool) -> Result<()> {
-    let (peers, source) = ctx.book()?.list().await?;
+    let (peers, source) = ctx.book().await?.list().await?;
     warn_if_cached(&source);
     let reputation = ctx.reputation();
     let standings = tokio::task::spawn_blocking(move || reputation.all())
@@ -84,10 +83,10 @@ pub async fn peers(ctx: &Context, json: bool) -> Result<()> {
     let now = now_secs();
     let views: Vec<PeerView<'_>> = peers
         .iter()
-        .map(|record| {
-            let standing = standings.get(&record.peer_id).unwrap_or(&unknown);
+        .map(|listed| {
+            let standing = standings.get(&listed.record.peer_id).unwrap_or(&unknown);
             PeerView {
-                record,
+                listed,
                 reputation: Reputation {
                     verdict: standing.verdict(now),
                     standing,
@@ -105,23 +104,25 @@ pub async fn peers(ctx: &Context, json: bool) -> Result<()> {
     }
     let w = peers
         .iter()
-        .map(|p| escape(&p.name).chars().count())
+        .map(|p| escape(&p.record.name).chars().count())
         .max()
         .unwrap_or(4)
         .max(4);
     writeln!(
         out,
-        "{:w$}  {:52}  {:9}  ADDRESSES",
-        "NAME", "PEER ID", "STANDING"
+        "{:w$}  {:52}  {:9}  {:11}  ADDRESSES",
+        "NAME", "PEER ID", "STANDING", "FOUND BY"
     )?;
     for v in &views {
-        let p = v.record;
+        let p = &v.listed.record;
+        let found: Vec<&str> = v.listed.sources.iter().map(|o| o.as_str()).collect();
         writeln!(
             out,
-            "{:w$}  {}  {:9}  {}",
+            "{:w$}  {}  {:9}  {:11}  {}",
             escape(&p.name),
             p.peer_id,
             v.reputation.verdict,
+            found.join(","),
             escape(&p.addrs.join(", "))
         )?;
     }
@@ -129,7 +130,7 @@ pub async fn peers(ctx: &Context, json: bool) -> Result<()> {
 }
 
 pub async fn ls(ctx: &Context, peer: &str, json: bool) -> Result<()> {
-    let (record, source) = ctx.book()?.resolve(peer).await?;
+    let (record, source) = ctx.book().await?.resolve(peer).await?;
     warn_if_cached(&source);
     let files = ctx.peer_client()?.files(&record).await?;
     if json {
@@ -183,7 +184,7 @@ pub async fn get(
                     ))
                 }
             })?;
-    let book = ctx.book()?;
+    let book = ctx.book().await?;
     let client = ctx
         .peer_client()?
         .with_download_limit(shoal_node::rate::RateLimit::new(opts.max_download_rate));
@@ -193,7 +194,7 @@ pub async fn get(
         None
     };
     let swarm = Swarm {
-        sources: Sources::of(book.trackers().clone()),
+        sources: book.sources(),
         partials: seeder.as_ref().map(|n| n.partials().clone()),
         reputation: Some(ctx.reputation()),
     };
@@ -243,7 +244,7 @@ pub async fn get(
 }
 
 pub async fn send(ctx: &Context, peer: &str, files: &[std::path::PathBuf]) -> Result<()> {
-    let (record, source) = ctx.book()?.resolve(peer).await?;
+    let (record, source) = ctx.book().await?.resolve(peer).await?;
     warn_if_cached(&source);
     let client = ctx.peer_client()?;
     for file in files {

@@ -8,6 +8,7 @@ use anyhow::Result;
 use shoal_core::Identity;
 use shoal_core::config::{Config, default_data_dir};
 use shoal_node::book::PeerBook;
+use shoal_node::directory::DhtBackend;
 use shoal_node::peer_client::PeerClient;
 use shoal_node::reputation::Reputation;
 use shoal_node::tracker_client::TrackerClient;
@@ -22,6 +23,12 @@ pub struct Context {
     pub tracker_urls: Vec<String>,
     pub tracker_token: Option<String>,
     pub quiet: bool,
+    /// Find peers on the LAN too.
+    #[allow(dead_code, reason = "the LAN backend lands next")]
+    pub lan: bool,
+    /// How to join a DHT, if the user asked for one.
+    pub dht: Option<shoal_dht::DhtConfig>,
+    dht_node: tokio::sync::OnceCell<shoal_dht::Dht>,
 }
 
 impl Context {
@@ -43,7 +50,22 @@ impl Context {
             .tracker_token
             .clone()
             .or_else(|| config.tracker_token.clone());
+        let bootstrap = if g.dht_bootstrap.is_empty() {
+            config.dht_bootstrap.clone()
+        } else {
+            g.dht_bootstrap.clone()
+        };
+        let public = g.dht || config.dht;
+        let dht = (public || !bootstrap.is_empty()).then_some(shoal_dht::DhtConfig {
+            listen: None,
+            bootstrap,
+            public,
+            server: false,
+        });
         Ok(Self {
+            lan: g.lan || config.lan,
+            dht,
+            dht_node: tokio::sync::OnceCell::new(),
             data_dir,
             config,
             tracker_urls,
@@ -80,8 +102,31 @@ impl Context {
         self.tracker_urls.join(", ")
     }
 
-    pub fn book(&self) -> Result<PeerBook> {
-        Ok(PeerBook::new(self.trackers()?, &self.data_dir))
+    /// The peer directory: the trackers, and the DHT and the LAN if asked for.
+    pub async fn book(&self) -> Result<PeerBook> {
+        let mut book = PeerBook::new(self.trackers()?, &self.data_dir);
+        if let Some(dht) = self.dht_node().await? {
+            let client = Arc::new(self.peer_client()?);
+            book = book.with(Arc::new(DhtBackend::new(dht.clone(), client)));
+        }
+        Ok(book)
+    }
+
+    /// This command's DHT node, joined on first use (a client: it asks,
+    /// it stores nothing for others), if the user asked for a DHT.
+    pub async fn dht_node(&self) -> Result<Option<&shoal_dht::Dht>> {
+        let Some(cfg) = &self.dht else {
+            return Ok(None);
+        };
+        let dht = self
+            .dht_node
+            .get_or_try_init(|| async {
+                let dht = shoal_dht::Dht::start(cfg).await?;
+                tracing::debug!(url = %dht.url(), "joined the DHT");
+                Ok::<_, anyhow::Error>(dht)
+            })
+            .await?;
+        Ok(Some(dht))
     }
 
     pub fn reputation(&self) -> Reputation {

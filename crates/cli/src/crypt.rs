@@ -80,7 +80,8 @@ async fn recipient(ctx: &Context, who: &str) -> Result<PeerKey> {
         return Ok(PeerKey::of_peer(&id)?);
     }
     let (peer, _) = ctx
-        .book()?
+        .book()
+        .await?
         .resolve(who)
         .await
         .with_context(|| format!("cannot encrypt to `{who}`"))?;

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     };
     let server = matches!(
         cli.command,
-        Command::Up(_) | Command::Tracker(_) | Command::Node(_)
+        Command::Up(_) | Command::Tracker(_) | Command::Node(_) | Command::Dht { .. }
     );
     if let Command::Gui { start, get } = cli.command {
         // The window runs on this thread; the app has its own runtime.
@@ -89,6 +89,7 @@ fn main() -> ExitCode {
             Command::Up(args) => serve::up(&ctx, args).await,
             Command::Tracker(args) => serve::tracker(args).await,
             Command::Node(args) => serve::node(&ctx, args).await,
+            Command::Dht { listen } => serve::dht(&ctx, listen).await,
             Command::Id { ssh } => client::id(&ctx, ssh),
             Command::Link { path } => client::link(&ctx, &path),
             Command::Peers { json } => client::peers(&ctx, json).await,

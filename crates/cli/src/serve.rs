@@ -121,6 +121,10 @@ async fn run_node(mut cfg: NodeConfig, trackers: Vec<TrackerClient>, ctx: &Ctx) 
     if cfg.shares.is_empty() {
         tracing::warn!("sharing nothing: add --share DIR to offer files");
     }
+    if let Some(dht) = ctx.dht_node().await? {
+        announce(&format!("dht listening on {}", dht.url()));
+        cfg.dht = Some(dht.clone());
+    }
     let node = Node::start(cfg, identity.clone()).await?;
     announce(&format!("listening on {}", node.url()));
     if let Some(addr) = node.compat_addr() {
@@ -136,6 +140,20 @@ async fn run_node(mut cfg: NodeConfig, trackers: Vec<TrackerClient>, ctx: &Ctx) 
     let served = node.bytes_served();
     node.shutdown().await;
     announce(&format!("served {served} bytes"));
+    Ok(())
+}
+
+/// `shoal dht`: a bare DHT node that answers and stores for others (a
+/// private DHT's bootstrap), until Ctrl-C.
+pub async fn dht(ctx: &Ctx, listen: SocketAddr) -> Result<()> {
+    let mut cfg = ctx.dht.clone().unwrap_or_default();
+    cfg.listen = Some(listen);
+    cfg.server = true;
+    let dht = shoal_dht::Dht::start(&cfg).await?;
+    announce(&format!("dht listening on {}", dht.url()));
+    tracing::info!(addr = %dht.local_addr(), bootstrap = ?cfg.bootstrap, public = cfg.public, "dht node started");
+    shutdown_signal().await;
+    tracing::info!(nodes = dht.known_nodes().await, "stopping");
     Ok(())
 }
 

@@ -92,6 +92,15 @@ pub struct Config {
     /// Bearer token for a private tracker.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracker_token: Option<String>,
+    /// Find peers on the local network too (mDNS); off by default.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lan: bool,
+    /// Use the public Mainline DHT; off by default.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dht: bool,
+    /// Nodes of a private DHT to join (`HOST:PORT`); implies a DHT.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dht_bootstrap: Vec<String>,
     /// Name shown to other peers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

@@ -30,6 +30,11 @@ use serde::{Deserialize, Serialize};
 use shoal_core::PeerId;
 use shoal_core::wire::PeerRecord;
 
+use std::sync::Arc;
+
+use crate::directory::Backend;
+pub use crate::directory::Origin;
+use crate::download::{Providers, Sources};
 use crate::error::{NodeError, Result};
 use crate::trackers::Trackers;
 
@@ -44,10 +49,22 @@ const KEEP_SECS: u64 = 30 * 24 * 3600;
 /// Where a listing came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// Fresh from the tracker.
+    /// Fresh from the tracker (and the other sources turned on).
     Tracker,
     /// From the cache, because the tracker failed with this error.
     Cache(String),
+    /// From another source (the DHT, the LAN), by id.
+    Found(Origin),
+}
+
+/// A peer in the directory, with every source that knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listed {
+    /// The peer as the first source listed it.
+    #[serde(flatten)]
+    pub record: PeerRecord,
+    /// Where it was found, in the order the sources were asked.
+    pub sources: Vec<Origin>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -65,6 +82,7 @@ struct Cached {
 /// Finds peers.
 pub struct PeerBook {
     trackers: Trackers,
+    others: Vec<Arc<dyn Backend>>,
     cache_path: PathBuf,
     pins_path: PathBuf,
 }
@@ -81,9 +99,17 @@ impl PeerBook {
     pub fn new(trackers: impl Into<Trackers>, data_dir: &Path) -> Self {
         Self {
             trackers: trackers.into(),
+            others: Vec::new(),
             cache_path: data_dir.join(PEERS_CACHE),
             pins_path: data_dir.join(PINS_FILE),
         }
+    }
+
+    /// The book with another source (the LAN, the DHT), asked after the
+    /// trackers.
+    pub fn with(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.others.push(backend);
+        self
     }
 
     /// The trackers behind this book.
@@ -91,50 +117,116 @@ impl PeerBook {
         &self.trackers
     }
 
-    /// Every peer: live ones from the tracker, or the cached list if the
-    /// tracker cannot be reached.
-    pub async fn list(&self) -> Result<(Vec<PeerRecord>, Source)> {
-        match self.trackers.peers().await {
+    /// Every source a download asks for providers: the trackers, then
+    /// the others.
+    pub fn sources(&self) -> Sources {
+        let mut all: Vec<Arc<dyn Providers>> = vec![Arc::new(self.trackers.clone())];
+        all.extend(self.others.iter().map(|b| b.clone() as Arc<dyn Providers>));
+        Sources::new(all)
+    }
+
+    /// Every peer the sources list: live ones from the tracker and the
+    /// LAN, or, if the tracker cannot be reached, the cached list too.
+    pub async fn list(&self) -> Result<(Vec<Listed>, Source)> {
+        let others = futures_util::future::join_all(self.others.iter().map(|b| async move {
+            match b.peers().await {
+                Ok(peers) => peers,
+                Err(e) => {
+                    tracing::debug!(source = %b.describe(), error = %e, "cannot list peers");
+                    Vec::new()
+                }
+            }
+        }));
+        let (tracked, others) = futures_util::join!(self.trackers.peers(), others);
+        let mut listed: Vec<Listed> = Vec::new();
+        let source = match tracked {
             Ok(peers) => {
-                self.remember(&peers);
-                Ok((peers, Source::Tracker))
+                merge(&mut listed, peers, Origin::Tracker);
+                Source::Tracker
             }
-            Err(e) if e.is_transient() => {
-                let cached = self.load().peers.into_iter().map(|c| c.record).collect();
-                Ok((cached, Source::Cache(e.to_string())))
-            }
-            Err(e) => Err(e),
+            Err(e) if e.is_transient() || !self.others.is_empty() => Source::Cache(e.to_string()),
+            Err(e) => return Err(e),
+        };
+        for (backend, peers) in self.others.iter().zip(others) {
+            merge(&mut listed, peers, backend.origin());
         }
+        let live: Vec<PeerRecord> = listed.iter().map(|l| l.record.clone()).collect();
+        self.remember(&live);
+        if let Source::Cache(_) = source {
+            let cached = self.load().peers.into_iter().map(|c| c.record).collect();
+            merge(&mut listed, cached, Origin::Cache);
+        }
+        Ok((listed, source))
+    }
+
+    /// Where the peer `id` is, from the first source that knows: the
+    /// trackers, the other sources, the cache.
+    pub async fn locate(&self, id: PeerId) -> Option<(PeerRecord, Origin)> {
+        if let Ok(Some(p)) = self.trackers.peer(id).await {
+            return Some((p, Origin::Tracker));
+        }
+        for b in &self.others {
+            if let Ok(Some(p)) = b.peer(id).await {
+                return Some((p, b.origin()));
+            }
+        }
+        self.load()
+            .peers
+            .into_iter()
+            .find(|c| c.record.peer_id == id)
+            .map(|c| (c.record, Origin::Cache))
     }
 
     /// Finds one peer by full id, unique id prefix, or name (see the
-    /// module docs for the rules). Peers the tracker no longer lists are
-    /// looked up in the cache too.
+    /// module docs for the rules). A full id none of the listing sources
+    /// knows is asked of the others (the DHT); peers no source lists now
+    /// are looked up in the cache too.
     pub async fn resolve(&self, query: &str) -> Result<(PeerRecord, Source)> {
-        let (live, source) = self.list().await?;
+        let (listed, source) = self.list().await?;
+        let (live, _): (Vec<Listed>, Vec<Listed>) = listed
+            .into_iter()
+            .partition(|l| l.sources.iter().any(|o| *o != Origin::Cache));
+        let live: Vec<PeerRecord> = live.into_iter().map(|l| l.record).collect();
         let cached: Vec<PeerRecord> = self.load().peers.into_iter().map(|c| c.record).collect();
         let pins = self.load_pins();
-        let found = match pick(&live, query, &pins)? {
-            Some(p) => Some((p, source.clone())),
-            None => pick(&cached, query, &pins)?.map(|p| {
+        let mut found = pick(&live, query, &pins)?.map(|p| (p, source.clone()));
+        if found.is_none()
+            && let Ok(id) = query.parse::<PeerId>()
+        {
+            for b in &self.others {
+                match b.peer(id).await {
+                    Ok(Some(p)) => {
+                        tracing::info!(peer = %id.short(), source = %b.describe(), "found the peer's addresses");
+                        found = Some((p, Source::Found(b.origin())));
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(source = %b.describe(), error = %e, "peer lookup failed")
+                    }
+                }
+            }
+        }
+        if found.is_none() {
+            found = pick(&cached, query, &pins)?.map(|p| {
                 let why = match &source {
                     Source::Cache(e) => e.clone(),
-                    Source::Tracker => "the tracker does not list it now".into(),
+                    _ => "the tracker does not list it now".into(),
                 };
                 (p, Source::Cache(why))
-            }),
-        };
+            });
+        }
         let Some((peer, from)) = found else {
             return Err(NodeError::UnknownPeer {
                 query: shoal_core::text::escape(query).into_owned(),
                 hint: match source {
-                    Source::Tracker => format!(
-                        " to the tracker at {}; run `shoal peers` to see who is online",
-                        self.trackers.describe()
-                    ),
                     Source::Cache(e) => {
                         format!(" (the tracker is unreachable: {e}; and no cached peer matches)")
                     }
+                    _ => format!(
+                        " to the tracker at {}; run `shoal peers` to see who is online",
+                        self.trackers.describe()
+                    ),
                 },
             });
         };
@@ -198,6 +290,20 @@ impl PeerBook {
             &serde_json::to_vec_pretty(&cache).unwrap_or_default(),
         ) {
             tracing::debug!(error = %e, "cannot write peer cache");
+        }
+    }
+}
+
+/// Adds `peers` found by `origin` to `listed`, each peer once.
+fn merge(listed: &mut Vec<Listed>, peers: Vec<PeerRecord>, origin: Origin) {
+    for p in peers {
+        match listed.iter_mut().find(|l| l.record.peer_id == p.peer_id) {
+            Some(l) if !l.sources.contains(&origin) => l.sources.push(origin),
+            Some(_) => {}
+            None => listed.push(Listed {
+                record: p,
+                sources: vec![origin],
+            }),
         }
     }
 }

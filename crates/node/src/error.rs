@@ -73,6 +73,18 @@ pub enum PeerError {
         #[source]
         source: Option<Cause>,
     },
+    /// Nobody proved a key at an address a peer was known by alone (a
+    /// provider the DHT reported).
+    #[error("cannot learn who listens at {addr}: {reason}")]
+    Unidentified {
+        /// The address dialled.
+        addr: String,
+        /// What failed, in a few words.
+        reason: String,
+        /// The transport's error, if there was one.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The peer at the address is not the one asked for.
     #[error(transparent)]
     WrongPeer(#[from] crate::tls::WrongPeer),
@@ -379,7 +391,7 @@ impl HasKind for TrackerError {
 impl HasKind for PeerError {
     fn kind(&self) -> ErrorKind {
         match self {
-            PeerError::Unreachable { .. } => ErrorKind::Network,
+            PeerError::Unreachable { .. } | PeerError::Unidentified { .. } => ErrorKind::Network,
             PeerError::WrongPeer(_) => ErrorKind::Authentication,
             PeerError::Refused { status, .. } => status_kind(*status),
             PeerError::Protocol { .. } => ErrorKind::Protocol,

@@ -52,6 +52,7 @@ pub mod book;
 pub mod compat;
 pub mod db;
 pub mod dial;
+pub mod directory;
 pub mod download;
 mod error;
 pub mod folder;

@@ -48,6 +48,9 @@ pub struct NodeConfig {
     pub inbox: crate::inbox::InboxConfig,
     /// The seed's API on plain HTTP: address and token (see [`crate::compat`]).
     pub compat: Option<(SocketAddr, String)>,
+    /// A DHT to publish this node's addresses on and announce its content
+    /// ids to (`None`: no DHT, no UDP socket).
+    pub dht: Option<shoal_dht::Dht>,
 }
 
 impl NodeConfig {
@@ -65,6 +68,7 @@ impl NodeConfig {
             max_upload_rate: None,
             max_uploads: 16,
             compat: None,
+            dht: None,
         }
     }
 }
@@ -210,6 +214,20 @@ impl Node {
             crate::listening::Listening::new(identity.peer_id(), local_addr, &config.shares);
         if let Err(e) = listening.write(&config.data_dir) {
             tracing::warn!(error = %e, "cannot record where this node listens; `shoal link` will not find it");
+        }
+        if let Some(dht) = config.dht.clone() {
+            tasks.push(tokio::spawn(on_the_dht(
+                dht,
+                identity.clone(),
+                config.name.clone(),
+                listening.addrs.clone(),
+                local_addr.port(),
+                Offers {
+                    index: index.clone(),
+                    partials: partials.clone(),
+                },
+                shutdown.clone(),
+            )));
         }
         let (state_tx, tracker_state) = tokio::sync::watch::channel(TrackerState::None);
         if !config.trackers.is_empty() {
@@ -453,6 +471,84 @@ impl Offers {
         ids.sort_unstable();
         ids.dedup();
         ids
+    }
+}
+
+/// Content ids announced on the DHT at once.
+const DHT_ANNOUNCES_AT_ONCE: usize = 4;
+/// Most content ids announced on the DHT per [`shoal_dht::REPUBLISH_EVERY`]:
+/// a node sharing more announces the first ones (by id) only.
+const DHT_MAX_ANNOUNCED: usize = 2000;
+/// How soon after a change in the shares new content ids are announced.
+const DHT_SETTLE: Duration = Duration::from_secs(2);
+
+/// Publishes this node's addresses on the DHT and announces its content
+/// ids there, again every [`shoal_dht::REPUBLISH_EVERY`] (before the
+/// DHT's nodes forget them), and new ids soon after the shares change;
+/// at most [`DHT_ANNOUNCES_AT_ONCE`] announces run at once.
+async fn on_the_dht(
+    dht: shoal_dht::Dht,
+    identity: Arc<Identity>,
+    name: String,
+    addrs: Vec<String>,
+    port: u16,
+    offers: Offers,
+    shutdown: CancellationToken,
+) {
+    use futures_util::StreamExt;
+    let mut changes = offers.index.subscribe();
+    let mut partial_changes = offers.partials.subscribe();
+    let mut announced: std::collections::HashSet<ContentId> = Default::default();
+    let mut next_republish = tokio::time::Instant::now();
+    let seed = identity.secret_seed();
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= next_republish {
+            let published = tokio::select! {
+                r = dht.publish(&seed, &name, &addrs) => r,
+                () = shutdown.cancelled() => break,
+            };
+            next_republish = match published {
+                Ok(()) => {
+                    tracing::info!(addrs = ?addrs, "published this node's addresses on the DHT");
+                    announced.clear();
+                    now + shoal_dht::REPUBLISH_EVERY
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "publishing this node's addresses on the DHT failed; trying again in a minute");
+                    now + Duration::from_secs(60)
+                }
+            };
+        }
+        let mut ids = offers.content_ids();
+        ids.truncate(DHT_MAX_ANNOUNCED);
+        let fresh: Vec<ContentId> = ids.into_iter().filter(|c| !announced.contains(c)).collect();
+        if !fresh.is_empty() {
+            let done: Vec<ContentId> = futures_util::stream::iter(fresh)
+                .map(|cid| {
+                    let dht = &dht;
+                    async move { dht.announce(&cid, port).await.map(|()| cid) }
+                })
+                .buffer_unordered(DHT_ANNOUNCES_AT_ONCE)
+                .take_until(shutdown.cancelled())
+                .filter_map(|r| async move {
+                    r.map_err(|e| tracing::debug!(error = %e, "announcing on the DHT failed"))
+                        .ok()
+                })
+                .collect()
+                .await;
+            if !done.is_empty() {
+                tracing::debug!(count = done.len(), "announced content on the DHT");
+            }
+            announced.extend(done);
+        }
+        let until = tokio::time::Instant::now() + Duration::from_secs(60);
+        tokio::select! {
+            () = tokio::time::sleep_until(until.min(next_republish)) => {}
+            r = changes.changed() => { if r.is_err() { break; } tokio::time::sleep(DHT_SETTLE).await; }
+            r = partial_changes.changed() => { if r.is_err() { break; } tokio::time::sleep(DHT_SETTLE).await; }
+            () = shutdown.cancelled() => break,
+        }
     }
 }
 

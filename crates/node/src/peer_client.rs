@@ -402,6 +402,43 @@ impl PeerClient {
             })
     }
 
+    /// Who listens at `addr`: the key the peer there proves in a TLS
+    /// handshake (for a provider the DHT knows by address only). Nothing
+    /// is asked of it; the connection is dropped.
+    pub async fn identify(&self, addr: &str) -> Result<PeerId> {
+        let unreachable = |reason: String, source: Option<crate::error::Cause>| {
+            NodeError::Peer(crate::error::PeerError::Unidentified {
+                addr: shoal_core::text::bounded(addr, 100),
+                reason,
+                source,
+            })
+        };
+        let (cfg, seen) = tls::identifying_config(&self.identity)?;
+        let dialer = self
+            .dialer_for(addr)
+            .ok_or_else(|| unreachable("no way to reach this address".into(), None))?;
+        let open = async {
+            let io = dialer.dial(addr).await?;
+            let name = rustls::pki_types::ServerName::try_from(SERVER_NAME)
+                .map_err(std::io::Error::other)?;
+            tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                .connect(name, io)
+                .await
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, open).await {
+            Err(_) => Err(unreachable(
+                format!("no TLS handshake within {}s", CONNECT_TIMEOUT.as_secs()),
+                None,
+            )),
+            Ok(Err(e)) => Err(unreachable(e.to_string(), Some(Box::new(e)))),
+            Ok(Ok(_)) => seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .ok_or_else(|| unreachable("it proved no key".into(), None)),
+        }
+    }
+
     /// Sends `req` on `sender` and waits up to `head` for the answer's head.
     async fn exchange(
         &self,

@@ -205,6 +205,71 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
+/// Where an [`Identifying`] verifier leaves the key the peer presented.
+pub type SeenSlot = Arc<std::sync::Mutex<Option<PeerId>>>;
+
+/// Client side, for a peer known by address only: any Ed25519 key is
+/// taken (its handshake signature still checked) and recorded, so the
+/// caller learns who answers there.
+#[derive(Debug)]
+struct Identifying(SeenSlot);
+
+impl ServerCertVerifier for Identifying {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let id = peer_id_of(end_entity)?;
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        tls12_refused()
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+/// A client configuration that presents `identity` and takes whatever
+/// Ed25519 key the peer proves, leaving it in the returned slot: only for
+/// learning who listens at an address (the learnt id is then pinned).
+pub fn identifying_config(
+    identity: &Identity,
+) -> Result<(rustls::ClientConfig, SeenSlot), TlsSetupError> {
+    let slot = SeenSlot::default();
+    let (cert, key) = certificate(identity)?;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsSetupError(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Identifying(slot.clone())))
+        .with_client_auth_cert(vec![cert], key)
+        .map_err(|e| TlsSetupError(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((cfg, slot))
+}
+
 /// The server configuration of a node: TLS 1.3, client certificate required.
 pub fn server_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
     let (cert, key) = certificate(identity)?;

@@ -744,7 +744,8 @@ async fn peer_rows(
     me: PeerId,
     counts: FileCounts,
 ) -> Result<Vec<PeerRow>, String> {
-    let (peers, _) = book.list().await.map_err(|e| e.to_string())?;
+    let (listed, _) = book.list().await.map_err(|e| e.to_string())?;
+    let peers: Vec<PeerRecord> = listed.into_iter().map(|l| l.record).collect();
     let standings = tokio::task::spawn_blocking(move || reputation.all())
         .await
         .ok()

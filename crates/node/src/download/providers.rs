@@ -29,6 +29,10 @@ pub const FIRST_REFRESHES: [std::time::Duration; 3] = [
     std::time::Duration::from_millis(500),
 ];
 
+/// How much longer the other sources are waited for once one has named
+/// providers.
+pub const SLOW_SOURCE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Something that knows who provides a content.
 pub trait Providers: Send + Sync {
     /// What it is, for logs ("tracker http://…", "lan").
@@ -76,6 +80,15 @@ impl FromLink {
                 expires_in: 0,
             },
         }
+    }
+}
+
+impl FromLink {
+    /// The source of `link`'s content at `addrs`, where its peer is now.
+    pub fn at(link: &shoal_core::Link, addrs: Vec<String>) -> Self {
+        let mut me = Self::new(link);
+        me.peer.addrs = addrs;
+        me
     }
 }
 
@@ -139,22 +152,44 @@ impl Sources {
     }
 
     async fn ask(&self, cid: ContentId, again: bool) -> Result<Vec<PeerRecord>> {
-        let asks = self.0.iter().map(|s| async move {
-            let answer = if again {
-                s.refresh(cid).await
-            } else {
-                s.providers(cid).await
-            };
-            (s, answer)
-        });
-        let answers = futures_util::future::join_all(asks).await;
+        use futures_util::StreamExt;
+        let mut asks: futures_util::stream::FuturesOrdered<_> = self
+            .0
+            .iter()
+            .map(|s| async move {
+                let answer = if again {
+                    s.refresh(cid).await
+                } else {
+                    s.providers(cid).await
+                };
+                (s, answer)
+            })
+            .collect();
         let mut found: Vec<PeerRecord> = Vec::new();
         let mut last = None;
         let mut any = false;
-        for (source, answer) in answers {
+        // Once some source has named providers, the others (a dead
+        // tracker retrying) get only a moment more; the next refresh
+        // asks them again.
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, asks.next()).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        tracing::debug!("some provider sources are slow; going on without them");
+                        break;
+                    }
+                },
+                None => asks.next().await,
+            };
+            let Some((source, answer)) = next else { break };
             match answer {
                 Ok(peers) => {
                     any = true;
+                    if !peers.is_empty() && deadline.is_none() {
+                        deadline = Some(tokio::time::Instant::now() + SLOW_SOURCE_GRACE);
+                    }
                     for p in peers {
                         if !found.iter().any(|q| q.peer_id == p.peer_id) {
                             found.push(p);

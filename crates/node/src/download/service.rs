@@ -765,10 +765,21 @@ pub async fn resolve_file(
             let (providers, mut entry) = match find_content(&direct, client, link.content_id).await
             {
                 Ok(found) => found,
-                Err(e) if sources.is_empty() => return Err(e),
+                Err(e) if sources.is_empty() && book.is_none() => return Err(e),
                 Err(e) => {
                     tracing::info!(error = %e, "the link's provider cannot be had at its addresses; asking the other sources");
-                    let all = sources.clone().and(from_link);
+                    let mut all = sources.clone();
+                    // Where the link's peer is now (it may have moved):
+                    // the DHT or the LAN know by its id.
+                    if let Some(book) = book
+                        && let Some((now, origin)) = book.locate(link.peer).await
+                        && now.addrs != link.addrs
+                    {
+                        tracing::info!(peer = %link.peer.short(), from = %origin, "the link's peer is at other addresses now");
+                        let moved = super::providers::FromLink::at(link, now.addrs);
+                        all = all.and(std::sync::Arc::new(moved));
+                    }
+                    let all = all.and(from_link);
                     find_content(&all, client, link.content_id).await?
                 }
             };
