@@ -41,7 +41,7 @@ pub fn link(ctx: &Context, path: &std::path::Path) -> Result<()> {
 
 fn warn_if_cached(source: &Source) {
     if let Source::Cache(why) = source {
-        tracing::warn!("showing the last known peer list: {why}");
+        tracing::warn!("{why}; showing the last known peers too (and any the LAN or DHT found)");
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::Result;
 use shoal_core::Identity;
 use shoal_core::config::{Config, default_data_dir};
 use shoal_node::book::PeerBook;
-use shoal_node::directory::DhtBackend;
+use shoal_node::directory::{DhtBackend, LanBackend};
 use shoal_node::peer_client::PeerClient;
 use shoal_node::reputation::Reputation;
 use shoal_node::tracker_client::TrackerClient;
@@ -24,12 +24,16 @@ pub struct Context {
     pub tracker_token: Option<String>,
     pub quiet: bool,
     /// Find peers on the LAN too.
-    #[allow(dead_code, reason = "the LAN backend lands next")]
     pub lan: bool,
     /// How to join a DHT, if the user asked for one.
     pub dht: Option<shoal_dht::DhtConfig>,
     dht_node: tokio::sync::OnceCell<shoal_dht::Dht>,
+    lan_node: tokio::sync::OnceCell<Arc<shoal_lan::Lan>>,
 }
+
+/// How long a command with `--lan` listens before it answers: mDNS
+/// responders answer within a few hundred milliseconds.
+const LAN_BROWSE: std::time::Duration = std::time::Duration::from_millis(1500);
 
 impl Context {
     pub fn new(g: &Global) -> Result<Self> {
@@ -66,6 +70,7 @@ impl Context {
             lan: g.lan || config.lan,
             dht,
             dht_node: tokio::sync::OnceCell::new(),
+            lan_node: tokio::sync::OnceCell::new(),
             data_dir,
             config,
             tracker_urls,
@@ -105,11 +110,35 @@ impl Context {
     /// The peer directory: the trackers, and the DHT and the LAN if asked for.
     pub async fn book(&self) -> Result<PeerBook> {
         let mut book = PeerBook::new(self.trackers()?, &self.data_dir);
+        if let Some(lan) = self.lan_node(true).await? {
+            let me = self.identity()?.peer_id();
+            book = book.with(Arc::new(LanBackend::new(lan.clone(), me)));
+        }
         if let Some(dht) = self.dht_node().await? {
             let client = Arc::new(self.peer_client()?);
             book = book.with(Arc::new(DhtBackend::new(dht.clone(), client)));
         }
         Ok(book)
+    }
+
+    /// This command's mDNS listener, started on first use if the user
+    /// asked for the LAN; with `browse`, the first use listens for
+    /// [`LAN_BROWSE`] before it returns, so answers are in.
+    pub async fn lan_node(&self, browse: bool) -> Result<Option<&Arc<shoal_lan::Lan>>> {
+        if !self.lan {
+            return Ok(None);
+        }
+        let lan = self
+            .lan_node
+            .get_or_try_init(|| async {
+                let lan = Arc::new(shoal_lan::Lan::start()?);
+                if browse {
+                    tokio::time::sleep(LAN_BROWSE).await;
+                }
+                Ok::<_, anyhow::Error>(lan)
+            })
+            .await?;
+        Ok(Some(lan))
     }
 
     /// This command's DHT node, joined on first use (a client: it asks,

@@ -121,6 +121,9 @@ async fn run_node(mut cfg: NodeConfig, trackers: Vec<TrackerClient>, ctx: &Ctx) 
     if cfg.shares.is_empty() {
         tracing::warn!("sharing nothing: add --share DIR to offer files");
     }
+    if let Some(lan) = ctx.lan_node(false).await? {
+        cfg.lan = Some(lan.clone());
+    }
     if let Some(dht) = ctx.dht_node().await? {
         announce(&format!("dht listening on {}", dht.url()));
         cfg.dht = Some(dht.clone());

@@ -294,11 +294,14 @@ impl PeerBook {
     }
 }
 
-/// Adds `peers` found by `origin` to `listed`, each peer once.
+/// Adds `peers` found by `origin` to `listed`, each peer once; the cache
+/// adds only peers no live source knows.
 fn merge(listed: &mut Vec<Listed>, peers: Vec<PeerRecord>, origin: Origin) {
     for p in peers {
         match listed.iter_mut().find(|l| l.record.peer_id == p.peer_id) {
-            Some(l) if !l.sources.contains(&origin) => l.sources.push(origin),
+            Some(l) if !l.sources.contains(&origin) && origin != Origin::Cache => {
+                l.sources.push(origin)
+            }
             Some(_) => {}
             None => listed.push(Listed {
                 record: p,

@@ -167,3 +167,56 @@ impl Backend for DhtBackend {
         })
     }
 }
+
+/// The LAN as a source: the peers heard over mDNS. They announce no
+/// content, so each is a candidate provider whose listing tells.
+pub struct LanBackend {
+    lan: Arc<shoal_lan::Lan>,
+    me: PeerId,
+}
+
+impl LanBackend {
+    /// `lan`, leaving out the peer `me`.
+    pub fn new(lan: Arc<shoal_lan::Lan>, me: PeerId) -> Self {
+        Self { lan, me }
+    }
+
+    fn records(&self) -> Vec<PeerRecord> {
+        self.lan
+            .peers()
+            .into_iter()
+            .filter(|p| p.peer_id != self.me)
+            .map(|p| PeerRecord {
+                peer_id: p.peer_id,
+                name: p.name,
+                addrs: p.addrs.iter().map(ToString::to_string).collect(),
+                expires_in: shoal_lan::LIFETIME.as_secs(),
+            })
+            .collect()
+    }
+}
+
+impl Providers for LanBackend {
+    fn describe(&self) -> String {
+        "lan".into()
+    }
+
+    fn providers(&self, _cid: ContentId) -> BoxFuture<'_, Result<Vec<PeerRecord>>> {
+        Box::pin(std::future::ready(Ok(self.records())))
+    }
+}
+
+impl Backend for LanBackend {
+    fn origin(&self) -> Origin {
+        Origin::Lan
+    }
+
+    fn peers(&self) -> BoxFuture<'_, Result<Vec<PeerRecord>>> {
+        Box::pin(std::future::ready(Ok(self.records())))
+    }
+
+    fn peer(&self, id: PeerId) -> BoxFuture<'_, Result<Option<PeerRecord>>> {
+        let found = self.records().into_iter().find(|p| p.peer_id == id);
+        Box::pin(std::future::ready(Ok(found)))
+    }
+}

@@ -51,6 +51,8 @@ pub struct NodeConfig {
     /// A DHT to publish this node's addresses on and announce its content
     /// ids to (`None`: no DHT, no UDP socket).
     pub dht: Option<shoal_dht::Dht>,
+    /// The LAN to announce this node on (`None`: no mDNS, no multicast).
+    pub lan: Option<Arc<shoal_lan::Lan>>,
 }
 
 impl NodeConfig {
@@ -69,6 +71,7 @@ impl NodeConfig {
             max_uploads: 16,
             compat: None,
             dht: None,
+            lan: None,
         }
     }
 }
@@ -214,6 +217,17 @@ impl Node {
             crate::listening::Listening::new(identity.peer_id(), local_addr, &config.shares);
         if let Err(e) = listening.write(&config.data_dir) {
             tracing::warn!(error = %e, "cannot record where this node listens; `shoal link` will not find it");
+        }
+        if let Some(lan) = &config.lan {
+            if local_addr.ip().is_loopback() {
+                tracing::warn!(
+                    "announcing on the LAN a node that listens on loopback only: others will not reach it; listen on 0.0.0.0 or a LAN address"
+                );
+            }
+            match lan.announce(&identity.peer_id(), &config.name, local_addr.port()) {
+                Ok(()) => tracing::info!("announced on the LAN (mDNS)"),
+                Err(e) => tracing::warn!(error = %e, "cannot announce on the LAN"),
+            }
         }
         if let Some(dht) = config.dht.clone() {
             tasks.push(tokio::spawn(on_the_dht(

@@ -40,7 +40,17 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(BIN);
+        Self::spawn_cmd(Command::new(BIN), args, envs)
+    }
+
+    /// [`Proc::spawn`] inside the network namespace `ns`.
+    pub fn spawn_in(ns: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, BIN]);
+        Self::spawn_cmd(cmd, args, envs)
+    }
+
+    fn spawn_cmd(mut cmd: Command, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         cmd.args(args)
             .env_remove("SHOAL_TRACKER")
             .env_remove("SHOAL_DATA_DIR")
