@@ -675,6 +675,32 @@ fn every_dialog_cancels_and_bad_input_changes_nothing() {
     assert_eq!(saved.max_download_rate, Some(3 * 1024 * 1024));
     assert_eq!(saved.accept_from, ["any"]);
     assert_eq!(saved.tracker.as_deref(), Some(net.url().as_str()));
+    assert!(
+        !saved.lan && !saved.dht,
+        "discovery beyond the tracker is opt-in"
+    );
+
+    // A private DHT (one node on 127.0.0.1; the LAN and the public DHT
+    // stay off here): saved, and the app joins it.
+    let first = net
+        .rt
+        .block_on(shoal_dht::Dht::start(&shoal_dht::DhtConfig {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            server: true,
+            ..Default::default()
+        }))
+        .unwrap();
+    let boot = first.local_addr().to_string();
+    app.type_into("Private DHT nodes, HOST:PORT (one per line)", &boot);
+    app.click("Save settings");
+    app.wait("the app on the DHT", |h| {
+        h.state()
+            .feed()
+            .with_lines(|l| l.iter().any(|x| x.text.contains("on the DHT at udp://")))
+    });
+    let saved = Config::load(&app.data).unwrap();
+    assert_eq!(saved.dht_bootstrap, [boot]);
+    assert!(!saved.lan && !saved.dht);
 }
 
 #[test]

@@ -16,6 +16,9 @@ pub(super) struct SettingsForm {
     pub(super) upload: String,
     pub(super) download: String,
     pub(super) inbox_size: String,
+    pub(super) lan: bool,
+    pub(super) dht: bool,
+    pub(super) dht_bootstrap: String,
     pub(super) error: Option<String>,
 }
 
@@ -49,6 +52,9 @@ impl SettingsForm {
             upload: rate(c.max_upload_rate),
             download: rate(c.max_download_rate),
             inbox_size: rate(c.max_inbox_size),
+            lan: c.lan,
+            dht: c.dht,
+            dht_bootstrap: c.dht_bootstrap.join("\n"),
             error: None,
         }
     }
@@ -98,6 +104,25 @@ impl SettingsForm {
         c.max_upload_rate = rate(&self.upload, "upload limit")?;
         c.max_download_rate = rate(&self.download, "download limit")?;
         c.max_inbox_size = rate(&self.inbox_size, "inbox size limit")?;
+        c.lan = self.lan;
+        c.dht = self.dht;
+        c.dht_bootstrap = self
+            .dht_bootstrap
+            .split(|ch: char| ch.is_whitespace() || ch == ',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for node in &c.dht_bootstrap {
+            let port = node
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok());
+            if port.is_none_or(|p| p == 0) {
+                return Err(format!(
+                    "private DHT node `{}`: give it as HOST:PORT",
+                    shoal_core::text::bounded(node, 60)
+                ));
+            }
+        }
         Ok(c)
     }
 }
@@ -116,6 +141,24 @@ impl ShoalApp {
         );
         let s = &mut self.settings;
         let mut pick = None;
+        // Save and its verdict stay in sight however long the form grows.
+        ui.horizontal(|ui| {
+            if ui.button(accent("Save settings", theme::GREEN)).clicked() {
+                match s.to_config(&self.config) {
+                    Ok(c) => {
+                        s.error = None;
+                        self.backend.send(Command::Save(Box::new(c)));
+                    }
+                    Err(e) => s.error = Some(e),
+                }
+            }
+            if ui.button("Revert").clicked() {
+                *s = SettingsForm::from_config(&self.config, &self.data_dir);
+            }
+        });
+        if let Some(e) = &s.error {
+            ui.label(RichText::new(e).color(theme::RED));
+        }
         ScrollArea::vertical().id_salt("settings").show(ui, |ui| {
             egui::Grid::new("settings-grid")
                 .num_columns(2)
@@ -190,24 +233,26 @@ impl ShoalApp {
                         &mut s.inbox_size,
                     );
                     ui.end_row();
+                    ui.label("Find peers beyond the tracker");
+                    ui.vertical(|ui| {
+                        ui.checkbox(&mut s.lan, "On the local network (mDNS multicast)");
+                        ui.checkbox(
+                            &mut s.dht,
+                            "On the public Mainline DHT (UDP to nodes worldwide)",
+                        );
+                        let l = ui.label(
+                            RichText::new("Private DHT nodes, HOST:PORT (one per line)")
+                                .color(theme::MUTED),
+                        );
+                        ui.add(
+                            TextEdit::multiline(&mut s.dht_bootstrap)
+                                .desired_rows(2)
+                                .desired_width(420.0),
+                        )
+                        .labelled_by(l.id);
+                    });
+                    ui.end_row();
                 });
-            if let Some(e) = &s.error {
-                ui.label(RichText::new(e).color(theme::RED));
-            }
-            ui.horizontal(|ui| {
-                if ui.button(accent("Save settings", theme::GREEN)).clicked() {
-                    match s.to_config(&self.config) {
-                        Ok(c) => {
-                            s.error = None;
-                            self.backend.send(Command::Save(Box::new(c)));
-                        }
-                        Err(e) => s.error = Some(e),
-                    }
-                }
-                if ui.button("Revert").clicked() {
-                    *s = SettingsForm::from_config(&self.config, &self.data_dir);
-                }
-            });
         });
         if let Some(p) = pick {
             self.open_picker(p);
@@ -243,6 +288,15 @@ mod tests {
         let mut bad = form.clone();
         bad.upload = "fast".into();
         assert!(bad.to_config(&c).unwrap_err().contains("upload limit"));
+        let mut on = form.clone();
+        on.lan = true;
+        on.dht_bootstrap = "127.0.0.1:6881\n10.0.0.2:7000".into();
+        let back = on.to_config(&c).unwrap();
+        assert!(back.lan && !back.dht);
+        assert_eq!(back.dht_bootstrap, ["127.0.0.1:6881", "10.0.0.2:7000"]);
+        let mut bad = form.clone();
+        bad.dht_bootstrap = "no-port".into();
+        assert!(bad.to_config(&c).unwrap_err().contains("HOST:PORT"));
         let mut bad = form.clone();
         bad.accept_any = false;
         bad.accept = "not-an-id".into();

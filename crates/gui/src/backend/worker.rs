@@ -3,6 +3,7 @@
 
 use super::jobs::{JobCtx, open_with_passphrase, share_file};
 use super::*;
+use shoal_node::directory::{Backend, DhtBackend, LanBackend};
 
 /// Registration lifetime the app asks for: heartbeats every 5 s, so the
 /// header follows the tracker closely.
@@ -75,6 +76,38 @@ pub(super) struct Core {
     commands: mpsc::UnboundedSender<Command>,
     refreshing: Arc<AtomicBool>,
     counts: FileCounts,
+    /// The LAN and the DHT, when the settings turn them on.
+    reach: Reach,
+}
+
+/// The discovery the settings turn on beyond the tracker, and the
+/// settings it was started for.
+#[derive(Default)]
+struct Reach {
+    lan: Option<Arc<shoal_lan::Lan>>,
+    dht: Option<shoal_dht::Dht>,
+    started_for: Option<(bool, bool, Vec<String>)>,
+}
+
+impl Reach {
+    /// The directory sources beyond the tracker.
+    fn backends(&self, client: &Arc<PeerClient>, me: PeerId) -> Vec<Arc<dyn Backend>> {
+        let mut all: Vec<Arc<dyn Backend>> = Vec::new();
+        if let Some(lan) = &self.lan {
+            all.push(Arc::new(LanBackend::new(lan.clone(), me)));
+        }
+        if let Some(dht) = &self.dht {
+            all.push(Arc::new(DhtBackend::new(dht.clone(), client.clone())));
+        }
+        all
+    }
+}
+
+/// A book of `tracker` and `backends`.
+fn book_of(tracker: TrackerClient, backends: &[Arc<dyn Backend>], data_dir: &Path) -> PeerBook {
+    backends
+        .iter()
+        .fold(PeerBook::new(tracker, data_dir), |b, x| b.with(x.clone()))
 }
 
 /// Who a download left from an earlier session comes from.
@@ -90,7 +123,7 @@ impl Core {
         commands: mpsc::UnboundedSender<Command>,
     ) -> Self {
         let client = Arc::new(new_client(&identity, &config));
-        let downloads = new_downloads(&data_dir, &config, client.clone(), None);
+        let downloads = new_downloads(&data_dir, &config, client.clone(), None, &[]);
         Core {
             client,
             downloads,
@@ -106,10 +139,58 @@ impl Core {
             commands,
             refreshing: Arc::new(AtomicBool::new(false)),
             counts: FileCounts::default(),
+            reach: Reach::default(),
         }
     }
 
+    /// Starts (or stops) the LAN and the DHT as the settings say; nothing
+    /// is sent anywhere while both are off.
+    async fn ensure_reach(&mut self) {
+        let want = (
+            self.config.lan,
+            self.config.dht,
+            self.config.dht_bootstrap.clone(),
+        );
+        if self.reach.started_for.as_ref() == Some(&want) {
+            return;
+        }
+        self.reach = Reach::default();
+        if want.0 {
+            match shoal_lan::Lan::start() {
+                Ok(lan) => {
+                    self.feed
+                        .log(Level::Info, "finding peers on the local network (mDNS)");
+                    self.reach.lan = Some(Arc::new(lan));
+                }
+                Err(e) => self.feed.log(Level::Warning, format!("{e}")),
+            }
+        }
+        if want.1 || !want.2.is_empty() {
+            let cfg = shoal_dht::DhtConfig {
+                listen: None,
+                bootstrap: want.2.clone(),
+                public: want.1,
+                server: false,
+            };
+            match shoal_dht::Dht::start(&cfg).await {
+                Ok(dht) => {
+                    self.feed
+                        .log(Level::Info, format!("on the DHT at {}", dht.url()));
+                    self.reach.dht = Some(dht);
+                }
+                Err(e) => self.feed.log(Level::Warning, format!("{e}")),
+            }
+        }
+        self.reach.started_for = Some(want);
+        self.renew_downloads();
+    }
+
+    fn backends(&self) -> Vec<Arc<dyn Backend>> {
+        self.reach.backends(&self.client, self.identity.peer_id())
+    }
+
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        self.ensure_reach().await;
         self.restore();
         while let Some(c) = rx.recv().await {
             self.handle(c).await;
@@ -276,6 +357,8 @@ impl Core {
             Ok(mut c) => {
                 c.trackers = vec![tracker];
                 c.ttl = TTL;
+                c.lan = self.reach.lan.clone();
+                c.dht = self.reach.dht.clone();
                 c
             }
             Err(e) => return self.start_failed(format!("{e}; fix it in Settings")),
@@ -346,6 +429,7 @@ impl Core {
             &self.config,
             self.client.clone(),
             self.node.as_ref(),
+            &self.backends(),
         );
     }
 
@@ -376,7 +460,7 @@ impl Core {
                 return self.feed.log(Level::Error, e);
             }
         };
-        let book = PeerBook::new(tracker, &self.data_dir);
+        let book = book_of(tracker, &self.backends(), &self.data_dir);
         let client = self.client();
         let reputation = Reputation::new(&self.data_dir, self.config.reputation);
         let me = self.identity.peer_id();
@@ -623,6 +707,7 @@ impl Core {
                 self.client = Arc::new(new_client(&self.identity, &config));
                 self.config = config.clone();
                 self.renew_downloads();
+                self.ensure_reach().await;
                 self.sink.send(Event::Saved(Box::new(config)));
                 if self.node.is_some() {
                     self.stop().await;
@@ -644,6 +729,7 @@ fn new_downloads(
     config: &Config,
     client: Arc<PeerClient>,
     node: Option<&Node>,
+    backends: &[Arc<dyn Backend>],
 ) -> Downloads {
     let tracker = TrackerClient::new(
         &config.tracker_url(),
@@ -651,12 +737,12 @@ fn new_downloads(
         config.retry,
     )
     .ok();
+    let book = tracker.map(|t| book_of(t, backends, data_dir));
     let swarm = Swarm {
-        sources: tracker.clone().map_or_else(Sources::none, Sources::of),
+        sources: book.as_ref().map_or_else(Sources::none, PeerBook::sources),
         partials: node.map(|n| n.partials().clone()),
         reputation: Some(Reputation::new(data_dir, config.reputation)),
     };
-    let book = tracker.map(|t| PeerBook::new(t, data_dir));
     Downloads::new(client, book, swarm)
 }
 
