@@ -134,6 +134,30 @@ fn with_the_tracker_dead_the_dht_finds_providers_and_peers() {
     ));
     assert_eq!(names(&serde_json::from_str(&out).unwrap()), ["file3.bin"]);
 
+    // An item signed by mallory's own key that points at n3's address:
+    // whoever answers there must prove mallory's key, and n3 cannot.
+    let mallory = shoal_core::Identity::from_seed([66; 32]);
+    let n3_addr = format!("127.0.0.1:{}", nodes[3].port());
+    w.0.block_on(w.1.publish(&mallory.secret_seed(), "mallory", &[n3_addr]))
+        .unwrap();
+    let r = shoal(
+        &tmp.path().join("fresh-mallory"),
+        &t.url,
+        &[
+            "--dht-bootstrap",
+            boot,
+            "ls",
+            &mallory.peer_id().to_string(),
+        ],
+    );
+    assert!(!r.status.success());
+    assert!(r.stdout.is_empty(), "no listing from the wrong peer");
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("refusing"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+
     // Without the DHT, neither is found.
     let fresh = tmp.path().join("no-dht");
     let r = shoal(&fresh, &t.url, &["ls", &nodes[3].id]);

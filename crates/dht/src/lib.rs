@@ -40,6 +40,9 @@ pub const MAX_VALUE: usize = 1000;
 pub const MAX_ADDRS: usize = 8;
 /// Most providers one lookup returns.
 pub const MAX_PROVIDERS: usize = 64;
+/// Once a lookup has an answer, how much longer it waits for more (the
+/// rest of an iterative lookup mostly waits out nodes that do not answer).
+pub const ANSWER_GRACE: Duration = Duration::from_millis(300);
 /// How long a lookup may take at most.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// An address item older than this is taken to be from a peer that left
@@ -211,17 +214,28 @@ impl Dht {
             .map_err(|e| DhtError::Put(e.to_string()))
     }
 
-    /// The addresses `peer` published, if the DHT has a fresh item.
+    /// The addresses `peer` published, if the DHT has a fresh item: the
+    /// newest found within [`ANSWER_GRACE`] of the first, or by the end
+    /// of the lookup.
     pub async fn resolve(&self, peer: &PeerId) -> Option<Found> {
-        let lookup = self
+        let mut items = self
             .dht
-            .get_mutable_most_recent(peer.as_bytes(), Some(ADDRS_SALT));
-        let item = tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await.ok()??;
-        let found = decode(peer, item.value(), item.seq());
-        if found.is_none() {
-            tracing::debug!(peer = %peer.short(), "the DHT holds an address item for this peer that is garbled or stale");
+            .get_mutable(peer.as_bytes(), Some(ADDRS_SALT), None);
+        let mut deadline = tokio::time::Instant::now() + LOOKUP_TIMEOUT;
+        let mut best: Option<(i64, Found)> = None;
+        while let Ok(Some(item)) = tokio::time::timeout_at(deadline, items.next()).await {
+            let Some(found) = decode(peer, item.value(), item.seq()) else {
+                tracing::debug!(peer = %peer.short(), "the DHT holds an address item for this peer that is garbled or stale");
+                continue;
+            };
+            if best.is_none() {
+                deadline = deadline.min(tokio::time::Instant::now() + ANSWER_GRACE);
+            }
+            if best.as_ref().is_none_or(|(seq, _)| item.seq() > *seq) {
+                best = Some((item.seq(), found));
+            }
         }
-        found
+        best.map(|(_, f)| f)
     }
 
     /// Announces that the node listening on `port` (at the address the
@@ -235,12 +249,17 @@ impl Dht {
     }
 
     /// The addresses announced as providers of `cid`, at most
-    /// [`MAX_PROVIDERS`], within [`LOOKUP_TIMEOUT`].
+    /// [`MAX_PROVIDERS`]: those that arrive within [`ANSWER_GRACE`] of the
+    /// first, or by the end of the lookup (at most [`LOOKUP_TIMEOUT`]).
     pub async fn providers(&self, cid: &ContentId) -> Vec<SocketAddr> {
         let mut found: Vec<SocketAddr> = Vec::new();
         let mut stream = self.dht.get_peers(info_hash(cid));
         let deadline = tokio::time::Instant::now() + LOOKUP_TIMEOUT;
+        let mut deadline = deadline;
         while let Ok(Some(batch)) = tokio::time::timeout_at(deadline, stream.next()).await {
+            if found.is_empty() && !batch.is_empty() {
+                deadline = deadline.min(tokio::time::Instant::now() + ANSWER_GRACE);
+            }
             for a in batch {
                 let a = SocketAddr::V4(a);
                 if a.port() != 0 && !a.ip().is_unspecified() && !found.contains(&a) {
@@ -437,6 +456,34 @@ mod tests {
             b.resolve(&Identity::from_seed([8; 32]).peer_id())
                 .await
                 .is_none()
+        );
+
+        // Forged items are refused by the nodes that would store them: one
+        // under alice's key signed by someone else, newer than hers.
+        let value = encode("alice", &["10.6.6.6:1".into()]).unwrap();
+        let mallory = mainline::SigningKey::from_bytes(&[9; 32]);
+        let signable =
+            mainline::MutableItem::new(mallory, &value, now_millis() + 10_000, Some(ADDRS_SALT));
+        let forged = MutableItem::new_signed_unchecked(
+            id.peer_id().as_bytes().to_owned(),
+            *signable.signature(),
+            &value,
+            signable.seq(),
+            Some(ADDRS_SALT),
+        );
+        let _ = a.dht.put_mutable(forged, None).await;
+        let garbage = MutableItem::new_signed_unchecked(
+            id.peer_id().as_bytes().to_owned(),
+            [7; 64],
+            &value,
+            now_millis() + 20_000,
+            Some(ADDRS_SALT),
+        );
+        let _ = a.dht.put_mutable(garbage, None).await;
+        assert_eq!(
+            b.resolve(&id.peer_id()).await.unwrap().addrs,
+            ["127.0.0.1:4001"],
+            "only alice's own item counts"
         );
 
         let cid = ContentId::from_bytes([5; 32]);

@@ -92,12 +92,24 @@ const IDENTIFY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20
 pub struct DhtBackend {
     dht: shoal_dht::Dht,
     client: Arc<PeerClient>,
+    /// The last providers found per content, so a download's refreshes
+    /// do not look up the DHT more than once per [`DHT_LOOKUP_EVERY`].
+    recent: std::sync::Mutex<Vec<(ContentId, std::time::Instant, Vec<PeerRecord>)>>,
 }
+
+/// How often the DHT is asked for the providers of one content at most.
+pub const DHT_LOOKUP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// Contents whose providers are remembered.
+const DHT_REMEMBERED: usize = 64;
 
 impl DhtBackend {
     /// `dht`, dialling providers with `client`.
     pub fn new(dht: shoal_dht::Dht, client: Arc<PeerClient>) -> Self {
-        Self { dht, client }
+        Self {
+            dht,
+            client,
+            recent: Default::default(),
+        }
     }
 
     /// The DHT node behind it.
@@ -106,8 +118,35 @@ impl DhtBackend {
     }
 
     async fn find(&self, cid: ContentId) -> Result<Vec<PeerRecord>> {
+        let remembered = {
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent
+                .iter()
+                .find(|(c, at, _)| *c == cid && at.elapsed() < DHT_LOOKUP_EVERY)
+                .map(|(_, _, found)| found.clone())
+        };
+        if let Some(found) = remembered {
+            return Ok(found);
+        }
+        let found = self.look_up(cid).await?;
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.retain(|(c, at, _)| *c != cid && at.elapsed() < DHT_LOOKUP_EVERY);
+        if recent.len() >= DHT_REMEMBERED {
+            recent.remove(0);
+        }
+        recent.push((cid, std::time::Instant::now(), found.clone()));
+        Ok(found)
+    }
+
+    async fn look_up(&self, cid: ContentId) -> Result<Vec<PeerRecord>> {
         use futures_util::StreamExt;
+        let started = std::time::Instant::now();
         let addrs = self.dht.providers(&cid).await;
+        tracing::debug!(
+            found = addrs.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "providers from the DHT"
+        );
         let me = self.client.peer_id();
         let asks = addrs.into_iter().map(|a| async move {
             let addr = a.to_string();

@@ -153,7 +153,7 @@ impl Sources {
 
     async fn ask(&self, cid: ContentId, again: bool) -> Result<Vec<PeerRecord>> {
         use futures_util::StreamExt;
-        let mut asks: futures_util::stream::FuturesOrdered<_> = self
+        let mut asks: futures_util::stream::FuturesUnordered<_> = self
             .0
             .iter()
             .map(|s| async move {
