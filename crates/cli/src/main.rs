@@ -22,9 +22,13 @@ fn main() -> ExitCode {
     let mut cli = Cli::parse();
     // clap keeps only the subcommand's occurrences of a global flag given
     // on both sides (`shoal --tracker A node --tracker B`); every one counts.
-    let given = tracker_flags(std::env::args_os().skip(1));
+    let given = repeated_flag("--tracker", std::env::args_os().skip(1));
     if given.len() > cli.global.tracker.len() {
         cli.global.tracker = given;
+    }
+    let given = repeated_flag("--dht-bootstrap", std::env::args_os().skip(1));
+    if given.len() > cli.global.dht_bootstrap.len() {
+        cli.global.dht_bootstrap = given;
     }
     let detail = cli.global.verbose > 0;
     // Caps on connections, not the kernel's default of 1024 files, decide
@@ -203,18 +207,20 @@ fn kind_of(e: &anyhow::Error) -> ErrorKind {
     ErrorKind::Internal
 }
 
-/// Every `--tracker URL` and `--tracker=URL` on the command line, in
-/// order (up to a `--`), split at commas as clap does.
-fn tracker_flags(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<String> {
+/// Every `FLAG VALUE` and `FLAG=VALUE` (`--tracker`, `--dht-bootstrap`)
+/// on the command line, in order (up to a `--`), split at commas as clap
+/// does.
+fn repeated_flag(flag: &str, args: impl Iterator<Item = std::ffi::OsString>) -> Vec<String> {
     let mut out = Vec::new();
     let mut args = args.map(|a| a.to_string_lossy().into_owned());
+    let with_value = format!("{flag}=");
     while let Some(a) = args.next() {
         let value = if a == "--" {
             break;
-        } else if a == "--tracker" {
+        } else if a == flag {
             args.next()
         } else {
-            a.strip_prefix("--tracker=").map(str::to_owned)
+            a.strip_prefix(&with_value).map(str::to_owned)
         };
         if let Some(v) = value {
             out.extend(v.split(',').filter(|u| !u.is_empty()).map(str::to_owned));
@@ -370,7 +376,8 @@ mod tests {
     fn every_tracker_flag_counts_wherever_it_is() {
         let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
         assert_eq!(
-            tracker_flags(
+            repeated_flag(
+                "--tracker",
                 args(&[
                     "--tracker",
                     "http://a",
@@ -384,8 +391,18 @@ mod tests {
             ["http://a", "http://b", "http://c"]
         );
         assert_eq!(
-            tracker_flags(args(&["get", "--", "--tracker", "x"]).into_iter()),
+            repeated_flag(
+                "--tracker",
+                args(&["get", "--", "--tracker", "x"]).into_iter()
+            ),
             Vec::<String>::new()
+        );
+        assert_eq!(
+            repeated_flag(
+                "--dht-bootstrap",
+                args(&["--dht-bootstrap", "a:1", "dht", "--dht-bootstrap=b:2"]).into_iter()
+            ),
+            ["a:1", "b:2"]
         );
     }
 
