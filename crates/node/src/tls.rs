@@ -153,68 +153,18 @@ impl ClientCertVerifier for AnyPeer {
 /// can tell "wrong peer" apart from other connection errors.
 pub type MismatchSlot = Arc<std::sync::Mutex<Option<WrongPeer>>>;
 
-/// Client side: exactly one PeerId is acceptable.
-#[derive(Debug)]
-struct Pinned(PeerId, MismatchSlot);
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let found = peer_id_of(end_entity)
-            .map_or_else(|_| "not an Ed25519 key".to_owned(), |p| p.to_string());
-        if found == self.0.to_string() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            let wrong = WrongPeer {
-                expected: self.0,
-                found,
-            };
-            let err =
-                rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure);
-            *self.1.lock().unwrap_or_else(|p| p.into_inner()) = Some(wrong);
-            Err(err)
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        tls12_refused()
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
-    }
+/// What a client accepts of the key a server presents.
+trait ServerKey: std::fmt::Debug + Send + Sync {
+    /// Whether the certificate's key will do.
+    fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error>;
 }
 
-/// Where an [`Identifying`] verifier leaves the key the peer presented.
-pub type SeenSlot = Arc<std::sync::Mutex<Option<PeerId>>>;
-
-/// Client side, for a peer known by address only: any Ed25519 key is
-/// taken (its handshake signature still checked) and recorded, so the
-/// caller learns who answers there.
+/// A client verifier: the key decides ([`ServerKey`]), TLS 1.3 and
+/// Ed25519 only, the handshake signature always checked.
 #[derive(Debug)]
-struct Identifying(SeenSlot);
+struct ByKey<K>(K);
 
-impl ServerCertVerifier for Identifying {
+impl<K: ServerKey> ServerCertVerifier for ByKey<K> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -223,8 +173,7 @@ impl ServerCertVerifier for Identifying {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let id = peer_id_of(end_entity)?;
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+        self.0.check(end_entity)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -251,6 +200,63 @@ impl ServerCertVerifier for Identifying {
     }
 }
 
+/// Client side: exactly one PeerId is acceptable.
+#[derive(Debug)]
+struct Pinned(PeerId, MismatchSlot);
+
+impl ServerKey for Pinned {
+    fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let found =
+            peer_id_of(cert).map_or_else(|_| "not an Ed25519 key".to_owned(), |p| p.to_string());
+        if found == self.0.to_string() {
+            return Ok(());
+        }
+        let wrong = WrongPeer {
+            expected: self.0,
+            found,
+        };
+        *self.1.lock().unwrap_or_else(|p| p.into_inner()) = Some(wrong);
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::ApplicationVerificationFailure,
+        ))
+    }
+}
+
+/// Where an [`Identifying`] verifier leaves the key the peer presented.
+pub type SeenSlot = Arc<std::sync::Mutex<Option<PeerId>>>;
+
+/// Client side, for a peer known by address only: any Ed25519 key is
+/// taken (its handshake signature still checked) and recorded, so the
+/// caller learns who answers there.
+#[derive(Debug)]
+struct Identifying(SeenSlot);
+
+impl ServerKey for Identifying {
+    fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let id = peer_id_of(cert)?;
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+        Ok(())
+    }
+}
+
+/// A client configuration that presents `identity` and accepts the
+/// server's key as `key` says.
+fn client_with(
+    identity: &Identity,
+    key: impl ServerKey + 'static,
+) -> Result<rustls::ClientConfig, TlsSetupError> {
+    let (cert, private) = certificate(identity)?;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsSetupError(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ByKey(key)))
+        .with_client_auth_cert(vec![cert], private)
+        .map_err(|e| TlsSetupError(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
 /// A client configuration that presents `identity` and takes whatever
 /// Ed25519 key the peer proves, leaving it in the returned slot: only for
 /// learning who listens at an address (the learnt id is then pinned).
@@ -258,16 +264,7 @@ pub fn identifying_config(
     identity: &Identity,
 ) -> Result<(rustls::ClientConfig, SeenSlot), TlsSetupError> {
     let slot = SeenSlot::default();
-    let (cert, key) = certificate(identity)?;
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TlsSetupError(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Identifying(slot.clone())))
-        .with_client_auth_cert(vec![cert], key)
-        .map_err(|e| TlsSetupError(e.to_string()))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((cfg, slot))
+    Ok((client_with(identity, Identifying(slot.clone()))?, slot))
 }
 
 /// The server configuration of a node: TLS 1.3, client certificate required.
@@ -290,16 +287,7 @@ pub fn client_config(
     peer: PeerId,
 ) -> Result<(rustls::ClientConfig, MismatchSlot), TlsSetupError> {
     let slot = MismatchSlot::default();
-    let (cert, key) = certificate(identity)?;
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TlsSetupError(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned(peer, slot.clone())))
-        .with_client_auth_cert(vec![cert], key)
-        .map_err(|e| TlsSetupError(e.to_string()))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((cfg, slot))
+    Ok((client_with(identity, Pinned(peer, slot.clone()))?, slot))
 }
 
 #[cfg(test)]
