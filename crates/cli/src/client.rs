@@ -99,7 +99,12 @@ pub async fn peers(ctx: &Context, json: bool) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     if peers.is_empty() {
-        writeln!(out, "no peers online (tracker {})", ctx.tracker_list())?;
+        let lan = if ctx.lan {
+            "; nobody answered on the LAN"
+        } else {
+            ""
+        };
+        writeln!(out, "no peers online (tracker {}{lan})", ctx.tracker_list())?;
         return Ok(());
     }
     let w = peers

@@ -159,15 +159,19 @@ impl PeerBook {
         Ok((listed, source))
     }
 
-    /// Where the peer `id` is, from the first source that knows: the
-    /// trackers, the other sources, the cache.
+    /// Where the peer `id` is: the first answer of the sources asked at
+    /// once (the trackers and the others: a dead tracker's retries do not
+    /// hold up the DHT), else the cache.
     pub async fn locate(&self, id: PeerId) -> Option<(PeerRecord, Origin)> {
-        if let Ok(Some(p)) = self.trackers.peer(id).await {
-            return Some((p, Origin::Tracker));
-        }
-        for b in &self.others {
-            if let Ok(Some(p)) = b.peer(id).await {
-                return Some((p, b.origin()));
+        use futures_util::StreamExt;
+        let all = std::iter::once(&self.trackers as &dyn Backend)
+            .chain(self.others.iter().map(|b| b.as_ref()));
+        let mut asks: futures_util::stream::FuturesUnordered<_> = all
+            .map(|b| async move { (b.origin(), b.peer(id).await) })
+            .collect();
+        while let Some((origin, answer)) = asks.next().await {
+            if let Ok(Some(p)) = answer {
+                return Some((p, origin));
             }
         }
         self.load()
