@@ -303,6 +303,22 @@ fn shown(text: &str) -> String {
 /// without knowing the flags.
 fn flag_hint(e: &anyhow::Error) -> Option<&'static str> {
     use shoal_node::NodeError;
+    if let Some(d) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<shoal_dht::DhtError>())
+    {
+        return Some(match d {
+            shoal_dht::DhtError::Bind { .. } | shoal_dht::DhtError::NotIpv4(_) => {
+                "choose another UDP address with --listen (port 0 picks a free one), or stop what listens there"
+            }
+            _ => {
+                "check the --dht-bootstrap addresses (or dht_bootstrap in config.toml), or run without a DHT"
+            }
+        });
+    }
+    if e.chain().any(|c| c.is::<shoal_lan::LanError>()) {
+        return Some("run without --lan (and lan = false in config.toml)");
+    }
     let node = e.chain().find_map(|c| {
         c.downcast_ref::<NodeError>()
             .or_else(|| c.downcast_ref::<std::sync::Arc<NodeError>>().map(|a| &**a))

@@ -197,15 +197,16 @@ impl Dht {
         let key = mainline::SigningKey::from_bytes(seed);
         let value = encode(name, addrs)?;
         let public = key.verifying_key().to_bytes();
+        // The whole lookup, not the first answers: a put of a target whose
+        // get is still under way in mainline does not store.
         let previous = self
             .dht
             .get_mutable_most_recent(&public, Some(ADDRS_SALT))
-            .await;
-        let mut seq = now_millis();
-        let cas = previous.map(|p| {
-            seq = seq.max(p.seq() + 1);
-            p.seq()
-        });
+            .await
+            .map(|p| p.seq());
+        // Newer than anything stored, even with a clock that went back.
+        let seq = previous.map_or(now_millis(), |p| now_millis().max(p + 1));
+        let cas = previous;
         let item = MutableItem::new(key, &value, seq, Some(ADDRS_SALT));
         self.dht
             .put_mutable(item, cas)

@@ -496,10 +496,11 @@ const DHT_MAX_ANNOUNCED: usize = 2000;
 /// How soon after a change in the shares new content ids are announced.
 const DHT_SETTLE: Duration = Duration::from_secs(2);
 
-/// Publishes this node's addresses on the DHT and announces its content
-/// ids there, again every [`shoal_dht::REPUBLISH_EVERY`] (before the
-/// DHT's nodes forget them), and new ids soon after the shares change;
-/// at most [`DHT_ANNOUNCES_AT_ONCE`] announces run at once.
+/// Publishes this node's addresses on the DHT and, at the same time,
+/// announces its content ids there; both again every
+/// [`shoal_dht::REPUBLISH_EVERY`] (before the DHT's nodes forget them),
+/// new ids soon after the shares change; at most
+/// [`DHT_ANNOUNCES_AT_ONCE`] announces run at once.
 async fn on_the_dht(
     dht: shoal_dht::Dht,
     identity: Arc<Identity>,
@@ -509,42 +510,48 @@ async fn on_the_dht(
     offers: Offers,
     shutdown: CancellationToken,
 ) {
+    let publish = async {
+        let seed = identity.secret_seed();
+        loop {
+            let wait = match dht.publish(&seed, &name, &addrs).await {
+                Ok(()) => {
+                    tracing::info!(addrs = ?addrs, "published this node's addresses on the DHT");
+                    shoal_dht::REPUBLISH_EVERY
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "publishing this node's addresses on the DHT failed; trying again in a minute");
+                    Duration::from_secs(60)
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    };
+    tokio::select! {
+        () = publish => {}
+        () = announce_on_the_dht(&dht, port, offers) => {}
+        () = shutdown.cancelled() => {}
+    }
+}
+
+/// The announcing half of [`on_the_dht`]; returns when the shares are gone.
+async fn announce_on_the_dht(dht: &shoal_dht::Dht, port: u16, offers: Offers) {
     use futures_util::StreamExt;
     let mut changes = offers.index.subscribe();
     let mut partial_changes = offers.partials.subscribe();
     let mut announced: std::collections::HashSet<ContentId> = Default::default();
-    let mut next_republish = tokio::time::Instant::now();
-    let seed = identity.secret_seed();
+    let mut again_at = tokio::time::Instant::now() + shoal_dht::REPUBLISH_EVERY;
     loop {
-        let now = tokio::time::Instant::now();
-        if now >= next_republish {
-            let published = tokio::select! {
-                r = dht.publish(&seed, &name, &addrs) => r,
-                () = shutdown.cancelled() => break,
-            };
-            next_republish = match published {
-                Ok(()) => {
-                    tracing::info!(addrs = ?addrs, "published this node's addresses on the DHT");
-                    announced.clear();
-                    now + shoal_dht::REPUBLISH_EVERY
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "publishing this node's addresses on the DHT failed; trying again in a minute");
-                    now + Duration::from_secs(60)
-                }
-            };
+        if tokio::time::Instant::now() >= again_at {
+            announced.clear();
+            again_at = tokio::time::Instant::now() + shoal_dht::REPUBLISH_EVERY;
         }
         let mut ids = offers.content_ids();
         ids.truncate(DHT_MAX_ANNOUNCED);
         let fresh: Vec<ContentId> = ids.into_iter().filter(|c| !announced.contains(c)).collect();
         if !fresh.is_empty() {
             let done: Vec<ContentId> = futures_util::stream::iter(fresh)
-                .map(|cid| {
-                    let dht = &dht;
-                    async move { dht.announce(&cid, port).await.map(|()| cid) }
-                })
+                .map(|cid| async move { dht.announce(&cid, port).await.map(|()| cid) })
                 .buffer_unordered(DHT_ANNOUNCES_AT_ONCE)
-                .take_until(shutdown.cancelled())
                 .filter_map(|r| async move {
                     r.map_err(|e| tracing::debug!(error = %e, "announcing on the DHT failed"))
                         .ok()
@@ -558,10 +565,9 @@ async fn on_the_dht(
         }
         let until = tokio::time::Instant::now() + Duration::from_secs(60);
         tokio::select! {
-            () = tokio::time::sleep_until(until.min(next_republish)) => {}
-            r = changes.changed() => { if r.is_err() { break; } tokio::time::sleep(DHT_SETTLE).await; }
-            r = partial_changes.changed() => { if r.is_err() { break; } tokio::time::sleep(DHT_SETTLE).await; }
-            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep_until(until.min(again_at)) => {}
+            r = changes.changed() => { if r.is_err() { return; } tokio::time::sleep(DHT_SETTLE).await; }
+            r = partial_changes.changed() => { if r.is_err() { return; } tokio::time::sleep(DHT_SETTLE).await; }
         }
     }
 }
