@@ -115,8 +115,7 @@ impl Lan {
         Self::start_on(mdns_sd::MDNS_PORT)
     }
 
-    /// [`Lan::start`] on another port (tests).
-    pub fn start_on(port: u16) -> Result<Self, LanError> {
+    fn start_on(port: u16) -> Result<Self, LanError> {
         let daemon = new_daemon(port)?;
         let events = daemon
             .browse(SERVICE)

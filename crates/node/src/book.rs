@@ -163,16 +163,10 @@ impl PeerBook {
     /// once (the trackers and the others: a dead tracker's retries do not
     /// hold up the DHT), else the cache.
     pub async fn locate(&self, id: PeerId) -> Option<(PeerRecord, Origin)> {
-        use futures_util::StreamExt;
         let all = std::iter::once(&self.trackers as &dyn Backend)
             .chain(self.others.iter().map(|b| b.as_ref()));
-        let mut asks: futures_util::stream::FuturesUnordered<_> = all
-            .map(|b| async move { (b.origin(), b.peer(id).await) })
-            .collect();
-        while let Some((origin, answer)) = asks.next().await {
-            if let Ok(Some(p)) = answer {
-                return Some((p, origin));
-            }
+        if let Some(found) = first_who_knows(all, id).await {
+            return Some(found);
         }
         self.load()
             .peers
@@ -187,29 +181,22 @@ impl PeerBook {
     /// are looked up in the cache too.
     pub async fn resolve(&self, query: &str) -> Result<(PeerRecord, Source)> {
         let (listed, source) = self.list().await?;
-        let (live, _): (Vec<Listed>, Vec<Listed>) = listed
+        // The cache adds only peers no live source knows.
+        let live: Vec<PeerRecord> = listed
             .into_iter()
-            .partition(|l| l.sources.iter().any(|o| *o != Origin::Cache));
-        let live: Vec<PeerRecord> = live.into_iter().map(|l| l.record).collect();
+            .filter(|l| l.sources != [Origin::Cache])
+            .map(|l| l.record)
+            .collect();
         let cached: Vec<PeerRecord> = self.load().peers.into_iter().map(|c| c.record).collect();
         let pins = self.load_pins();
         let mut found = pick(&live, query, &pins)?.map(|p| (p, source.clone()));
         if found.is_none()
             && let Ok(id) = query.parse::<PeerId>()
+            && let Some((p, origin)) =
+                first_who_knows(self.others.iter().map(|b| b.as_ref()), id).await
         {
-            for b in &self.others {
-                match b.peer(id).await {
-                    Ok(Some(p)) => {
-                        tracing::info!(peer = %id.short(), source = %b.describe(), "found the peer's addresses");
-                        found = Some((p, Source::Found(b.origin())));
-                        break;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::debug!(source = %b.describe(), error = %e, "peer lookup failed")
-                    }
-                }
-            }
+            tracing::info!(peer = %id.short(), source = %origin, "found the peer's addresses");
+            found = Some((p, Source::Found(origin)));
         }
         if found.is_none() {
             found = pick(&cached, query, &pins)?.map(|p| {
@@ -296,6 +283,26 @@ impl PeerBook {
             tracing::debug!(error = %e, "cannot write peer cache");
         }
     }
+}
+
+/// The first answer for the peer `id` of `sources`, all asked at once (a
+/// slow one, such as a dead tracker retrying, does not hold up the others).
+async fn first_who_knows<'a>(
+    sources: impl Iterator<Item = &'a dyn Backend>,
+    id: PeerId,
+) -> Option<(PeerRecord, Origin)> {
+    use futures_util::StreamExt;
+    let mut asks: futures_util::stream::FuturesUnordered<_> = sources
+        .map(|b| async move { (b, b.peer(id).await) })
+        .collect();
+    while let Some((b, answer)) = asks.next().await {
+        match answer {
+            Ok(Some(p)) => return Some((p, b.origin())),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(source = %b.describe(), error = %e, "peer lookup failed"),
+        }
+    }
+    None
 }
 
 /// Adds `peers` found by `origin` to `listed`, each peer once; the cache

@@ -28,8 +28,6 @@ pub enum Origin {
     Lan,
     /// Its address item was found on the DHT.
     Dht,
-    /// A `shoal:` link named it.
-    Link,
     /// The cache of peers seen before.
     Cache,
 }
@@ -41,7 +39,6 @@ impl Origin {
             Origin::Tracker => "tracker",
             Origin::Lan => "lan",
             Origin::Dht => "dht",
-            Origin::Link => "link",
             Origin::Cache => "cache",
         }
     }
@@ -110,11 +107,6 @@ impl DhtBackend {
             client,
             recent: Default::default(),
         }
-    }
-
-    /// The DHT node behind it.
-    pub fn dht(&self) -> &shoal_dht::Dht {
-        &self.dht
     }
 
     async fn find(&self, cid: ContentId) -> Result<Vec<PeerRecord>> {
