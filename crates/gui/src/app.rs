@@ -207,8 +207,14 @@ impl ShoalApp {
         let ctx = ui.ctx().clone();
         if !self.ctx_set {
             theme::apply(&ctx);
-            self.backend.set_ctx(&ctx);
-            self.feed.set_ctx(&ctx);
+            let c = ctx.clone();
+            self.backend.set_waker(std::sync::Arc::new(move |after| {
+                if after.is_zero() {
+                    c.request_repaint();
+                } else {
+                    c.request_repaint_after(after);
+                }
+            }));
             self.ctx_set = true;
         }
         self.take_events();

@@ -1,14 +1,16 @@
 //! Shoal's desktop app (`shoal gui`): an egui window around an embedded
 //! node, in the seed's dark look. The window never waits on the network or
-//! the disk: a worker runtime ([`backend`]) owns the node and the
-//! transfers, and the UI ([`app`]) sends it commands and reads its events.
+//! the disk: the node service ([`backend`], shared with the web UI)
+//! owns the node and the transfers, and the UI ([`app`]) sends it commands and reads its events.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-pub mod activity;
 pub mod app;
-pub mod backend;
 pub mod theme;
+
+/// The node service the app is a front end of (the web UI is another).
+pub use shoal_service as backend;
+pub use shoal_service::activity;
 
 pub use app::{Options, ShoalApp, View};
 

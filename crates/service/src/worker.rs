@@ -1,13 +1,10 @@
-//! The worker's loop: it owns the node and the transfers, handles the
-//! UI's commands in order, and keeps the header and the peer list fresh.
+//! The service's loop: it owns the node and the transfers, handles the
+//! commands in order, and keeps the header and the peer list fresh.
 
 use super::jobs::{JobCtx, open_with_passphrase, share_file};
 use super::*;
 use shoal_node::directory::{Backend, DhtBackend, LanBackend};
 
-/// Registration lifetime the app asks for: heartbeats every 5 s, so the
-/// header follows the tracker closely.
-const TTL: u64 = 15;
 /// How often the peer list refreshes while online.
 const PEERS_EVERY: Duration = Duration::from_secs(5);
 /// Longest wait for one peer's listing when counting its files.
@@ -32,9 +29,18 @@ enum Job {
         file: FileEntry,
         dir: PathBuf,
     },
+    /// A peer's folder, as one transfer.
+    Folder {
+        target: Target,
+        name: String,
+        peer: String,
+        dir: PathBuf,
+    },
     Push {
         peer: PeerRecord,
         path: PathBuf,
+        /// Remove `path` once the push ends (an upload's copy).
+        temporary: bool,
     },
 }
 
@@ -60,6 +66,9 @@ impl Running {
 /// The worker's state; lives on the runtime.
 pub(super) struct Core {
     data_dir: PathBuf,
+    profile: Arc<dyn Profile>,
+    /// Discovery the caller fixed; the settings' otherwise.
+    fixed_reach: Option<FixedReach>,
     config: Config,
     identity: Arc<Identity>,
     feed: LogFeed,
@@ -103,31 +112,39 @@ impl Reach {
     }
 }
 
-/// A book of `tracker` and `backends`.
-fn book_of(tracker: TrackerClient, backends: &[Arc<dyn Backend>], data_dir: &Path) -> PeerBook {
-    backends
-        .iter()
-        .fold(PeerBook::new(tracker, data_dir), |b, x| b.with(x.clone()))
+/// A book of `trackers` and `backends`.
+fn book_of(
+    trackers: Vec<TrackerClient>,
+    backends: &[Arc<dyn Backend>],
+    data_dir: &Path,
+) -> PeerBook {
+    backends.iter().fold(
+        PeerBook::new(shoal_node::trackers::Trackers::new(trackers), data_dir),
+        |b, x| b.with(x.clone()),
+    )
 }
 
 /// Who a download left from an earlier session comes from.
 const ANY_PEER: &str = "whoever has it";
 
 impl Core {
-    pub(super) fn new(
-        data_dir: PathBuf,
-        config: Config,
-        identity: Arc<Identity>,
-        feed: LogFeed,
-        sink: Sink,
-        commands: mpsc::UnboundedSender<Command>,
-    ) -> Self {
+    pub(super) fn new(setup: Setup, sink: Sink, commands: mpsc::UnboundedSender<Command>) -> Self {
+        let Setup {
+            data_dir,
+            config,
+            identity,
+            feed,
+            profile,
+            reach,
+        } = setup;
         let client = Arc::new(new_client(&identity, &config));
-        let downloads = new_downloads(&data_dir, &config, client.clone(), None, &[]);
+        let downloads = new_downloads(&data_dir, &config, &*profile, client.clone(), None, &[]);
         Core {
             client,
             downloads,
             data_dir,
+            profile,
+            fixed_reach: reach,
             config,
             identity,
             feed,
@@ -146,6 +163,17 @@ impl Core {
     /// Starts (or stops) the LAN and the DHT as the settings say; nothing
     /// is sent anywhere while both are off.
     async fn ensure_reach(&mut self) {
+        if let Some(fixed) = &self.fixed_reach {
+            if self.reach.started_for.is_none() {
+                self.reach = Reach {
+                    lan: fixed.lan.clone(),
+                    dht: fixed.dht.clone(),
+                    started_for: Some((false, false, Vec::new())),
+                };
+                self.renew_downloads();
+            }
+            return;
+        }
         let want = (
             self.config.lan,
             self.config.dht,
@@ -200,36 +228,88 @@ impl Core {
 
     async fn handle(&mut self, c: Command) {
         match c {
+            Command::Then(c, reply) => {
+                Box::pin(self.handle(*c)).await;
+                let _ = reply.send(());
+            }
+            Command::Files { peer, reply } => self.files(peer, reply),
+            Command::Get { target, dir, reply } => {
+                let dir = dir.unwrap_or_else(|| self.downloads_dir());
+                self.fetch(target, dir, Some(reply));
+            }
+            Command::Resolved {
+                peer,
+                file,
+                dir,
+                reply,
+            } => self.download(peer, file, dir, reply),
+            Command::Folder { target, dir, reply } => {
+                let (name, peer) = match &target {
+                    Target::Folder { peer, dir } => (dir.clone(), peer.clone()),
+                    _ => (String::new(), String::new()),
+                };
+                let id = self.begin(
+                    Job::Folder {
+                        target,
+                        name,
+                        peer,
+                        dir,
+                    },
+                    None,
+                );
+                let _ = reply.send(Ok(id));
+            }
+            Command::Publish {
+                path,
+                lock,
+                temporary,
+                reply,
+            } => self.publish(path, lock, temporary, Some(reply)),
+            Command::Push {
+                peer,
+                path,
+                temporary,
+                reply,
+            } => self.push_to(peer, path, temporary, reply),
+            Command::Pushing {
+                peer,
+                path,
+                temporary,
+                reply,
+            } => {
+                let id = self.begin(
+                    Job::Push {
+                        peer,
+                        path,
+                        temporary,
+                    },
+                    None,
+                );
+                let _ = reply.send(Ok(id));
+            }
             Command::Start => self.start().await,
             Command::Stop => self.stop().await,
             Command::RefreshPeers => self.refresh_peers(),
             Command::Browse(peer) => self.browse(peer),
             Command::Download { peer, file } => {
                 let dir = self.downloads_dir();
-                let busy = self.jobs.values().any(|r| {
-                    r.is_running()
-                        && matches!(&r.job, Job::Download { file: f, dir: d, .. }
-                            if f.content_id == file.content_id && f.name == file.name && *d == dir)
-                });
-                if busy {
-                    self.feed.log(
-                        Level::Info,
-                        format!("{} is being downloaded already", file.name),
-                    );
-                } else {
-                    self.begin(
-                        Job::Download {
-                            peer: Some(peer),
-                            file,
-                            dir,
-                        },
-                        None,
-                    );
-                }
+                self.download(Some(peer), file, dir, None);
             }
-            Command::Fetch(target) => self.fetch(target),
-            Command::Share { path, lock } => self.share(path, lock),
-            Command::Send { peer, path } => self.begin(Job::Push { peer, path }, None),
+            Command::Fetch(target) => {
+                let dir = self.downloads_dir();
+                self.fetch(target, dir, None);
+            }
+            Command::Share { path, lock } => self.publish(path, lock, false, None),
+            Command::Send { peer, path } => {
+                self.begin(
+                    Job::Push {
+                        peer,
+                        path,
+                        temporary: false,
+                    },
+                    None,
+                );
+            }
             Command::Pause(id) => self.pause(id).await,
             Command::Resume(id) => {
                 if let Some(r) = self.jobs.get(&id) {
@@ -275,7 +355,7 @@ impl Core {
             };
             self.next_id += 1;
             let id = self.next_id;
-            let meter = Meter::new(self.sink.ctx());
+            let meter = Meter::new(self.sink.waker());
             let (have, size) = handle.bytes();
             meter.start(&name, size);
             meter.advance(have);
@@ -284,6 +364,7 @@ impl Core {
                 direction: Direction::Download,
                 name,
                 peer: ANY_PEER.to_owned(),
+                dir: Some(dir.clone()),
                 meter: meter.clone(),
             }));
             self.sink.send(Event::TransferState {
@@ -322,13 +403,8 @@ impl Core {
             .unwrap_or_else(|| default_downloads(&self.data_dir))
     }
 
-    fn tracker(&self) -> Result<TrackerClient, String> {
-        TrackerClient::new(
-            &self.config.tracker_url(),
-            self.config.tracker_token.clone(),
-            self.config.retry,
-        )
-        .map_err(|e| format!("{e}; fix the tracker URL in Settings"))
+    fn trackers(&self) -> Result<Vec<TrackerClient>, String> {
+        self.profile.trackers(&self.config)
     }
 
     /// The one client of every download, listing and push: its
@@ -345,23 +421,21 @@ impl Core {
             state: NetState::Connecting,
             port: None,
         });
-        let tracker = match self.tracker() {
+        let trackers = match self.trackers() {
             Ok(t) => t,
             Err(e) => return self.start_failed(e),
         };
-        let cfg = match NodeConfig::from_config(
-            self.data_dir.clone(),
-            &self.config,
-            &self.identity.peer_id(),
-        ) {
+        let cfg = match self
+            .profile
+            .node(&self.data_dir, &self.config, &self.identity.peer_id())
+        {
             Ok(mut c) => {
-                c.trackers = vec![tracker];
-                c.ttl = TTL;
+                c.trackers = trackers;
                 c.lan = self.reach.lan.clone();
                 c.dht = self.reach.dht.clone();
                 c
             }
-            Err(e) => return self.start_failed(format!("{e}; fix it in Settings")),
+            Err(e) => return self.start_failed(e),
         };
         for dir in &cfg.shares {
             if !dir.is_dir() {
@@ -416,6 +490,7 @@ impl Core {
     fn start_failed(&self, why: String) {
         self.feed
             .log(Level::Error, format!("cannot start the network: {why}"));
+        self.sink.note_error(Some(why));
         self.sink.send(Event::Network {
             state: NetState::Offline,
             port: None,
@@ -427,6 +502,7 @@ impl Core {
         self.downloads = new_downloads(
             &self.data_dir,
             &self.config,
+            &*self.profile,
             self.client.clone(),
             self.node.as_ref(),
             &self.backends(),
@@ -453,14 +529,14 @@ impl Core {
             return;
         }
         let flag = self.refreshing.clone();
-        let tracker = match self.tracker() {
+        let trackers = match self.trackers() {
             Ok(t) => t,
             Err(e) => {
                 flag.store(false, Ordering::SeqCst);
                 return self.feed.log(Level::Error, e);
             }
         };
-        let book = book_of(tracker, &self.backends(), &self.data_dir);
+        let book = book_of(trackers, &self.backends(), &self.data_dir);
         let client = self.client();
         let reputation = Reputation::new(&self.data_dir, self.config.reputation);
         let me = self.identity.peer_id();
@@ -487,50 +563,202 @@ impl Core {
         });
     }
 
-    /// `PEER:PATH` or a content id: looks the file up, then downloads it.
-    fn fetch(&self, target: String) {
-        if let Err(e) = self.tracker() {
-            return self.feed.log(Level::Error, e);
+    /// A peer's listing, by name, id or prefix.
+    fn files(&self, peer: String, reply: Reply<Result<(PeerRecord, Vec<FileEntry>), String>>) {
+        let trackers = match self.trackers() {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let book = book_of(trackers, &self.backends(), &self.data_dir);
+        let client = self.client();
+        tokio::spawn(async move {
+            let got = async {
+                let record = book.resolve(&peer).await.map_err(|e| e.to_string())?.0;
+                let files = client.files(&record).await.map_err(|e| e.to_string())?;
+                Ok((record, files))
+            }
+            .await;
+            let _ = reply.send(got);
+        });
+    }
+
+    /// `PEER:PATH`, `PEER:DIR/`, a content id or a link: looks the file
+    /// up, then downloads it into `dir`.
+    fn fetch(&self, target: String, dir: PathBuf, reply: Option<Reply<Result<u64, String>>>) {
+        let shown = shoal_core::text::bounded(&target, 200);
+        let fail = move |feed: &LogFeed, reply: Option<Reply<Result<u64, String>>>, e: String| {
+            let e = format!("cannot download `{shown}`: {e}");
+            feed.log(Level::Error, &e);
+            if let Some(r) = reply {
+                let _ = r.send(Err(e));
+            }
+        };
+        if let Err(e) = self.trackers() {
+            return fail(&self.feed, reply, e);
+        }
+        let parsed: Target = match target.trim().parse() {
+            Ok(t) => t,
+            Err(e) => {
+                return fail(
+                    &self.feed,
+                    reply,
+                    format!(
+                        "{e}; give PEER:PATH (e.g. alice:docs/report.pdf), PEER:DIR/, a content id or a shoal: link"
+                    ),
+                );
+            }
+        };
+        if matches!(parsed, Target::Folder { .. }) {
+            match reply {
+                Some(reply) => self.send_self(Command::Folder {
+                    target: parsed,
+                    dir,
+                    reply,
+                }),
+                None => fail(
+                    &self.feed,
+                    None,
+                    "the app downloads one file at a time; for a folder use `shoal get PEER:DIR/`"
+                        .into(),
+                ),
+            }
+            return;
         }
         let downloads = self.downloads.clone();
         let (commands, feed) = (self.commands.clone(), self.feed.clone());
         tokio::spawn(async move {
-            match lookup(&downloads, target.trim()).await {
+            match lookup(&downloads, &parsed).await {
                 Ok((peer, file)) => {
-                    let _ = commands.send(Command::Download { peer, file });
+                    let _ = commands.send(Command::Resolved {
+                        peer: Some(peer),
+                        file,
+                        dir,
+                        reply,
+                    });
                 }
-                Err(e) => feed.log(Level::Error, format!("cannot download `{target}`: {e}")),
+                Err(e) => fail(&feed, reply, e),
             }
         });
     }
 
-    /// Starts (or, with `id`, resumes) a transfer.
-    fn begin(&mut self, job: Job, id: Option<u64>) {
+    fn send_self(&self, c: Command) {
+        let _ = self.commands.send(c);
+    }
+
+    /// Downloads `file` into `dir`, unless it is being downloaded there
+    /// already; a paused or failed download of it there is resumed.
+    fn download(
+        &mut self,
+        peer: Option<PeerRecord>,
+        file: FileEntry,
+        dir: PathBuf,
+        reply: Option<Reply<Result<u64, String>>>,
+    ) {
+        let same = self
+            .jobs
+            .iter()
+            .find(|(id, r)| {
+                matches!(&r.job, Job::Download { file: f, dir: d, .. }
+                    if f.content_id == file.content_id && f.name == file.name && *d == dir)
+                    && self.sink.state_of(**id).is_some_and(|s| !s.is_final())
+            })
+            .map(|(id, r)| (*id, r.is_running()));
+        let id = match same {
+            Some((id, true)) => {
+                self.feed.log(
+                    Level::Info,
+                    format!("{} is being downloaded already", file.name),
+                );
+                id
+            }
+            Some((id, false)) => {
+                let job = self.jobs[&id].job.clone();
+                self.begin(job, Some(id))
+            }
+            None => self.begin(Job::Download { peer, file, dir }, None),
+        };
+        if let Some(r) = reply {
+            let _ = r.send(Ok(id));
+        }
+    }
+
+    /// Pushes `path` to the peer named `peer`.
+    fn push_to(
+        &self,
+        peer: String,
+        path: PathBuf,
+        temporary: bool,
+        reply: Reply<Result<u64, String>>,
+    ) {
+        let trackers = match self.trackers() {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let book = book_of(trackers, &self.backends(), &self.data_dir);
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            match book.resolve(&peer).await {
+                Ok((record, _)) => {
+                    let _ = commands.send(Command::Pushing {
+                        peer: record,
+                        path,
+                        temporary,
+                        reply,
+                    });
+                }
+                Err(e) => {
+                    if temporary {
+                        remove_temporary(&path);
+                    }
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        });
+    }
+
+    /// Starts (or, with `id`, resumes) a transfer; returns its id.
+    fn begin(&mut self, job: Job, id: Option<u64>) -> u64 {
         let id = id.unwrap_or_else(|| {
             self.next_id += 1;
             self.next_id
         });
         if self.jobs.get(&id).is_some_and(Running::is_running) {
-            return; // running already
+            return id; // running already
         }
         let meter = match self.jobs.get(&id) {
             Some(r) => r.meter.clone(),
             None => {
-                let meter = Meter::new(self.sink.ctx());
-                let (direction, name, peer) = match &job {
-                    Job::Download { peer, file, .. } => (
+                let meter = Meter::new(self.sink.waker());
+                let (direction, name, peer, dir) = match &job {
+                    Job::Download { peer, file, dir } => (
                         Direction::Download,
                         file.name.clone(),
                         peer.as_ref()
                             .map_or_else(|| ANY_PEER.to_owned(), |p| p.name.clone()),
+                        Some(dir.clone()),
                     ),
-                    Job::Push { peer, path } => (
+                    Job::Folder {
+                        name, peer, dir, ..
+                    } => (
+                        Direction::Download,
+                        name.clone(),
+                        peer.clone(),
+                        Some(dir.clone()),
+                    ),
+                    Job::Push { peer, path, .. } => (
                         Direction::Push,
                         path.file_name().map_or_else(
                             || path.display().to_string(),
                             |n| n.to_string_lossy().into_owned(),
                         ),
                         peer.name.clone(),
+                        None,
                     ),
                 };
                 self.sink.send(Event::Transfer(TransferInfo {
@@ -538,6 +766,7 @@ impl Core {
                     direction,
                     name,
                     peer,
+                    dir,
                     meter: meter.clone(),
                 }));
                 meter
@@ -555,11 +784,20 @@ impl Core {
         };
         let sink = self.sink.clone();
         let (task, handle) = match job.clone() {
-            Job::Download { peer, file, dir } => {
-                let name = file.name.clone();
-                let target = Target::Entry {
-                    entry: file,
-                    peers: peer.into_iter().collect(),
+            Job::Download { .. } | Job::Folder { .. } => {
+                let (name, target, dir) = match job.clone() {
+                    Job::Download { peer, file, dir } => (
+                        file.name.clone(),
+                        Target::Entry {
+                            entry: file,
+                            peers: peer.into_iter().collect(),
+                        },
+                        dir,
+                    ),
+                    Job::Folder {
+                        target, name, dir, ..
+                    } => (name, target, dir),
+                    Job::Push { .. } => unreachable!("matched above"),
                 };
                 let progress: Arc<dyn Progress> = meter.clone();
                 let handle = self
@@ -572,9 +810,16 @@ impl Core {
                 });
                 (task, Some(handle))
             }
-            Job::Push { peer, path } => {
+            Job::Push {
+                peer,
+                path,
+                temporary,
+            } => {
                 let task = tokio::spawn(async move {
-                    let state = ctx.push(peer, path).await;
+                    let state = ctx.push(peer, path.clone()).await;
+                    if temporary {
+                        remove_temporary(&path);
+                    }
                     sink.send(Event::TransferState { id, state });
                 });
                 (task, None)
@@ -589,6 +834,7 @@ impl Core {
                 handle,
             },
         );
+        id
     }
 
     /// Stops a transfer, keeping what arrived. A transfer that just ended
@@ -640,7 +886,18 @@ impl Core {
                 Level::Info,
                 format!("cancelled {}; what had arrived was removed", file.name),
             ),
-            Job::Push { .. } => self.feed.log(Level::Info, "push cancelled"),
+            Job::Folder { name, .. } => self.feed.log(
+                Level::Info,
+                format!("cancelled {name}; what had arrived was removed"),
+            ),
+            Job::Push {
+                path, temporary, ..
+            } => {
+                if *temporary {
+                    remove_temporary(path);
+                }
+                self.feed.log(Level::Info, "push cancelled");
+            }
         }
         self.sink.send(Event::TransferState {
             id,
@@ -677,15 +934,33 @@ impl Core {
         });
     }
 
-    fn share(&self, path: PathBuf, lock: ShareLock) {
+    /// Puts `path` into the first share folder (plain or locked); an
+    /// upload's temporary copy goes afterwards either way.
+    fn publish(
+        &self,
+        path: PathBuf,
+        lock: ShareLock,
+        temporary: bool,
+        reply: Option<Reply<Result<PathBuf, String>>>,
+    ) {
         let folder = self.config.shares.first().cloned();
         let feed = self.feed.clone();
-        tokio::task::spawn_blocking(move || match share_file(&path, folder, lock) {
-            Ok(done) => feed.log(Level::Success, format!("shared {}", done.display())),
-            Err(e) => feed.log(
-                Level::Error,
-                format!("cannot share {}: {e}", path.display()),
-            ),
+        tokio::task::spawn_blocking(move || {
+            let done = share_file(&path, folder, lock);
+            let shown = if temporary {
+                remove_temporary(&path);
+                path.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            } else {
+                path.display().to_string()
+            };
+            match &done {
+                Ok(p) => feed.log(Level::Success, format!("shared {}", p.display())),
+                Err(e) => feed.log(Level::Error, format!("cannot share {shown}: {e}")),
+            }
+            if let Some(r) = reply {
+                let _ = r.send(done.map_err(|e| format!("cannot share {shown}: {e}")));
+            }
         });
     }
 
@@ -727,17 +1002,15 @@ impl Core {
 fn new_downloads(
     data_dir: &Path,
     config: &Config,
+    profile: &dyn Profile,
     client: Arc<PeerClient>,
     node: Option<&Node>,
     backends: &[Arc<dyn Backend>],
 ) -> Downloads {
-    let tracker = TrackerClient::new(
-        &config.tracker_url(),
-        config.tracker_token.clone(),
-        config.retry,
-    )
-    .ok();
-    let book = tracker.map(|t| book_of(t, backends, data_dir));
+    let book = profile
+        .trackers(config)
+        .ok()
+        .map(|t| book_of(t, backends, data_dir));
     let swarm = Swarm {
         sources: book.as_ref().map_or_else(Sources::none, PeerBook::sources),
         partials: node.map(|n| n.partials().clone()),
@@ -883,23 +1156,20 @@ async fn peer_rows(
 
 /// A file target typed in the app (`PEER:PATH` or a content id), looked
 /// up: its first provider and its entry.
-async fn lookup(downloads: &Downloads, target: &str) -> Result<(PeerRecord, FileEntry), String> {
-    let target: Target = target.parse().map_err(|e: download::service::BadTarget| {
-        format!("{e}; give PEER:PATH (e.g. alice:docs/report.pdf), a content id or a shoal: link")
-    })?;
-    if matches!(target, Target::Folder { .. }) {
-        return Err(
-            "the app downloads one file at a time; for a folder use `shoal get PEER:DIR/`".into(),
-        );
-    }
-    let (file, providers) = downloads
-        .resolve(&target)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn lookup(downloads: &Downloads, target: &Target) -> Result<(PeerRecord, FileEntry), String> {
+    let (file, providers) = downloads.resolve(target).await.map_err(|e| e.to_string())?;
     // Every other provider joins in once the download starts.
     providers
         .into_iter()
         .next()
         .map(|p| (p, file))
         .ok_or_else(|| "no live peer provides it now".to_owned())
+}
+
+/// Removes an upload's temporary copy and the folder made for it.
+fn remove_temporary(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
 }

@@ -1,6 +1,6 @@
 //! The activity log: what the app did and what the node reported, colour
-//! coded by level, shared between the worker (which writes) and the UI
-//! (which reads it each frame).
+//! coded by level, shared between the service (which writes) and the
+//! front ends (the app reads it each frame, the web UI follows it).
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -22,6 +22,16 @@ pub enum Level {
 impl Level {
     /// Every level, in the order the filter shows them.
     pub const ALL: [Level; 4] = [Level::Success, Level::Info, Level::Warning, Level::Error];
+
+    /// `success`, `info`, `warning` or `error`, for scripts.
+    pub fn key(self) -> &'static str {
+        match self {
+            Level::Success => "success",
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Error => "error",
+        }
+    }
 
     /// The filter's name for it.
     pub fn name(self) -> &'static str {
@@ -50,15 +60,28 @@ const KEEP: usize = 5000;
 
 /// Target of the app's own events in the log file; [`FeedLayer`] skips
 /// them because they are already in the feed.
-pub const TARGET: &str = "shoal_gui::activity";
+pub const TARGET: &str = "shoal_service::activity";
 
-#[derive(Default)]
+/// Lines a slow follower may fall behind by before it misses some.
+const FOLLOW_BACKLOG: usize = 512;
+
 struct Inner {
     lines: VecDeque<LogLine>,
-    ctx: Option<egui::Context>,
+    waker: Option<crate::Waker>,
+    follow: tokio::sync::broadcast::Sender<LogLine>,
 }
 
-/// The log shared by the worker and the UI.
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            lines: VecDeque::new(),
+            waker: None,
+            follow: tokio::sync::broadcast::channel(FOLLOW_BACKLOG).0,
+        }
+    }
+}
+
+/// The log shared by the service and the front ends.
 #[derive(Clone, Default)]
 pub struct LogFeed {
     inner: Arc<Mutex<Inner>>,
@@ -69,9 +92,14 @@ impl LogFeed {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Repaints `ctx` whenever a line arrives.
-    pub fn set_ctx(&self, ctx: &egui::Context) {
-        self.lock().ctx = Some(ctx.clone());
+    /// Wakes a UI whenever a line arrives.
+    pub fn set_waker(&self, waker: crate::Waker) {
+        self.lock().waker = Some(waker);
+    }
+
+    /// The lines that arrive from now on.
+    pub fn follow(&self) -> tokio::sync::broadcast::Receiver<LogLine> {
+        self.lock().follow.subscribe()
     }
 
     /// Adds a line without writing it to the log file.
@@ -81,16 +109,17 @@ impl LogFeed {
             level,
             text: text.into(),
         };
-        let ctx = {
+        let waker = {
             let mut inner = self.lock();
             if inner.lines.len() == KEEP {
                 inner.lines.pop_front();
             }
+            let _ = inner.follow.send(line.clone());
             inner.lines.push_back(line);
-            inner.ctx.clone()
+            inner.waker.clone()
         };
-        if let Some(ctx) = ctx {
-            ctx.request_repaint();
+        if let Some(w) = waker {
+            w(std::time::Duration::ZERO);
         }
     }
 
@@ -121,8 +150,8 @@ fn clock() -> String {
 }
 
 /// A `tracing` layer that copies the node's events (info and above, from
-/// Shoal's crates) into the feed, so the window shows what the log file
-/// gets.
+/// Shoal's crates) into the feed, so the window and the web UI show what
+/// the log file gets.
 pub struct FeedLayer {
     feed: LogFeed,
 }
