@@ -172,6 +172,22 @@ pub enum Command {
         #[arg(short, long, value_name = "OUT")]
         output: Option<PathBuf>,
     },
+    /// List what the node running on this data dir is transferring.
+    Transfers {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the web UI's password (asked twice on the terminal, or the first
+    /// line of --password-file); stored hashed in config.toml.
+    WebPassword {
+        /// Read the password from the first line of this file.
+        #[arg(long, value_name = "F")]
+        password_file: Option<PathBuf>,
+        /// Remove the password instead (the web UI then serves loopback only).
+        #[arg(long, conflicts_with = "password_file")]
+        clear: bool,
+    },
     /// Send files to a peer's inbox (it must accept files from you).
     Send {
         /// Peer name, peer id, or a unique prefix of one.
@@ -232,7 +248,7 @@ pub struct TrackerArgs {
     pub token: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
     /// A folder to share (repeatable). Default: `shares` in config.toml.
     #[arg(long = "share", value_name = "DIR")]
@@ -279,6 +295,23 @@ pub struct NodeArgs {
         requires = "compat_listen"
     )]
     pub compat_token: Option<String>,
+    /// Serve the web UI and control API here [default: 127.0.0.1:5050, or
+    /// a free port if that is taken; `[web] listen` in config.toml]. An
+    /// address other machines can reach needs a password
+    /// (`shoal web-password`) and is served over HTTPS.
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_web")]
+    pub web_listen: Option<SocketAddr>,
+    /// Serve no web UI (nor the control API that `get` and `send` of this
+    /// data dir hand their work to).
+    #[arg(long)]
+    pub no_web: bool,
+    /// HTTPS certificate (PEM) for the web UI [default: one made for this
+    /// node, in `web/` of the data dir].
+    #[arg(long, value_name = "FILE", requires = "web_key")]
+    pub web_cert: Option<PathBuf>,
+    /// The private key (PEM) of --web-cert.
+    #[arg(long, value_name = "FILE", requires = "web_cert")]
+    pub web_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -177,6 +177,7 @@ pub async fn get(
     out_dir: &std::path::Path,
     opts: GetOptions,
 ) -> Result<()> {
+    let given = target;
     let target: Target =
         target
             .parse()
@@ -189,6 +190,20 @@ pub async fn get(
                     ))
                 }
             })?;
+    // A node runs on this data dir: it downloads (and seeds afterwards).
+    if opts.seed
+        && crate::remote::get(
+            ctx,
+            given,
+            out_dir,
+            opts.passphrase_file.as_deref(),
+            opts.decrypt,
+        )
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
     let book = ctx.book().await?;
     let client = ctx
         .peer_client()?
@@ -249,6 +264,10 @@ pub async fn get(
 }
 
 pub async fn send(ctx: &Context, peer: &str, files: &[std::path::PathBuf]) -> Result<()> {
+    // A node runs on this data dir: it pushes them.
+    if crate::remote::send(ctx, peer, files).await?.is_some() {
+        return Ok(());
+    }
     let (record, source) = ctx.book().await?.resolve(peer).await?;
     warn_if_cached(&source);
     let client = ctx.peer_client()?;

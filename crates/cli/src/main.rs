@@ -8,6 +8,7 @@ mod context;
 mod crypt;
 mod logging;
 mod progress;
+mod remote;
 mod serve;
 
 use std::process::ExitCode;
@@ -69,12 +70,15 @@ fn main() -> ExitCode {
             Err(e) => report(&e, detail),
         };
     }
+    // A node's activity log: what its web UI shows.
+    let feed = shoal_service::activity::LogFeed::default();
+    let node = matches!(cli.command, Command::Up(_) | Command::Node(_));
     let _logs = logging::init(
         &ctx.data_dir,
         cli.global.verbose,
         cli.global.quiet,
         server,
-        None,
+        node.then(|| shoal_service::activity::FeedLayer::new(feed.clone())),
     );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -90,9 +94,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up(args) => serve::up(&ctx, args).await,
+            Command::Up(args) => serve::up(&ctx, args, feed).await,
             Command::Tracker(args) => serve::tracker(args).await,
-            Command::Node(args) => serve::node(&ctx, args).await,
+            Command::Node(args) => serve::node(&ctx, args, feed).await,
             Command::Dht { listen } => serve::dht(&ctx, listen).await,
             Command::Id { ssh } => client::id(&ctx, ssh),
             Command::Link { path } => client::link(&ctx, &path),
@@ -151,6 +155,11 @@ fn main() -> ExitCode {
             }
             Command::Gui { .. } => unreachable!("handled before the runtime starts"),
             Command::Send { peer, files } => client::send(&ctx, &peer, &files).await,
+            Command::Transfers { json } => remote::transfers(&ctx, json).await,
+            Command::WebPassword {
+                password_file,
+                clear,
+            } => remote::web_password(&ctx, password_file.as_deref(), clear),
             Command::Share {
                 file,
                 encrypt,
@@ -196,6 +205,19 @@ fn kind_of(e: &anyhow::Error) -> ErrorKind {
         }
         if cause.is::<client::UsageError>() || cause.is::<shoal_gui::NoWindow>() {
             return ErrorKind::Usage;
+        }
+        if let Some(f) = cause.downcast_ref::<serve::StartFailed>() {
+            return f.0.kind;
+        }
+        if let Some(f) = cause.downcast_ref::<remote::Failed>() {
+            return f.0.kind;
+        }
+        if let Some(e) = cause.downcast_ref::<shoal_web::WebError>() {
+            return match e {
+                shoal_web::WebError::Bind { .. } => ErrorKind::Network,
+                shoal_web::WebError::Control { .. } => ErrorKind::File,
+                _ => ErrorKind::Usage,
+            };
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::AddrInUse {

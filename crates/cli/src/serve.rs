@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result};
 use shoal_core::config::Config;
 use shoal_node::tracker_client::TrackerClient;
-use shoal_node::{Node, NodeConfig};
+use shoal_node::NodeConfig;
 use shoal_tracker::TrackerConfig;
 use tokio::net::TcpListener;
 
@@ -75,12 +75,12 @@ pub async fn tracker(mut args: TrackerArgs) -> Result<()> {
 
 /// The node config.toml describes, with the command line's flags over it.
 fn node_config(
-    ctx: &Ctx,
+    data_dir: &std::path::Path,
     args: &NodeArgs,
     config: &Config,
     me: &shoal_core::PeerId,
 ) -> Result<NodeConfig> {
-    let mut cfg = NodeConfig::from_config(ctx.data_dir.clone(), config, me)?;
+    let mut cfg = NodeConfig::from_config(data_dir.to_path_buf(), config, me)?;
     if !args.shares.is_empty() {
         cfg.shares = args.shares.clone();
     }
@@ -115,33 +115,154 @@ fn node_config(
     Ok(cfg)
 }
 
-async fn run_node(mut cfg: NodeConfig, trackers: Vec<TrackerClient>, ctx: &Ctx) -> Result<()> {
+/// How `shoal node` makes its node: config.toml (as the web UI's Settings
+/// change it) with the command line's flags over it, and the command
+/// line's trackers.
+struct Flags {
+    args: NodeArgs,
+    trackers: Vec<TrackerClient>,
+}
+
+impl shoal_service::Profile for Flags {
+    fn trackers(&self, _config: &Config) -> Result<Vec<TrackerClient>, String> {
+        Ok(self.trackers.clone())
+    }
+
+    fn node(
+        &self,
+        data_dir: &std::path::Path,
+        config: &Config,
+        me: &shoal_core::PeerId,
+    ) -> Result<NodeConfig, String> {
+        node_config(data_dir, &self.args, config, me).map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// The node could not start; its failure keeps its kind (the exit code).
+#[derive(Debug)]
+pub struct StartFailed(pub shoal_service::Failure);
+
+impl std::fmt::Display for StartFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot start the node: {}", self.0)
+    }
+}
+
+impl std::error::Error for StartFailed {}
+
+/// Where and how the web UI is served, from the flags over `[web]`; a
+/// non-loopback address without a password is refused here, before
+/// anything starts.
+fn web_options(ctx: &Ctx, args: &NodeArgs) -> Result<Option<shoal_web::Options>> {
+    let web = &ctx.config.web;
+    if args.no_web || (web.disabled && args.web_listen.is_none()) {
+        return Ok(None);
+    }
+    let listen = match (args.web_listen, &web.listen) {
+        (Some(a), _) => Some(a),
+        (None, Some(s)) => Some(s.parse::<SocketAddr>().map_err(|_| {
+            crate::client::UsageError(format!(
+                "`listen = {s:?}` under [web] in config.toml is not an address like 127.0.0.1:5050"
+            ))
+        })?),
+        (None, None) => None,
+    };
+    let at = listen.unwrap_or(shoal_web::DEFAULT_LISTEN);
+    if !at.ip().is_loopback() && web.password.is_none() {
+        anyhow::bail!(crate::client::UsageError(format!(
+            "the web UI on {at} would be reachable from other machines, so it needs a password: \
+             set one with `shoal web-password` (it is stored hashed), or use --web-listen 127.0.0.1:PORT, or --no-web"
+        )));
+    }
+    let cert = match (&args.web_cert, &args.web_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        _ => web.cert.clone().zip(web.key.clone()),
+    };
+    Ok(Some(shoal_web::Options {
+        listen,
+        password: web.password.clone(),
+        cert,
+        data_dir: ctx.data_dir.clone(),
+    }))
+}
+
+async fn run_node(
+    args: NodeArgs,
+    trackers: Vec<TrackerClient>,
+    ctx: &Ctx,
+    feed: shoal_service::activity::LogFeed,
+) -> Result<()> {
     let identity = ctx.identity()?;
-    cfg.trackers = trackers;
+    // Bad flags or settings fail here, with their own message and code.
+    let cfg = node_config(&ctx.data_dir, &args, &ctx.config, &identity.peer_id())?;
+    let web = web_options(ctx, &args)?;
     if cfg.shares.is_empty() {
         tracing::warn!("sharing nothing: add --share DIR to offer files");
     }
+    let mut reach = shoal_service::FixedReach::default();
     if let Some(lan) = ctx.lan_node(false).await? {
-        cfg.lan = Some(lan.clone());
+        reach.lan = Some(lan.clone());
     }
     if let Some(dht) = ctx.dht_node().await? {
         announce(&format!("dht listening on {}", dht.url()));
-        cfg.dht = Some(dht.clone());
+        reach.dht = Some(dht.clone());
     }
-    let node = Node::start(cfg, identity.clone()).await?;
-    announce(&format!("listening on {}", node.url()));
-    if let Some(addr) = node.compat_addr() {
+    let service = shoal_service::Service::spawn(
+        shoal_service::Setup {
+            data_dir: ctx.data_dir.clone(),
+            config: ctx.config.clone(),
+            identity,
+            feed,
+            profile: std::sync::Arc::new(Flags { args, trackers }),
+            reach: Some(reach),
+        },
+        None,
+    );
+    service.run(shoal_service::Command::Start).await;
+    let (url, compat, peer_id, failed) = service.with_state(|s| {
+        (
+            s.node_url.clone(),
+            s.compat,
+            s.me,
+            s.start_error.clone(),
+        )
+    });
+    let Some(url) = url else {
+        service.shutdown(std::time::Duration::from_secs(2)).await;
+        return Err(StartFailed(failed.unwrap_or_else(|| {
+            shoal_service::Failure::new(shoal_core::ErrorKind::Internal, "the node did not start")
+        }))
+        .into());
+    };
+    announce(&format!("listening on {url}"));
+    if let Some(addr) = compat {
         tracing::warn!(
             %addr,
             "the seed's API (--compat-listen) is plain HTTP: its token and every file it serves or receives cross the network unencrypted; use it only on a network you trust"
         );
         announce(&format!("compat listening on http://{addr}"));
     }
-    announce(&format!("peer id {}", node.peer_id()));
+    let web = match web {
+        None => None,
+        Some(opts) => match shoal_web::Web::start(service.clone(), opts).await {
+            Ok(w) => {
+                announce(&format!("web ui on {}", w.url()));
+                Some(w)
+            }
+            Err(e) => {
+                service.shutdown(std::time::Duration::from_secs(5)).await;
+                return Err(e.into());
+            }
+        },
+    };
+    announce(&format!("peer id {peer_id}"));
     shutdown_signal().await;
     tracing::info!("stopping");
-    let served = node.bytes_served();
-    node.shutdown().await;
+    if let Some(w) = web {
+        w.stop().await;
+    }
+    service.shutdown(std::time::Duration::from_secs(5)).await;
+    let served = service.with_state(|s| s.served);
     announce(&format!("served {served} bytes"));
     Ok(())
 }
@@ -160,13 +281,11 @@ pub async fn dht(ctx: &Ctx, listen: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-pub async fn node(ctx: &Ctx, args: NodeArgs) -> Result<()> {
-    let identity = ctx.identity()?;
-    let cfg = node_config(ctx, &args, &ctx.config, &identity.peer_id())?;
-    run_node(cfg, ctx.tracker_clients()?, ctx).await
+pub async fn node(ctx: &Ctx, args: NodeArgs, feed: shoal_service::activity::LogFeed) -> Result<()> {
+    run_node(args, ctx.tracker_clients()?, ctx, feed).await
 }
 
-pub async fn up(ctx: &Ctx, args: UpArgs) -> Result<()> {
+pub async fn up(ctx: &Ctx, args: UpArgs, feed: shoal_service::activity::LogFeed) -> Result<()> {
     let identity = ctx.identity()?;
     // The quick start names a folder that may not exist yet.
     for dir in &args.node.shares {
@@ -201,7 +320,7 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> Result<()> {
         ctx.tracker_token.clone(),
         ctx.config.retry,
     )?;
-    let cfg = node_config(ctx, &args.node, &ctx.config, &identity.peer_id())?;
+    let cfg = node_config(&ctx.data_dir, &args.node, &ctx.config, &identity.peer_id())?;
     let shares = if cfg.shares.is_empty() {
         "nothing (add --share DIR)".to_owned()
     } else {
@@ -225,7 +344,7 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> Result<()> {
             port = taddr.port(),
         );
     }
-    let result = run_node(cfg, vec![client], ctx).await;
+    let result = run_node(args.node, vec![client], ctx, feed).await;
     if result.is_err() {
         // The node could not start: do not leave the tracker running alone.
         tracker_task.abort();

@@ -133,6 +133,37 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Bans of peers that send bad data.
     pub reputation: ReputationConfig,
+    /// The node's web UI and control API.
+    #[serde(skip_serializing_if = "WebConfig::is_default")]
+    pub web: WebConfig,
+}
+
+/// `[web]`: where the node serves its web UI and control API.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Off entirely (`--no-web`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// Listen address [default: 127.0.0.1:5050, or a free port if taken].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// The password's hash (argon2, PHC string), set by `shoal web-password`;
+    /// required when the address is not loopback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// TLS certificate (PEM) for HTTPS [default: one made for the node].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+impl WebConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// `config.toml` exists but cannot be used.

@@ -21,11 +21,14 @@ impl JobCtx {
             Ok(p) => p,
             Err(e) => {
                 let e = match &*e {
-                    shoal_node::NodeError::Exists(p) => format!(
-                        "{} already exists; move it away, or choose another download folder in Settings",
-                        p.display()
+                    shoal_node::NodeError::Exists(p) => Failure::new(
+                        shoal_core::ErrorKind::Conflict,
+                        format!(
+                            "{} already exists; move it away, or choose another download folder in Settings",
+                            p.display()
+                        ),
                     ),
-                    e => e.to_string(),
+                    e => Failure::of(e),
                 };
                 self.feed
                     .log(Level::Error, format!("download of {name} failed: {e}"));
@@ -68,7 +71,10 @@ impl JobCtx {
                 );
                 TransferState::Done(path)
             }
-            Err(e) => TransferState::Failed(e.to_string()),
+            Err(e) => TransferState::Failed(Failure::new(
+                shoal_core::ErrorKind::Internal,
+                e.to_string(),
+            )),
         }
     }
 
@@ -91,7 +97,7 @@ impl JobCtx {
                     Level::Error,
                     format!("cannot send {} to {}: {e}", path.display(), peer.name),
                 );
-                TransferState::Failed(e.to_string())
+                TransferState::Failed(Failure::of(&e))
             }
         }
     }

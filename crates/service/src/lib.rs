@@ -84,7 +84,7 @@ pub enum Command {
         /// Where to (default: the download folder).
         dir: Option<PathBuf>,
         /// The transfer's id, or why it cannot start.
-        reply: Reply<Result<u64, String>>,
+        reply: Reply<Result<u64, Failure>>,
     },
     /// Put a file into the first share folder, plain or encrypted.
     Share {
@@ -123,7 +123,7 @@ pub enum Command {
         /// Whether `path` is a temporary copy to remove.
         temporary: bool,
         /// The transfer's id, or why it cannot start.
-        reply: Reply<Result<u64, String>>,
+        reply: Reply<Result<u64, Failure>>,
     },
     /// Stop a transfer, keeping what arrived.
     Pause(u64),
@@ -154,21 +154,59 @@ pub enum Command {
         peer: Option<PeerRecord>,
         file: FileEntry,
         dir: PathBuf,
-        reply: Option<Reply<Result<u64, String>>>,
+        reply: Option<Reply<Result<u64, Failure>>>,
     },
     #[doc(hidden)]
     Folder {
         target: Target,
         dir: PathBuf,
-        reply: Reply<Result<u64, String>>,
+        reply: Reply<Result<u64, Failure>>,
     },
     #[doc(hidden)]
     Pushing {
         peer: PeerRecord,
         path: PathBuf,
         temporary: bool,
-        reply: Reply<Result<u64, String>>,
+        reply: Reply<Result<u64, Failure>>,
     },
+}
+
+/// Why something failed, and what kind of failure it is (the command
+/// line's exit code).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// What happened and what to do, for people.
+    pub text: String,
+    /// Its kind.
+    pub kind: shoal_core::ErrorKind,
+}
+
+impl Failure {
+    /// A failure of `kind`.
+    pub fn new(kind: shoal_core::ErrorKind, text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            kind,
+        }
+    }
+
+    /// The failure a node error stands for.
+    pub fn of(e: &shoal_node::NodeError) -> Self {
+        use shoal_core::HasKind;
+        Self::new(e.kind(), e.to_string())
+    }
+
+    /// The same failure, its text put in context.
+    pub fn context(mut self, before: &str) -> Self {
+        self.text = format!("{before}: {}", self.text);
+        self
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// How a shared file is locked.
@@ -237,7 +275,7 @@ pub enum TransferState {
     /// Done; the file is here (for a push: its name in the peer's inbox).
     Done(PathBuf),
     /// Failed; resumable.
-    Failed(String),
+    Failed(Failure),
     /// Cancelled; what arrived was thrown away.
     Cancelled,
 }
@@ -684,7 +722,12 @@ impl Sink {
             .map(|t| t.state.clone())
     }
 
-    fn note_error(&self, error: Option<String>) {
+    /// Changes the state where no event says it.
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.shared.state.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn note_error(&self, error: Option<Failure>) {
         self.shared
             .state
             .lock()

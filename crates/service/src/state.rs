@@ -43,6 +43,8 @@ pub struct Transfer {
 pub struct State {
     /// This node's id.
     pub me: PeerId,
+    /// Its name (as the running node has it, else as the settings say).
+    pub name: String,
     /// Its data dir.
     pub data_dir: PathBuf,
     /// Standing with the tracker.
@@ -52,7 +54,13 @@ pub struct State {
     /// Where the node listens (what links carry).
     pub reach: Vec<String>,
     /// Why the node last failed to start, until it starts.
-    pub start_error: Option<String>,
+    pub start_error: Option<crate::Failure>,
+    /// The running node's URL (`https://ADDR`, what `listening on` says).
+    pub node_url: Option<String>,
+    /// Where the running node serves the seed's API, if it does.
+    pub compat: Option<std::net::SocketAddr>,
+    /// Bytes the node served peers, as of its last stop.
+    pub served: u64,
     /// The peers.
     pub peers: Vec<PeerRow>,
     /// Every transfer, by id.
@@ -66,12 +74,16 @@ pub struct State {
 impl State {
     pub(crate) fn new(config: Config, me: PeerId, data_dir: PathBuf) -> Self {
         Self {
+            name: config.peer_name(&me),
             me,
             data_dir,
             net: NetState::Offline,
             port: None,
             reach: Vec::new(),
             start_error: None,
+            node_url: None,
+            compat: None,
+            served: 0,
             peers: Vec::new(),
             transfers: BTreeMap::new(),
             local: Vec::new(),
@@ -121,6 +133,9 @@ impl State {
             }
             Event::Saved(config) => {
                 self.config = (**config).clone();
+                if self.port.is_none() {
+                    self.name = self.config.peer_name(&self.me);
+                }
                 Notice::Settings
             }
         })

@@ -3,6 +3,7 @@
 
 use super::jobs::{JobCtx, open_with_passphrase, share_file};
 use super::*;
+use shoal_core::ErrorKind;
 use shoal_node::directory::{Backend, DhtBackend, LanBackend};
 
 /// How often the peer list refreshes while online.
@@ -423,7 +424,7 @@ impl Core {
         });
         let trackers = match self.trackers() {
             Ok(t) => t,
-            Err(e) => return self.start_failed(e),
+            Err(e) => return self.start_failed(Failure::new(ErrorKind::Usage, e)),
         };
         let cfg = match self
             .profile
@@ -435,7 +436,7 @@ impl Core {
                 c.dht = self.reach.dht.clone();
                 c
             }
-            Err(e) => return self.start_failed(e),
+            Err(e) => return self.start_failed(Failure::new(ErrorKind::Usage, e)),
         };
         for dir in &cfg.shares {
             if !dir.is_dir() {
@@ -448,16 +449,24 @@ impl Core {
                 );
             }
         }
+        let name = cfg.name.clone();
         let node = match Node::start(cfg, self.identity.clone()).await {
             Ok(n) => n,
-            Err(shoal_node::NodeError::DataDirInUse(_)) => {
-                return self.start_failed(
-                    "another Shoal node runs with this data dir; stop it (or its `shoal up`) and start again".into(),
-                );
+            Err(e @ shoal_node::NodeError::DataDirInUse(_)) => {
+                return self.start_failed(Failure {
+                    text: "another Shoal node runs with this data dir; stop it (or its `shoal up`) and start again".into(),
+                    ..Failure::of(&e)
+                });
             }
-            Err(e) => return self.start_failed(format!("{e}")),
+            Err(e) => return self.start_failed(Failure::of(&e)),
         };
         let port = node.local_addr().port();
+        let (url, compat) = (node.url(), node.compat_addr());
+        self.sink.update(|s| {
+            s.name = name;
+            s.node_url = Some(url);
+            s.compat = compat;
+        });
         self.feed.log(
             Level::Info,
             match node.index().snapshot().len() {
@@ -487,7 +496,7 @@ impl Core {
         self.renew_downloads();
     }
 
-    fn start_failed(&self, why: String) {
+    fn start_failed(&self, why: Failure) {
         self.feed
             .log(Level::Error, format!("cannot start the network: {why}"));
         self.sink.note_error(Some(why));
@@ -512,6 +521,12 @@ impl Core {
     async fn stop(&mut self) {
         self.watch = None;
         if let Some(node) = self.node.take() {
+            let served = node.bytes_served();
+            self.sink.update(|s| {
+                s.served = served;
+                s.node_url = None;
+                s.compat = None;
+            });
             node.shutdown().await;
             self.feed.log(Level::Info, "network stopped");
             self.renew_downloads();
@@ -587,17 +602,17 @@ impl Core {
 
     /// `PEER:PATH`, `PEER:DIR/`, a content id or a link: looks the file
     /// up, then downloads it into `dir`.
-    fn fetch(&self, target: String, dir: PathBuf, reply: Option<Reply<Result<u64, String>>>) {
+    fn fetch(&self, target: String, dir: PathBuf, reply: Option<Reply<Result<u64, Failure>>>) {
         let shown = shoal_core::text::bounded(&target, 200);
-        let fail = move |feed: &LogFeed, reply: Option<Reply<Result<u64, String>>>, e: String| {
-            let e = format!("cannot download `{shown}`: {e}");
-            feed.log(Level::Error, &e);
+        let fail = move |feed: &LogFeed, reply: Option<Reply<Result<u64, Failure>>>, e: Failure| {
+            let e = e.context(&format!("cannot download `{shown}`"));
+            feed.log(Level::Error, &e.text);
             if let Some(r) = reply {
                 let _ = r.send(Err(e));
             }
         };
         if let Err(e) = self.trackers() {
-            return fail(&self.feed, reply, e);
+            return fail(&self.feed, reply, Failure::new(ErrorKind::Usage, e));
         }
         let parsed: Target = match target.trim().parse() {
             Ok(t) => t,
@@ -605,8 +620,11 @@ impl Core {
                 return fail(
                     &self.feed,
                     reply,
-                    format!(
-                        "{e}; give PEER:PATH (e.g. alice:docs/report.pdf), PEER:DIR/, a content id or a shoal: link"
+                    Failure::new(
+                        ErrorKind::Usage,
+                        format!(
+                            "{e}; give PEER:PATH (e.g. alice:docs/report.pdf), PEER:DIR/, a content id or a shoal: link"
+                        ),
                     ),
                 );
             }
@@ -621,8 +639,10 @@ impl Core {
                 None => fail(
                     &self.feed,
                     None,
-                    "the app downloads one file at a time; for a folder use `shoal get PEER:DIR/`"
-                        .into(),
+                    Failure::new(
+                        ErrorKind::Usage,
+                        "the app downloads one file at a time; for a folder use `shoal get PEER:DIR/`",
+                    ),
                 ),
             }
             return;
@@ -655,7 +675,7 @@ impl Core {
         peer: Option<PeerRecord>,
         file: FileEntry,
         dir: PathBuf,
-        reply: Option<Reply<Result<u64, String>>>,
+        reply: Option<Reply<Result<u64, Failure>>>,
     ) {
         let same = self
             .jobs
@@ -691,12 +711,12 @@ impl Core {
         peer: String,
         path: PathBuf,
         temporary: bool,
-        reply: Reply<Result<u64, String>>,
+        reply: Reply<Result<u64, Failure>>,
     ) {
         let trackers = match self.trackers() {
             Ok(t) => t,
             Err(e) => {
-                let _ = reply.send(Err(e));
+                let _ = reply.send(Err(Failure::new(ErrorKind::Usage, e)));
                 return;
             }
         };
@@ -716,7 +736,7 @@ impl Core {
                     if temporary {
                         remove_temporary(&path);
                     }
-                    let _ = reply.send(Err(e.to_string()));
+                    let _ = reply.send(Err(Failure::of(&e)));
                 }
             }
         });
@@ -1156,14 +1176,20 @@ async fn peer_rows(
 
 /// A file target typed in the app (`PEER:PATH` or a content id), looked
 /// up: its first provider and its entry.
-async fn lookup(downloads: &Downloads, target: &Target) -> Result<(PeerRecord, FileEntry), String> {
-    let (file, providers) = downloads.resolve(target).await.map_err(|e| e.to_string())?;
+async fn lookup(
+    downloads: &Downloads,
+    target: &Target,
+) -> Result<(PeerRecord, FileEntry), Failure> {
+    let (file, providers) = downloads
+        .resolve(target)
+        .await
+        .map_err(|e| Failure::of(&e))?;
     // Every other provider joins in once the download starts.
     providers
         .into_iter()
         .next()
         .map(|p| (p, file))
-        .ok_or_else(|| "no live peer provides it now".to_owned())
+        .ok_or_else(|| Failure::new(ErrorKind::NotFound, "no live peer provides it now"))
 }
 
 /// Removes an upload's temporary copy and the folder made for it.

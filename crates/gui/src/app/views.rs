@@ -324,7 +324,7 @@ impl ShoalApp {
                             match &t.state {
                                 TransferState::Failed(e) => {
                                     ui.label(RichText::new("Failed").color(theme::RED))
-                                        .on_hover_text(e);
+                                        .on_hover_text(e.text.as_str());
                                 }
                                 _ => {
                                     ui.label(RichText::new("Paused").color(theme::YELLOW));
