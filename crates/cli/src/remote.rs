@@ -94,7 +94,9 @@ impl Remote {
         let Some(control) = shoal_web::Control::of_running(&ctx.data_dir).with_context(|| {
             format!(
                 "cannot read {}",
-                ctx.data_dir.join(shoal_web::control::CONTROL_FILE).display()
+                ctx.data_dir
+                    .join(shoal_web::control::CONTROL_FILE)
+                    .display()
             )
         })?
         else {
@@ -157,9 +159,15 @@ impl Remote {
     /// Every transfer of the node.
     pub async fn transfers(&self) -> Result<Vec<Transfer>> {
         let resp = self
-            .send(self.http.get(self.url("/transfers")).timeout(Duration::from_secs(15)))
+            .send(
+                self.http
+                    .get(self.url("/transfers"))
+                    .timeout(Duration::from_secs(15)),
+            )
             .await?;
-        resp.json().await.context("the node's transfer list cannot be read")
+        resp.json()
+            .await
+            .context("the node's transfer list cannot be read")
     }
 
     /// Starts a transfer (`/downloads` or `/pushes`); its id.
@@ -343,6 +351,24 @@ pub async fn get(
     let t = remote.follow(id, &bar).await?;
     bar.finish();
     match t.state.as_str() {
+        // Still encrypted: the node could not open it (not for its key);
+        // this command tries as a `get` of its own would, and fails alike.
+        "done" | "needs-passphrase"
+            if decrypt
+                && t.path.as_deref().is_some_and(|p| {
+                    shoal_crypt::encrypted_download(Path::new(p)).is_some()
+                }) =>
+        {
+            let path = PathBuf::from(t.path.unwrap_or_default());
+            let opened = crate::crypt::open_download(ctx, &path, passphrase_file).await?;
+            if let Some(plain) = opened {
+                let _ = std::fs::remove_file(&path);
+                if !ctx.quiet {
+                    eprintln!("saved {} (decrypted)", plain.display());
+                }
+            }
+            Ok(Some(()))
+        }
         "done" => {
             if !ctx.quiet {
                 eprintln!("saved {}", escape(t.path.as_deref().unwrap_or(&t.name)));
@@ -350,19 +376,8 @@ pub async fn get(
             Ok(Some(()))
         }
         "needs-passphrase" => {
-            let path = PathBuf::from(t.path.unwrap_or_default());
-            if !decrypt {
-                if !ctx.quiet {
-                    eprintln!("saved {}", path.display());
-                }
-                return Ok(Some(()));
-            }
-            let opened = crate::crypt::open_download(ctx, &path, passphrase_file).await?;
-            if let Some(plain) = opened {
-                let _ = std::fs::remove_file(&path);
-                if !ctx.quiet {
-                    eprintln!("saved {} (decrypted)", plain.display());
-                }
+            if !ctx.quiet {
+                eprintln!("saved {}", escape(t.path.as_deref().unwrap_or(&t.name)));
             }
             Ok(Some(()))
         }
@@ -394,17 +409,17 @@ pub async fn send(ctx: &Context, peer: &str, files: &[PathBuf]) -> Result<Option
         let path = std::path::absolute(file)
             .with_context(|| format!("cannot resolve {}", file.display()))?;
         let id = remote
-            .start(
-                "/pushes",
-                serde_json::json!({ "peer": peer, "path": path }),
-            )
+            .start("/pushes", serde_json::json!({ "peer": peer, "path": path }))
             .await?;
         let bar = Bar::new(ctx.quiet);
         let t = remote.follow(id, &bar).await?;
         bar.finish();
         if t.state != "done" {
-            return Err(anyhow::Error::new(failure(&t))
-                .context(format!("cannot send {} to {}", file.display(), escape(peer))));
+            return Err(anyhow::Error::new(failure(&t)).context(format!(
+                "cannot send {} to {}",
+                file.display(),
+                escape(peer)
+            )));
         }
         if !ctx.quiet {
             eprintln!(
@@ -487,7 +502,8 @@ pub fn web_password(ctx: &Context, file: Option<&Path>, clear: bool) -> Result<(
                 use std::io::IsTerminal;
                 if !std::io::stdin().is_terminal() {
                     anyhow::bail!(UsageError(
-                        "there is no terminal to ask the password on; give --password-file F".into()
+                        "there is no terminal to ask the password on; give --password-file F"
+                            .into()
                     ));
                 }
                 let first = rpassword::prompt_password("web UI password: ")
@@ -507,17 +523,18 @@ pub fn web_password(ctx: &Context, file: Option<&Path>, clear: bool) -> Result<(
                 "the password is shorter than 8 characters; choose a longer one".into()
             ));
         }
-        config.web.password =
-            Some(shoal_web::auth::hash_password(&password).map_err(UsageError)?);
+        config.web.password = Some(shoal_web::auth::hash_password(&password).map_err(UsageError)?);
     }
     config.save(&ctx.data_dir)?;
     if !ctx.quiet {
-        let what = if clear { "removed" } else { "set (stored hashed)" };
+        let what = if clear {
+            "removed"
+        } else {
+            "set (stored hashed)"
+        };
         eprintln!(
             "web UI password {what} in {}; a running node uses it once restarted",
-            ctx.data_dir
-                .join(shoal_core::config::CONFIG_FILE)
-                .display()
+            ctx.data_dir.join(shoal_core::config::CONFIG_FILE).display()
         );
     }
     Ok(())

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use shoal_core::config::Config;
-use shoal_node::tracker_client::TrackerClient;
 use shoal_node::NodeConfig;
+use shoal_node::tracker_client::TrackerClient;
 use shoal_tracker::TrackerConfig;
 use tokio::net::TcpListener;
 
@@ -219,14 +219,8 @@ async fn run_node(
         None,
     );
     service.run(shoal_service::Command::Start).await;
-    let (url, compat, peer_id, failed) = service.with_state(|s| {
-        (
-            s.node_url.clone(),
-            s.compat,
-            s.me,
-            s.start_error.clone(),
-        )
-    });
+    let (url, compat, peer_id, failed) =
+        service.with_state(|s| (s.node_url.clone(), s.compat, s.me, s.start_error.clone()));
     let Some(url) = url else {
         service.shutdown(std::time::Duration::from_secs(2)).await;
         return Err(StartFailed(failed.unwrap_or_else(|| {

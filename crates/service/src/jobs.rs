@@ -71,10 +71,9 @@ impl JobCtx {
                 );
                 TransferState::Done(path)
             }
-            Err(e) => TransferState::Failed(Failure::new(
-                shoal_core::ErrorKind::Internal,
-                e.to_string(),
-            )),
+            Err(e) => {
+                TransferState::Failed(Failure::new(shoal_core::ErrorKind::Internal, e.to_string()))
+            }
         }
     }
 

@@ -128,7 +128,10 @@ async fn guard(State(ctx): Shared, req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     resp
 }
@@ -214,11 +217,7 @@ async fn index(State(ctx): Shared, headers: HeaderMap) -> Response {
         None => None,
     };
     let page = assets::index(csrf.as_deref().unwrap_or(""), csrf.is_none());
-    let mut r = (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        page,
-    )
-        .into_response();
+    let mut r = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(c) = new_cookie {
@@ -345,7 +344,11 @@ async fn transfers(State(ctx): Shared) -> Response {
 }
 
 async fn downloads(State(ctx): Shared) -> Response {
-    Json(views::transfers(&ctx, Some(shoal_service::Direction::Download))).into_response()
+    Json(views::transfers(
+        &ctx,
+        Some(shoal_service::Direction::Download),
+    ))
+    .into_response()
 }
 
 async fn pushes(State(ctx): Shared) -> Response {
@@ -452,7 +455,10 @@ async fn push(State(ctx): Shared, req: Request) -> Answer {
         let up = upload::receive(&ctx, req).await?;
         let peer = up.field("peer").ok_or_else(|| {
             up.discard();
-            Fail::new(StatusCode::BAD_REQUEST, "say which peer to send it to (`peer`)")
+            Fail::new(
+                StatusCode::BAD_REQUEST,
+                "say which peer to send it to (`peer`)",
+            )
         })?;
         (peer, up.path.clone(), true)
     };
@@ -538,11 +544,7 @@ async fn share(State(ctx): Shared, req: Request) -> Answer {
         .await
         .ok_or_else(stopped)?;
     match got {
-        Ok(p) => Ok((
-            StatusCode::CREATED,
-            Json(serde_json::json!({ "path": p })),
-        )
-            .into_response()),
+        Ok(p) => Ok((StatusCode::CREATED, Json(serde_json::json!({ "path": p }))).into_response()),
         Err(e) => Err(Fail::new(StatusCode::UNPROCESSABLE_ENTITY, e)),
     }
 }
@@ -668,9 +670,12 @@ mod upload {
                 ),
             ));
         }
-        let mut form = Multipart::from_request(req, &())
-            .await
-            .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, format!("expected a multipart form: {e}")))?;
+        let mut form = Multipart::from_request(req, &()).await.map_err(|e| {
+            Fail::new(
+                StatusCode::BAD_REQUEST,
+                format!("expected a multipart form: {e}"),
+            )
+        })?;
         let mut fields = Vec::new();
         loop {
             let field = form
@@ -949,7 +954,8 @@ pub mod views {
     /// config.toml without the password's hash.
     pub fn settings(ctx: &Ctx) -> serde_json::Value {
         let mut c = ctx.service.with_state(|s| s.config.clone());
-        let has_password = c.web.password.take().is_some();
+        c.web.password = None;
+        let has_password = ctx.password.is_some();
         let mut v = serde_json::to_value(&c).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
             o.insert("web_password_set".into(), has_password.into());

@@ -219,7 +219,12 @@ mod tests {
     #[test]
     fn only_this_servers_own_names_pass_the_host_check() {
         let l: SocketAddr = "127.0.0.1:5050".parse().unwrap();
-        for ok in ["127.0.0.1:5050", "localhost:5050", "LOCALHOST:5050", "[::1]:5050"] {
+        for ok in [
+            "127.0.0.1:5050",
+            "localhost:5050",
+            "LOCALHOST:5050",
+            "[::1]:5050",
+        ] {
             assert!(host_allowed(Some(ok), l), "{ok}");
         }
         for bad in [

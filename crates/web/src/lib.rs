@@ -123,7 +123,9 @@ pub struct Options {
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
     /// The address cannot be bound.
-    #[error("cannot serve the web UI on {addr}: {source}; choose another address with --web-listen, or turn it off with --no-web")]
+    #[error(
+        "cannot serve the web UI on {addr}: {source}; choose another address with --web-listen, or turn it off with --no-web"
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -131,10 +133,14 @@ pub enum WebError {
         source: std::io::Error,
     },
     /// A non-loopback address without a password.
-    #[error("the web UI on {0} would be reachable from other machines, so it needs a password: set one with `shoal web-password`, or listen on 127.0.0.1")]
+    #[error(
+        "the web UI on {0} would be reachable from other machines, so it needs a password: set one with `shoal web-password`, or listen on 127.0.0.1"
+    )]
     NeedsPassword(SocketAddr),
     /// The password hash in config.toml cannot be used.
-    #[error("the web password in config.toml ([web] password) is not a hash this node can check; set it again with `shoal web-password`")]
+    #[error(
+        "the web password in config.toml ([web] password) is not a hash this node can check; set it again with `shoal web-password`"
+    )]
     BadHash,
     /// The certificate cannot be used or made.
     #[error("cannot serve HTTPS: {0}")]
@@ -211,10 +217,9 @@ impl Web {
             }
             Err(source) => return Err(WebError::Bind { addr: want, source }),
         };
-        let addr = listener.local_addr().map_err(|source| WebError::Bind {
-            addr: want,
-            source,
-        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| WebError::Bind { addr: want, source })?;
         let tls = if addr.ip().is_loopback() && opts.cert.is_none() {
             None
         } else {
@@ -365,7 +370,9 @@ fn tls_acceptor(opts: &Options, addr: SocketAddr) -> Result<tokio_rustls::TlsAcc
             .collect::<Result<_, _>>()
             .map_err(|e| WebError::Tls(format!("the certificate is not PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(WebError::Tls("the certificate file holds no certificate".into()));
+        return Err(WebError::Tls(
+            "the certificate file holds no certificate".into(),
+        ));
     }
     let key = <rustls::pki_types::PrivateKeyDer<'static> as rustls::pki_types::pem::PemObject>::from_pem_slice(
         key_pem.as_bytes(),
@@ -391,13 +398,22 @@ fn read(path: &Path) -> Result<String, WebError> {
 fn own_certificate(data_dir: &Path, addr: SocketAddr) -> Result<(String, String), WebError> {
     let dir = data_dir.join("web");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    if let (Ok(c), Ok(k)) = (std::fs::read_to_string(&cert), std::fs::read_to_string(&key)) {
+    if let (Ok(c), Ok(k)) = (
+        std::fs::read_to_string(&cert),
+        std::fs::read_to_string(&key),
+    ) {
         return Ok((c, k));
     }
     let fail = |e: &dyn std::fmt::Display| WebError::Tls(format!("cannot make a certificate: {e}"));
     let pair = rcgen::KeyPair::generate().map_err(|e| fail(&e))?;
-    let mut names = vec!["localhost".to_owned()];
-    if !addr.ip().is_unspecified() {
+    // The names the node's own URLs and the command line use, and the
+    // address it listens on.
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    if !addr.ip().is_unspecified() && !addr.ip().is_loopback() {
         names.push(addr.ip().to_string());
     }
     let params = rcgen::CertificateParams::new(names).map_err(|e| fail(&e))?;
