@@ -17,6 +17,10 @@ pub struct LogGuard(#[allow(dead_code)] Option<WorkerGuard>);
 /// shows them in another form).
 pub const FILE_ONLY: &str = "shoal_file_only";
 
+/// The node service's activity log (what the web UI and the app show):
+/// the node's own events say the same on the console already.
+const ACTIVITY: &str = shoal_service::activity::TARGET;
+
 /// `server` commands log at info on the console; others only warn.
 /// `gui`: the window's activity log gets the node's events too.
 pub fn init(
@@ -35,7 +39,7 @@ pub fn init(
     };
     let console_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "warn,winit=error,shoal={console_level},shoal_node={console_level},shoal_tracker={console_level},{FILE_ONLY}=off"
+            "warn,winit=error,shoal={console_level},shoal_node={console_level},shoal_tracker={console_level},{FILE_ONLY}=off,{ACTIVITY}=off"
         ))
     });
     let console = tracing_subscriber::fmt::layer()

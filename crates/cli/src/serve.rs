@@ -148,7 +148,14 @@ impl std::fmt::Display for StartFailed {
     }
 }
 
-impl std::error::Error for StartFailed {}
+impl std::error::Error for StartFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Where and how the web UI is served, from the flags over `[web]`; a
 /// non-loopback address without a password is refused here, before

@@ -173,12 +173,20 @@ pub enum Command {
 
 /// Why something failed, and what kind of failure it is (the command
 /// line's exit code).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Failure {
     /// What happened and what to do, for people.
     pub text: String,
     /// Its kind.
     pub kind: shoal_core::ErrorKind,
+    /// The node's own error, when there is one (a caller's hints use it).
+    pub source: Option<Arc<shoal_node::NodeError>>,
+}
+
+impl PartialEq for Failure {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.kind == other.kind
+    }
 }
 
 impl Failure {
@@ -187,6 +195,7 @@ impl Failure {
         Self {
             text: text.into(),
             kind,
+            source: None,
         }
     }
 
@@ -194,6 +203,13 @@ impl Failure {
     pub fn of(e: &shoal_node::NodeError) -> Self {
         use shoal_core::HasKind;
         Self::new(e.kind(), e.to_string())
+    }
+
+    /// The failure a node error stands for, keeping the error.
+    pub fn owning(e: shoal_node::NodeError) -> Self {
+        let mut f = Self::of(&e);
+        f.source = Some(Arc::new(e));
+        f
     }
 
     /// The same failure, its text put in context.

@@ -455,10 +455,10 @@ impl Core {
             Err(e @ shoal_node::NodeError::DataDirInUse(_)) => {
                 return self.start_failed(Failure {
                     text: "another Shoal node runs with this data dir; stop it (or its `shoal up`) and start again".into(),
-                    ..Failure::of(&e)
+                    ..Failure::owning(e)
                 });
             }
-            Err(e) => return self.start_failed(Failure::of(&e)),
+            Err(e) => return self.start_failed(Failure::owning(e)),
         };
         let port = node.local_addr().port();
         let (url, compat) = (node.url(), node.compat_addr());
