@@ -458,11 +458,9 @@ pub async fn transfers(ctx: &Context, json: bool) -> Result<()> {
         "ID", "KIND", "STATE", "DONE", "SIZE", "SPEED", "PEER"
     )?;
     for t in &all {
-        let pct = if t.total > 0 {
-            format!("{}%", t.done * 100 / t.total)
-        } else {
-            "-".into()
-        };
+        let pct = (t.done.saturating_mul(100))
+            .checked_div(t.total)
+            .map_or_else(|| "-".into(), |p| format!("{p}%"));
         let speed = if t.state == "running" {
             format!("{}/s", shoal_core::human_size(t.speed))
         } else {

@@ -15,11 +15,13 @@ fn s(p: &std::path::Path) -> &str {
 
 /// The node's transfers, as `shoal transfers --json` prints them.
 fn transfers(data: &std::path::Path) -> serde_json::Value {
-    json(&Command::new(BIN)
-        .args(["--data-dir", s(data), "transfers", "--json"])
-        .env_remove("SHOAL_DATA_DIR")
-        .output()
-        .unwrap())
+    json(
+        &Command::new(BIN)
+            .args(["--data-dir", s(data), "transfers", "--json"])
+            .env_remove("SHOAL_DATA_DIR")
+            .output()
+            .unwrap(),
+    )
 }
 
 #[test]
@@ -52,7 +54,10 @@ fn get_beside_a_running_node_is_done_by_the_node_paused_by_ctrl_c_and_resumed() 
         &["--web-listen", "127.0.0.1:0"],
     );
     assert!(
-        me.proc.seen.iter().any(|l| l.starts_with("web ui on http://127.0.0.1:")),
+        me.proc
+            .seen
+            .iter()
+            .any(|l| l.starts_with("web ui on http://127.0.0.1:")),
         "{:?}",
         me.proc.seen
     );
@@ -87,10 +92,18 @@ fn get_beside_a_running_node_is_done_by_the_node_paused_by_ctrl_c_and_resumed() 
     assert!(!out.join("big.bin").exists());
 
     // The same command resumes the same transfer and finishes it.
-    ok(&shoal(&mine, &t.url, &["get", "bob:big.bin", "-o", s(&out)]));
+    ok(&shoal(
+        &mine,
+        &t.url,
+        &["get", "bob:big.bin", "-o", s(&out)],
+    ));
     assert_eq!(fs::read(out.join("big.bin")).unwrap(), content);
     let list = transfers(&mine);
-    assert_eq!(list.as_array().unwrap().len(), 1, "one transfer, resumed: {list}");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "one transfer, resumed: {list}"
+    );
     assert_eq!(list[0]["state"], "done");
 
     // The node offers it now: the tracker lists it as a provider.
@@ -101,14 +114,22 @@ fn get_beside_a_running_node_is_done_by_the_node_paused_by_ctrl_c_and_resumed() 
 
     // A failure keeps its exit code: no such file is "not found".
     let r = shoal(&mine, &t.url, &["get", "bob:nope.bin", "-o", s(&out)]);
-    assert_eq!(r.status.code(), Some(4), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(
+        r.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
 
     // The table names it too.
     let table = ok(&Command::new(BIN)
         .args(["--data-dir", s(&mine), "transfers"])
         .output()
         .unwrap());
-    assert!(table.contains("big.bin") && table.contains("done"), "{table}");
+    assert!(
+        table.contains("big.bin") && table.contains("done"),
+        "{table}"
+    );
 
     // Stopped: control.json goes, and get works on its own again.
     me.proc.terminate();
@@ -153,7 +174,10 @@ fn send_beside_a_running_node_is_pushed_by_the_node() {
     let err = String::from_utf8_lossy(&r.stderr).into_owned();
     assert!(r.status.success(), "{err}");
     assert!(err.contains("in its inbox as note.txt"), "{err}");
-    assert_eq!(fs::read(bob.data.join("inbox").join("note.txt")).unwrap(), b"for bob");
+    assert_eq!(
+        fs::read(bob.data.join("inbox").join("note.txt")).unwrap(),
+        b"for bob"
+    );
     let list = transfers(&mine);
     assert_eq!(list[0]["direction"], "push", "the node did it: {list}");
 }
@@ -179,22 +203,40 @@ fn a_web_ui_off_loopback_needs_a_password() {
         .unwrap();
     assert_eq!(r.status.code(), Some(2), "{r:?}");
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains("password") && err.contains("shoal web-password"), "{err}");
+    assert!(
+        err.contains("password") && err.contains("shoal web-password"),
+        "{err}"
+    );
     assert!(!data.join("control.json").exists());
 
     // Set one (from a file; never an argument): stored hashed.
     let pw = tmp.path().join("pw");
     fs::write(&pw, "correct horse battery\n").unwrap();
     ok(&Command::new(BIN)
-        .args(["--data-dir", s(&data), "web-password", "--password-file", s(&pw)])
+        .args([
+            "--data-dir",
+            s(&data),
+            "web-password",
+            "--password-file",
+            s(&pw),
+        ])
         .output()
         .unwrap());
     let toml = fs::read_to_string(data.join("config.toml")).unwrap();
-    assert!(toml.contains("$argon2id$") && !toml.contains("correct horse"), "{toml}");
+    assert!(
+        toml.contains("$argon2id$") && !toml.contains("correct horse"),
+        "{toml}"
+    );
     let short = tmp.path().join("short");
     fs::write(&short, "abc\n").unwrap();
     let r = Command::new(BIN)
-        .args(["--data-dir", s(&data), "web-password", "--password-file", s(&short)])
+        .args([
+            "--data-dir",
+            s(&data),
+            "web-password",
+            "--password-file",
+            s(&short),
+        ])
         .output()
         .unwrap();
     assert_eq!(r.status.code(), Some(2));

@@ -63,7 +63,11 @@ async fn the_web_ui_in_chromium_does_what_the_app_does() {
     let other = bytes(12 << 20, 32);
     net.node(
         "bob",
-        &[("big.bin", &big), ("other.bin", &other), ("small.txt", b"hi")],
+        &[
+            ("big.bin", &big),
+            ("other.bin", &other),
+            ("small.txt", b"hi"),
+        ],
         Some(2 << 20),
         false,
     )
@@ -123,7 +127,10 @@ async fn the_web_ui_in_chromium_does_what_the_app_does() {
     assert_eq!(std::fs::read(me.downloads.join("big.bin")).unwrap(), big);
     assert!(!me.downloads.join("other.bin").exists());
     assert!(!me.downloads.join("other.bin.part").exists());
-    assert_eq!(std::fs::read(me.share.join("to-share.bin")).unwrap(), uploaded);
+    assert_eq!(
+        std::fs::read(me.share.join("to-share.bin")).unwrap(),
+        uploaded
+    );
     let age = me.share.join("dropped.txt.age");
     let opened = me.data.join("dropped.txt");
     shoal_crypt::decrypt_file(
