@@ -222,6 +222,8 @@ async fn run_node(
             feed,
             profile: std::sync::Arc::new(Flags { args, trackers }),
             reach: Some(reach),
+            // A headless node asks for peers only while a page is open.
+            watched: false,
         },
         None,
     );

@@ -500,6 +500,10 @@ pub struct Setup {
     pub profile: Arc<dyn Profile>,
     /// Discovery fixed by the caller; `None`: as the settings say.
     pub reach: Option<FixedReach>,
+    /// Whether someone always looks at the peer list (the app's window):
+    /// it is kept fresh (the tracker asked every 5 s, peers' files counted)
+    /// always, not only while a [`Service::watch`] guard lives.
+    pub watched: bool,
 }
 
 impl Setup {
@@ -517,6 +521,7 @@ impl Setup {
             feed,
             profile: Arc::new(FromSettings),
             reach: None,
+            watched: true,
         }
     }
 }
@@ -543,6 +548,7 @@ impl Service {
             notices: tokio::sync::broadcast::channel(NOTICE_BACKLOG).0,
             waker: std::sync::OnceLock::new(),
             feed: setup.feed.clone(),
+            watchers: AtomicUsize::new(usize::from(setup.watched)),
         });
         let sink = Sink {
             tx: events,
@@ -588,6 +594,18 @@ impl Service {
         &self.shared.feed
     }
 
+    /// Someone looks at the peer list (an open web page): while the guard
+    /// lives, the list is kept fresh as in the app. A headless node asks
+    /// nobody for peers or listings otherwise.
+    pub fn watch(&self) -> WatchGuard {
+        if self.shared.watchers.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.send(Command::RefreshPeers);
+        }
+        WatchGuard {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Wakes a UI that draws frames whenever something changes.
     pub fn set_waker(&self, waker: Waker) {
         let _ = self.shared.waker.set(waker.clone());
@@ -611,7 +629,19 @@ impl Service {
 /// reads the state afresh (notices carry no data of their own).
 const NOTICE_BACKLOG: usize = 256;
 
+/// Keeps the peer list fresh while it lives (see [`Service::watch`]).
+pub struct WatchGuard {
+    shared: Arc<Shared>,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.shared.watchers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 struct Shared {
+    watchers: AtomicUsize,
     state: std::sync::Mutex<State>,
     notices: tokio::sync::broadcast::Sender<Notice>,
     waker: std::sync::OnceLock<Waker>,
@@ -726,6 +756,19 @@ impl Sink {
 
     fn waker(&self) -> Option<Waker> {
         self.shared.waker.get().cloned()
+    }
+
+    fn share_folder(&self) -> Option<PathBuf> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .share_folder()
+    }
+
+    /// Whether anyone looks at the peer list now.
+    fn watched(&self) -> bool {
+        self.shared.watchers.load(Ordering::SeqCst) > 0
     }
 
     fn state_of(&self, id: u64) -> Option<TransferState> {

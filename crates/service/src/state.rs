@@ -61,6 +61,9 @@ pub struct State {
     pub compat: Option<std::net::SocketAddr>,
     /// Bytes the node served peers, as of its last stop.
     pub served: u64,
+    /// The running node's share folders (the command line's `--share`
+    /// wins over the settings'); empty while it is stopped.
+    pub node_shares: Vec<std::path::PathBuf>,
     /// The peers.
     pub peers: Vec<PeerRow>,
     /// Every transfer, by id.
@@ -84,11 +87,21 @@ impl State {
             node_url: None,
             compat: None,
             served: 0,
+            node_shares: Vec::new(),
             peers: Vec::new(),
             transfers: BTreeMap::new(),
             local: Vec::new(),
             config,
         }
+    }
+
+    /// Where a shared file goes: the running node's first share folder,
+    /// else the settings' first.
+    pub fn share_folder(&self) -> Option<std::path::PathBuf> {
+        self.node_shares
+            .first()
+            .or(self.config.shares.first())
+            .cloned()
     }
 
     /// Takes in an event; says what it changed.

@@ -137,6 +137,7 @@ impl Core {
             feed,
             profile,
             reach,
+            watched: _,
         } = setup;
         let client = Arc::new(new_client(&identity, &config));
         let downloads = new_downloads(&data_dir, &config, &*profile, client.clone(), None, &[]);
@@ -450,6 +451,7 @@ impl Core {
             }
         }
         let name = cfg.name.clone();
+        let shares = cfg.shares.clone();
         let node = match Node::start(cfg, self.identity.clone()).await {
             Ok(n) => n,
             Err(e @ shoal_node::NodeError::DataDirInUse(_)) => {
@@ -464,6 +466,7 @@ impl Core {
         let (url, compat) = (node.url(), node.compat_addr());
         self.sink.update(|s| {
             s.name = name;
+            s.node_shares = shares;
             s.node_url = Some(url);
             s.compat = compat;
         });
@@ -526,6 +529,7 @@ impl Core {
                 s.served = served;
                 s.node_url = None;
                 s.compat = None;
+                s.node_shares.clear();
             });
             node.shutdown().await;
             self.feed.log(Level::Info, "network stopped");
@@ -963,7 +967,7 @@ impl Core {
         temporary: bool,
         reply: Option<Reply<Result<PathBuf, String>>>,
     ) {
-        let folder = self.config.shares.first().cloned();
+        let folder = self.sink.share_folder();
         let feed = self.feed.clone();
         tokio::task::spawn_blocking(move || {
             let done = share_file(&path, folder, lock);
@@ -1077,7 +1081,7 @@ async fn watch_status(
             state: net,
             port: Some(port),
         });
-        if net == NetState::Online {
+        if net == NetState::Online && sink.watched() {
             let _ = commands.send(Command::RefreshPeers);
         }
         tokio::select! {
@@ -1098,16 +1102,23 @@ async fn refresh_every(
 ) {
     let mut changes = index.subscribe();
     let mut tick = tokio::time::interval(PEERS_EVERY);
+    let mut changed = true;
     loop {
-        let files: Vec<FileEntry> = index.snapshot().files().map(|f| f.entry.clone()).collect();
-        sink.send(Event::LocalFiles(files));
+        if changed {
+            let files: Vec<FileEntry> = index.snapshot().files().map(|f| f.entry.clone()).collect();
+            sink.send(Event::LocalFiles(files));
+        }
         tokio::select! {
             _ = tick.tick() => {
-                if *tracker.borrow() == TrackerState::Online {
+                changed = false;
+                if *tracker.borrow() == TrackerState::Online && sink.watched() {
                     let _ = commands.send(Command::RefreshPeers);
                 }
             }
-            r = changes.changed() => if r.is_err() { return },
+            r = changes.changed() => {
+                if r.is_err() { return }
+                changed = true;
+            }
             () = cancel.cancelled() => return,
         }
     }

@@ -3,7 +3,7 @@
 //! API's handlers (see the crate docs for the table).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Request, State};
@@ -261,6 +261,9 @@ async fn login(
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
+    let Ok(_turn) = ctx.logins.acquire().await else {
+        return Err(stopped());
+    };
     let ok = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &body.password))
         .await
         .unwrap_or(false);
@@ -311,10 +314,25 @@ async fn status(State(ctx): Shared) -> Response {
     Json(views::status(&ctx)).into_response()
 }
 
+/// The peers as the trackers (and the LAN, the DHT) list them now: asked
+/// afresh, waited for at most [`PEERS_PATIENCE`] (then the last list).
 async fn peers(State(ctx): Shared) -> Response {
+    let mut notices = ctx.service.subscribe();
     ctx.service.send(Command::RefreshPeers);
+    let _ = tokio::time::timeout(PEERS_PATIENCE, async {
+        loop {
+            match notices.recv().await {
+                Ok(shoal_service::Notice::Peers) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
     Json(views::peers(&ctx)).into_response()
 }
+
+/// Longest `GET /api/v1/peers` waits for the fresh list.
+const PEERS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(6);
 
 async fn peer_files(State(ctx): Shared, Path(peer): Path<String>) -> Answer {
     let got = ctx
@@ -452,15 +470,14 @@ async fn push(State(ctx): Shared, req: Request) -> Answer {
         }
         (body.peer, body.path, false)
     } else {
-        let up = upload::receive(&ctx, req).await?;
+        let up = upload::receive(&ctx, req, None).await?;
         let peer = up.field("peer").ok_or_else(|| {
-            up.discard();
             Fail::new(
                 StatusCode::BAD_REQUEST,
                 "say which peer to send it to (`peer`)",
             )
         })?;
-        (peer, up.path.clone(), true)
+        (peer, up.keep(), true)
     };
     let got = ctx
         .service
@@ -480,20 +497,19 @@ async fn push(State(ctx): Shared, req: Request) -> Answer {
 
 /// An upload shared: plain, with a passphrase, or to a peer's key.
 async fn share(State(ctx): Shared, req: Request) -> Answer {
-    let folder = ctx.service.with_state(|s| s.config.shares.first().cloned());
+    let folder = ctx.service.with_state(shoal_service::State::share_folder);
     let Some(folder) = folder else {
         return Err(Fail::new(
             StatusCode::CONFLICT,
             "no share folder is set; add one in Settings first",
         ));
     };
-    let up = upload::receive(&ctx, req).await?;
+    let up = upload::receive(&ctx, req, Some(&folder)).await?;
     let lock = match up.field("lock").as_deref().unwrap_or("plain") {
         "plain" => ShareLock::Plain,
         "passphrase" => match up.field("passphrase") {
             Some(p) if !p.is_empty() => ShareLock::Passphrase(p.into()),
             _ => {
-                up.discard();
                 return Err(Fail::new(
                     StatusCode::BAD_REQUEST,
                     "give the passphrase to encrypt it with",
@@ -514,7 +530,6 @@ async fn share(State(ctx): Shared, req: Request) -> Answer {
             match found {
                 Some(id) => ShareLock::Peer(id),
                 None => {
-                    up.discard();
                     return Err(Fail::new(
                         StatusCode::BAD_REQUEST,
                         "give the peer (its name or full id) to encrypt it to",
@@ -524,15 +539,13 @@ async fn share(State(ctx): Shared, req: Request) -> Answer {
         }
         other => {
             let other = shoal_core::text::bounded(other, 40);
-            up.discard();
             return Err(Fail::new(
                 StatusCode::BAD_REQUEST,
                 format!("`lock` is plain, passphrase or peer, not `{other}`"),
             ));
         }
     };
-    let _ = folder;
-    let path = up.path.clone();
+    let path = up.keep();
     let got = ctx
         .service
         .ask(|reply| Command::Publish {
@@ -615,12 +628,30 @@ mod upload {
     /// Form fields other than the file are small.
     const FIELD_MAX: usize = 4096;
 
+    /// An upload on disk; removed when dropped unless handed on with
+    /// [`Upload::keep`] (a request whose client went away midway leaves
+    /// nothing behind).
     pub struct Upload {
         pub path: PathBuf,
         fields: Vec<(String, String)>,
+        kept: bool,
+    }
+
+    impl Drop for Upload {
+        fn drop(&mut self) {
+            if !self.kept {
+                self.discard();
+            }
+        }
     }
 
     impl Upload {
+        /// Hands the file on: whoever takes the path removes it.
+        pub fn keep(mut self) -> PathBuf {
+            self.kept = true;
+            std::mem::take(&mut self.path)
+        }
+
         pub fn field(&self, name: &str) -> Option<String> {
             self.fields
                 .iter()
@@ -629,7 +660,7 @@ mod upload {
         }
 
         /// Removes the upload (it will not be used).
-        pub fn discard(&self) {
+        fn discard(&self) {
             let _ = std::fs::remove_file(&self.path);
             if let Some(d) = self.path.parent() {
                 let _ = std::fs::remove_dir(d);
@@ -637,7 +668,9 @@ mod upload {
         }
     }
 
-    pub async fn receive(ctx: &Ctx, req: Request) -> Result<Upload, Fail> {
+    /// Receives the form's fields and its file; `also` is another folder
+    /// the file will be written to (the share), whose free space counts too.
+    pub async fn receive(ctx: &Ctx, req: Request, also: Option<&FsPath>) -> Result<Upload, Fail> {
         let size: u64 = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -667,6 +700,18 @@ mod upload {
                 format!(
                     "not enough free space for {size} bytes in {} ({free} free); free some and try again",
                     base.display()
+                ),
+            ));
+        }
+        if let Some(dir) = also
+            && let Some(free) = shoal_fs::space::free_space(dir)
+            && free < size.saturating_add(MARGIN)
+        {
+            return Err(Fail::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!(
+                    "not enough free space for {size} bytes in {} ({free} free); free some and try again",
+                    dir.display()
                 ),
             ));
         }
@@ -717,7 +762,11 @@ mod upload {
                 )
             })?;
             let path = dir.join(&safe);
-            let up = Upload { path, fields };
+            let up = Upload {
+                path,
+                fields,
+                kept: false,
+            };
             let written = async {
                 let mut file = tokio::fs::OpenOptions::new()
                     .write(true)
@@ -741,7 +790,6 @@ mod upload {
             }
             .await;
             if let Err(e) = written {
-                up.discard();
                 return Err(Fail::new(
                     StatusCode::BAD_REQUEST,
                     format!("the upload did not arrive whole ({e}); nothing was kept, try again"),

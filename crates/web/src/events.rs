@@ -142,6 +142,7 @@ pub fn stream(ctx: Arc<crate::Ctx>) -> Sse<impl Stream<Item = Result<SseEvent, I
         json_event("files", &views::files(&ctx)),
     ];
     let state = Follow {
+        _watching: ctx.service.watch(),
         ctx,
         notices,
         log,
@@ -156,6 +157,8 @@ pub fn stream(ctx: Arc<crate::Ctx>) -> Sse<impl Stream<Item = Result<SseEvent, I
 }
 
 struct Follow {
+    /// An open page keeps the peer list fresh.
+    _watching: shoal_service::WatchGuard,
     ctx: Arc<crate::Ctx>,
     notices: broadcast::Receiver<Notice>,
     log: broadcast::Receiver<shoal_service::activity::LogLine>,

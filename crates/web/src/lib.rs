@@ -164,6 +164,8 @@ pub(crate) struct Ctx {
     pub(crate) api_key: String,
     pub(crate) sessions: auth::Sessions,
     pub(crate) throttle: auth::Throttle,
+    /// Password checks (argon2, costly by design) run at most this many at once.
+    pub(crate) logins: tokio::sync::Semaphore,
     pub(crate) cookie: String,
     pub(crate) data_dir: PathBuf,
     pub(crate) progress: events::Progress,
@@ -243,10 +245,13 @@ impl Web {
             api_key: api_key.clone(),
             sessions: auth::Sessions::default(),
             throttle: auth::Throttle::default(),
+            logins: tokio::sync::Semaphore::new(2),
             cookie: format!("shoal_session_{}", addr.port()),
             data_dir: opts.data_dir.clone(),
         });
         let app = api::router(ctx);
+        // Uploads a crash left half-written go; the node is the only user.
+        let _ = std::fs::remove_dir_all(opts.data_dir.join("uploads"));
         Control::write(&opts.data_dir, &url, &api_key).map_err(|source| WebError::Control {
             path: opts.data_dir.join(control::CONTROL_FILE),
             source,

@@ -194,6 +194,38 @@ async fn uploads_are_shared_plain_or_encrypted_and_stay_inside_the_share() {
     .unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), b"the plans");
 
+    // Encrypted to a peer's key: only that peer's key opens it.
+    let (bob, _) = net.node("bob", &[], None, false).await;
+    let r = me
+        .upload(
+            "/api/v1/shares",
+            &[("lock", "peer"), ("peer", &bob.to_string())],
+            "for-bob.txt",
+            b"only bob",
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let sealed = me.share.join("for-bob.txt.age");
+    assert!(matches!(
+        shoal_crypt::needs(&sealed).unwrap(),
+        shoal_crypt::Needs::Key
+    ));
+    assert!(
+        !std::fs::read(&sealed)
+            .unwrap()
+            .windows(8)
+            .any(|w| w == b"only bob")
+    );
+    let r = me
+        .upload(
+            "/api/v1/shares",
+            &[("lock", "peer"), ("peer", "nobody")],
+            "x.txt",
+            b"x",
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+
     // A name that climbs out lands inside, under its last part.
     let outside = me.share.parent().unwrap().join("evil.txt");
     let r = me
