@@ -342,6 +342,7 @@ pub async fn up(ctx: &Ctx, args: UpArgs, feed: shoal_service::activity::LogFeed)
              \x20 shoal ls {name}                # what this node shares\n\
              \x20 shoal get {name}:PATH -o DIR   # download a file\n\
              \x20 shoal --data-dir DIR2 gui            # the desktop app, as a second peer\n\
+             Or steer this node from a browser: the `web ui on` address below.\n\
              Other machines reach this network with --tracker http://<this host>:{port}.\n\
              Stop with Ctrl-C.",
             port = taddr.port(),

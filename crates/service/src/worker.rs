@@ -841,7 +841,8 @@ impl Core {
             } => {
                 let task = tokio::spawn(async move {
                     let state = ctx.push(peer, path.clone()).await;
-                    if temporary {
+                    // A failed push is resumed from the same copy.
+                    if temporary && matches!(state, TransferState::Done(_)) {
                         remove_temporary(&path);
                     }
                     sink.send(Event::TransferState { id, state });
