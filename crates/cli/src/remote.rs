@@ -109,7 +109,11 @@ impl Remote {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy();
         if control.url.starts_with("https://") {
-            b = b.use_preconfigured_tls(trusting_the_node(ctx)?);
+            let cert = control
+                .cert
+                .clone()
+                .unwrap_or_else(|| ctx.data_dir.join("web").join("cert.pem"));
+            b = b.use_preconfigured_tls(trusting(&cert)?);
         }
         Ok(Some(Remote {
             base: control.url.trim_end_matches('/').to_owned(),
@@ -299,15 +303,10 @@ fn parse_event(block: &[u8]) -> (&str, &str) {
     (name, data)
 }
 
-/// A TLS setup that trusts the node's own web certificate (or the one
-/// its settings name).
-fn trusting_the_node(ctx: &Context) -> Result<rustls::ClientConfig> {
-    let web = &ctx.config.web;
-    let path = web
-        .cert
-        .clone()
-        .unwrap_or_else(|| ctx.data_dir.join("web").join("cert.pem"));
-    let pem = std::fs::read(&path)
+/// A TLS setup that trusts the certificate the node serves (its own, or
+/// the one it was given), as control.json names it.
+fn trusting(path: &Path) -> Result<rustls::ClientConfig> {
+    let pem = std::fs::read(path)
         .with_context(|| format!("cannot read the web UI's certificate {}", path.display()))?;
     let mut roots = rustls::RootCertStore::empty();
     for c in <rustls::pki_types::CertificateDer<'static> as rustls::pki_types::pem::PemObject>::pem_slice_iter(&pem) {
@@ -487,7 +486,7 @@ pub async fn transfers(ctx: &Context, json: bool) -> Result<()> {
 pub fn web_password(ctx: &Context, file: Option<&Path>, clear: bool) -> Result<()> {
     let mut config = ctx.config.clone();
     if clear {
-        config.web.password = None;
+        config.web_password = None;
     } else {
         let password = match file {
             Some(f) => std::fs::read_to_string(f)
@@ -521,7 +520,7 @@ pub fn web_password(ctx: &Context, file: Option<&Path>, clear: bool) -> Result<(
                 "the password is shorter than 8 characters; choose a longer one".into()
             ));
         }
-        config.web.password = Some(shoal_web::auth::hash_password(&password).map_err(UsageError)?);
+        config.web_password = Some(shoal_web::auth::hash_password(&password).map_err(UsageError)?);
     }
     config.save(&ctx.data_dir)?;
     if !ctx.quiet {

@@ -175,7 +175,7 @@ fn web_options(ctx: &Ctx, args: &NodeArgs) -> Result<Option<shoal_web::Options>>
         (None, None) => None,
     };
     let at = listen.unwrap_or(shoal_web::DEFAULT_LISTEN);
-    if !at.ip().is_loopback() && web.password.is_none() {
+    if !at.ip().is_loopback() && ctx.config.web_password.is_none() {
         anyhow::bail!(crate::client::UsageError(format!(
             "the web UI on {at} would be reachable from other machines, so it needs a password: \
              set one with `shoal web-password` (it is stored hashed), or use --web-listen 127.0.0.1:PORT, or --no-web"
@@ -187,7 +187,7 @@ fn web_options(ctx: &Ctx, args: &NodeArgs) -> Result<Option<shoal_web::Options>>
     };
     Ok(Some(shoal_web::Options {
         listen,
-        password: web.password.clone(),
+        password: ctx.config.web_password.clone(),
         cert,
         data_dir: ctx.data_dir.clone(),
     }))

@@ -258,5 +258,13 @@ fn a_web_ui_off_loopback_needs_a_password() {
     );
     let url = node.wait_line("web ui on ");
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    node.wait_line("peer id ");
+    // The command line of the data dir follows it over HTTPS, trusting
+    // the certificate control.json names.
+    let out = ok(&Command::new(BIN)
+        .args(["--data-dir", s(&data), "transfers"])
+        .output()
+        .unwrap());
+    assert_eq!(out.trim(), "no transfers");
     node.terminate();
 }

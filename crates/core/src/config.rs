@@ -133,6 +133,10 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Bans of peers that send bad data.
     pub reputation: ReputationConfig,
+    /// The web UI's password: its argon2 hash (PHC string), set by
+    /// `shoal web-password`; required when the web UI is not on loopback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_password: Option<String>,
     /// The node's web UI and control API.
     #[serde(skip_serializing_if = "WebConfig::is_default")]
     pub web: WebConfig,
@@ -148,10 +152,6 @@ pub struct WebConfig {
     /// Listen address [default: 127.0.0.1:5050, or a free port if taken].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
-    /// The password's hash (argon2, PHC string), set by `shoal web-password`;
-    /// required when the address is not loopback.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
     /// TLS certificate (PEM) for HTTPS [default: one made for the node].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,

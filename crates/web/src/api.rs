@@ -585,7 +585,7 @@ async fn save_settings(State(ctx): Shared, body: axum::body::Bytes) -> Answer {
     }
     let mut config: shoal_core::config::Config = serde_json::from_value(value).map_err(bad)?;
     // The password is set by `shoal web-password` only.
-    config.web.password = ctx.service.with_state(|s| s.config.web.password.clone());
+    config.web_password = ctx.service.with_state(|s| s.config.web_password.clone());
     let want = config.clone();
     ctx.service.run(Command::Save(Box::new(config))).await;
     let saved = ctx.service.with_state(|s| s.config == want);
@@ -1002,7 +1002,7 @@ pub mod views {
     /// config.toml without the password's hash.
     pub fn settings(ctx: &Ctx) -> serde_json::Value {
         let mut c = ctx.service.with_state(|s| s.config.clone());
-        c.web.password = None;
+        c.web_password = None;
         let has_password = ctx.password.is_some();
         let mut v = serde_json::to_value(&c).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {

@@ -15,14 +15,23 @@ pub struct Control {
     pub url: String,
     /// The key for `Authorization: Bearer`.
     pub api_key: String,
+    /// Over HTTPS: the certificate (PEM file) the node serves, to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<std::path::PathBuf>,
 }
 
 impl Control {
     /// Writes the record, readable by the owner only.
-    pub fn write(data_dir: &Path, url: &str, api_key: &str) -> std::io::Result<()> {
+    pub fn write(
+        data_dir: &Path,
+        url: &str,
+        api_key: &str,
+        cert: Option<&Path>,
+    ) -> std::io::Result<()> {
         let me = Control {
             url: url.to_owned(),
             api_key: api_key.to_owned(),
+            cert: cert.map(Path::to_path_buf),
         };
         let json = serde_json::to_vec_pretty(&me).map_err(std::io::Error::other)?;
         shoal_fs::durable::replace(

@@ -139,7 +139,7 @@ pub enum WebError {
     NeedsPassword(SocketAddr),
     /// The password hash in config.toml cannot be used.
     #[error(
-        "the web password in config.toml ([web] password) is not a hash this node can check; set it again with `shoal web-password`"
+        "the web password in config.toml (`web_password`) is not a hash this node can check; set it again with `shoal web-password`"
     )]
     BadHash,
     /// The certificate cannot be used or made.
@@ -227,6 +227,10 @@ impl Web {
         } else {
             Some(tls_acceptor(&opts, addr)?)
         };
+        let cert_file = tls.as_ref().map(|_| match &opts.cert {
+            Some((c, _)) => c.clone(),
+            None => opts.data_dir.join("web").join("cert.pem"),
+        });
         let scheme = if tls.is_some() { "https" } else { "http" };
         let host = if addr.ip().is_unspecified() {
             SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
@@ -252,9 +256,11 @@ impl Web {
         let app = api::router(ctx);
         // Uploads a crash left half-written go; the node is the only user.
         let _ = std::fs::remove_dir_all(opts.data_dir.join("uploads"));
-        Control::write(&opts.data_dir, &url, &api_key).map_err(|source| WebError::Control {
-            path: opts.data_dir.join(control::CONTROL_FILE),
-            source,
+        Control::write(&opts.data_dir, &url, &api_key, cert_file.as_deref()).map_err(|source| {
+            WebError::Control {
+                path: opts.data_dir.join(control::CONTROL_FILE),
+                source,
+            }
         })?;
         let task = tokio::spawn(serve(listener, tls, app, cancel.clone()));
         Ok(Web {
