@@ -102,6 +102,22 @@ T1=$(now)
 cmp -s "$WORK/big.bin" "$WORK/up-share/big.bin" || { echo "upload: the shared file differs" >&2; exit 1; }
 echo "upload: $SIZE MiB in $(awk -v a="$T0" -v b="$T1" 'BEGIN {printf "%.2f", b - a}') s; node peak RSS $(hwm_mib $UP) MiB (before the upload: $BEFORE MiB)"
 kill $UP; wait $UP 2>/dev/null || true
+rm -rf "$WORK/up" "$WORK/up-share"
+# The same from Chromium itself, when it is here (see crates/web/tests/browser.rs).
+PLAYWRIGHT="$ROOT/crates/web/tests/browser/node_modules/playwright-core"
+if command -v chromium >/dev/null && [ -d "$PLAYWRIGHT" ]; then
+  mkdir -p "$WORK/up-share"
+  "$SHOAL" --data-dir "$WORK/up" --tracker "$TRACKER" node --share "$WORK/up-share" --listen 127.0.0.1:0 --name up --web-listen 127.0.0.1:0 > "$WORK/up.out" 2>/dev/null & UP=$!; PIDS+=($UP)
+  wait_for "$WORK/up.out" "peer id"
+  URL=$(url_of "$WORK/up")
+  BEFORE=$(hwm_mib $UP)
+  SECS_UP=$(node "$ROOT/crates/web/tests/browser/upload.mjs" "$URL/" "$WORK/big.bin")
+  cmp -s "$WORK/big.bin" "$WORK/up-share/big.bin" || { echo "upload: the shared file differs" >&2; exit 1; }
+  echo "upload from Chromium: $SIZE MiB in $SECS_UP s; node peak RSS $(hwm_mib $UP) MiB (before the upload: $BEFORE MiB)"
+  kill $UP; wait $UP 2>/dev/null || true
+else
+  echo "upload from Chromium: skipped (needs chromium and npm ci --prefix crates/web/tests/browser)"
+fi
 
 # --- 3. a large download: shoal get vs the web UI ---------------------------------
 mkdir -p "$WORK/big-share" && mv "$WORK/big.bin" "$WORK/big-share/"

@@ -235,6 +235,27 @@ function transferRow(t) {
     li.append(button("Resume", () => act(id, "resume"), "small primary"));
     li.append(button("Cancel", () => act(id, "cancel"), "small danger"));
   }
+  if (t.state === "needs-passphrase") {
+    const form = el("form", "row");
+    const input = el("input");
+    input.type = "password";
+    input.placeholder = "Passphrase to open it";
+    input.setAttribute("aria-label", "passphrase for " + t.name);
+    input.autocomplete = "off";
+    const go = el("button", "small primary", "Open");
+    go.type = "submit";
+    form.append(input, go);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      go.disabled = true;
+      try {
+        const done = await api("POST", "/transfers/" + id + "/open", { passphrase: input.value });
+        state.transfers.set(done.id, done);
+        renderTransfers();
+      } catch (err) { fail(err); go.disabled = false; }
+    });
+    li.append(form);
+  }
   if (t.error) li.append(el("span", "meta error", t.error));
   if (t.path) li.append(el("span", "meta mono", t.path));
   updateNumbers(li, t);

@@ -62,6 +62,7 @@ pub(crate) fn router(ctx: Arc<Ctx>) -> Router {
         .route("/peers/{peer}/files", get(peer_files))
         .route("/transfers", get(transfers))
         .route("/transfers/{id}", get(transfer))
+        .route("/transfers/{id}/open", post(open))
         .route("/transfers/{id}/{action}", post(act))
         .route("/downloads", get(downloads).post(download))
         .route("/downloads/{id}/{action}", post(act))
@@ -404,6 +405,60 @@ async fn act(State(ctx): Shared, Path((id, action)): Path<(u64, String)>) -> Ans
     ctx.service.run(c).await;
     Ok(Json(views::transfer(&ctx, id)).into_response())
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Passphrase {
+    passphrase: String,
+}
+
+/// Opens a download encrypted with a passphrase (`needs-passphrase`): the
+/// plaintext is saved beside it and the ciphertext goes; a wrong
+/// passphrase leaves it as it was (422).
+async fn open(State(ctx): Shared, Path(id): Path<u64>, Json(body): Json<Passphrase>) -> Answer {
+    let waiting = ctx.service.with_state(|s| match s.transfers.get(&id) {
+        Some(t) => match &t.state {
+            shoal_service::TransferState::NeedsPassphrase(p) => Ok(p.clone()),
+            _ => Err(Fail::new(
+                StatusCode::CONFLICT,
+                format!("transfer {id} is not waiting for a passphrase"),
+            )),
+        },
+        None => Err(no_transfer(id)),
+    })?;
+    let mut notices = ctx.service.subscribe();
+    ctx.service.send(Command::Open {
+        id,
+        path: waiting,
+        passphrase: body.passphrase.into(),
+    });
+    // The decryption answers with the transfer's new state (done, or
+    // waiting again after a wrong passphrase).
+    let _ = tokio::time::timeout(OPEN_PATIENCE, async {
+        loop {
+            match notices.recv().await {
+                Ok(shoal_service::Notice::Transfer(t)) if t == id => return,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    let t = views::transfer(&ctx, id).ok_or_else(|| no_transfer(id))?;
+    let state = ctx
+        .service
+        .with_state(|s| s.transfers.get(&id).map(|t| t.state.name()));
+    if state == Some("needs-passphrase") {
+        return Err(Fail::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "that passphrase does not open it; the encrypted file is kept, so try again",
+        ));
+    }
+    Ok(Json(t).into_response())
+}
+
+/// Longest an open waits for the decryption (large files take a while).
+const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

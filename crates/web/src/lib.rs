@@ -41,6 +41,7 @@
 //! | `GET /api/v1/transfers/{id}` | one transfer |
 //! | `POST /api/v1/downloads` | `{"target", "dir"?}`: `PEER:PATH`, `PEER:DIR/`, a content id or a link → 202 `{"id"}` |
 //! | `POST /api/v1/transfers/{id}/pause` | also `resume`, `cancel`; answers with the transfer |
+//! | `POST /api/v1/transfers/{id}/open` | `{"passphrase"}`: opens a `needs-passphrase` download |
 //! | `POST /api/v1/pushes` | `{"peer", "path"}` (a local file), or a multipart form with `peer` and `file` → 202 `{"id"}` |
 //! | `POST /api/v1/shares` | multipart: `lock` (`plain`, `passphrase`, `peer`), `passphrase`, `peer`, then `file` → 201 `{"path"}` |
 //! | `GET /api/v1/files` | what this node shares, each with a `shoal:` link |

@@ -61,12 +61,21 @@ async fn the_web_ui_in_chromium_does_what_the_app_does() {
     let mut net = Net::new().await;
     let big = bytes(12 << 20, 31);
     let other = bytes(12 << 20, 32);
+    let locked = {
+        let dir = net.dir();
+        let plain = dir.join("locked.txt");
+        std::fs::write(&plain, b"behind a passphrase").unwrap();
+        let out = net.dir();
+        let lock = shoal_crypt::Lock::Passphrase("open sesame".to_owned().into());
+        std::fs::read(shoal_crypt::share_into(&plain, &out, Some(&lock)).unwrap()).unwrap()
+    };
     net.node(
         "bob",
         &[
             ("big.bin", &big),
             ("other.bin", &other),
             ("small.txt", b"hi"),
+            ("locked.txt.age", &locked),
         ],
         Some(2 << 20),
         false,
@@ -97,6 +106,12 @@ async fn the_web_ui_in_chromium_does_what_the_app_does() {
     );
     let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(seen["consoleErrors"], serde_json::json!([]));
+    // The one refused request: the wrong passphrase.
+    assert_eq!(
+        seen["expectedErrors"].as_array().unwrap().len(),
+        1,
+        "{seen}"
+    );
     let steps: Vec<&str> = seen["steps"]
         .as_array()
         .unwrap()
@@ -111,6 +126,7 @@ async fn the_web_ui_in_chromium_does_what_the_app_does() {
             "progress",
             "paused",
             "done",
+            "opened with a passphrase",
             "cancelled",
             "shared by input",
             "shared by drop, encrypted",
@@ -125,6 +141,14 @@ async fn the_web_ui_in_chromium_does_what_the_app_does() {
 
     // What the clicks did, on disk.
     assert_eq!(std::fs::read(me.downloads.join("big.bin")).unwrap(), big);
+    assert_eq!(
+        std::fs::read(me.downloads.join("locked.txt")).unwrap(),
+        b"behind a passphrase"
+    );
+    assert!(
+        !me.downloads.join("locked.txt.age").exists(),
+        "the ciphertext goes once opened"
+    );
     assert!(!me.downloads.join("other.bin").exists());
     assert!(!me.downloads.join("other.bin.part").exists());
     assert_eq!(

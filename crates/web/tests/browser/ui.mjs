@@ -27,13 +27,20 @@ const browser = await chromium.launch({
     "--disable-sync",
   ],
 });
-const seen = { consoleErrors: [], steps: [] };
+const seen = { consoleErrors: [], expectedErrors: [], steps: [] };
+// Set while a step makes the page answer with an error on purpose (the
+// browser logs a refused request as a console error).
+let expecting = null;
 let page;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   page = await context.newPage();
   page.setDefaultTimeout(STEP);
-  page.on("console", (m) => { if (m.type() === "error") seen.consoleErrors.push(m.text()); });
+  page.on("console", (m) => {
+    if (m.type() !== "error") return;
+    if (expecting && m.text().includes(expecting)) seen.expectedErrors.push(m.text());
+    else seen.consoleErrors.push(m.text());
+  });
   page.on("pageerror", (e) => seen.consoleErrors.push(String(e)));
   const step = (name) => seen.steps.push(name);
 
@@ -68,6 +75,23 @@ try {
   await row.locator(".badge", { hasText: "done" }).waitFor();
   seen.done = await row.locator(".numbers").textContent();
   step("done");
+
+  // A download encrypted with a passphrase: it waits for it, a wrong one
+  // is refused, the right one opens it.
+  await page.locator("#tab-peers").click();
+  await page.locator("#get-target").fill("bob:locked.txt.age");
+  await page.locator("#get-form button[type=submit]").click();
+  const locked = page.locator("#transfers li", { hasText: "locked.txt.age" });
+  await locked.locator(".badge", { hasText: "needs-passphrase" }).waitFor();
+  await locked.getByLabel("passphrase for locked.txt.age").fill("not it");
+  expecting = "status of 422";
+  await locked.getByRole("button", { name: "Open" }).click();
+  await page.locator("#toast", { hasText: "does not open it" }).waitFor();
+  expecting = null;
+  await locked.getByLabel("passphrase for locked.txt.age").fill("open sesame");
+  await locked.getByRole("button", { name: "Open" }).click();
+  await locked.locator(".badge", { hasText: "done" }).waitFor();
+  step("opened with a passphrase");
 
   // A download by typing PEER:PATH, cancelled midway.
   await page.locator("#tab-peers").click();
