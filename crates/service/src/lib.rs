@@ -581,7 +581,7 @@ impl Service {
 
     /// Reads the state as it is now.
     pub fn with_state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        f(&self.shared.state.lock().unwrap_or_else(|p| p.into_inner()))
+        f(&self.shared.state())
     }
 
     /// What changes from now on.
@@ -648,6 +648,12 @@ struct Shared {
     feed: LogFeed,
 }
 
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The app's end of a service on a runtime of its own.
 pub struct Backend {
     runtime: Option<tokio::runtime::Runtime>,
@@ -680,18 +686,6 @@ impl Backend {
             service,
             events,
         })
-    }
-
-    /// The service, for another front end of the same node (the web UI).
-    pub fn service(&self) -> &Service {
-        &self.service
-    }
-
-    /// Runs `f` on the service's runtime.
-    pub fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) {
-        if let Some(rt) = &self.runtime {
-            rt.spawn(f);
-        }
     }
 
     /// Repaints the UI when events arrive.
@@ -737,12 +731,7 @@ struct Sink {
 
 impl Sink {
     fn send(&self, e: Event) {
-        let notice = self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .apply(&e);
+        let notice = self.shared.state().apply(&e);
         if let Some(n) = notice {
             let _ = self.shared.notices.send(n);
         }
@@ -759,11 +748,7 @@ impl Sink {
     }
 
     fn share_folder(&self) -> Option<PathBuf> {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .share_folder()
+        self.shared.state().share_folder()
     }
 
     /// Whether anyone looks at the peer list now.
@@ -773,9 +758,7 @@ impl Sink {
 
     fn state_of(&self, id: u64) -> Option<TransferState> {
         self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .state()
             .transfers
             .get(&id)
             .map(|t| t.state.clone())
@@ -783,15 +766,7 @@ impl Sink {
 
     /// Changes the state where no event says it.
     fn update(&self, f: impl FnOnce(&mut State)) {
-        f(&mut self.shared.state.lock().unwrap_or_else(|p| p.into_inner()));
-    }
-
-    fn note_error(&self, error: Option<Failure>) {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .start_error = error;
+        f(&mut self.shared.state());
     }
 }
 

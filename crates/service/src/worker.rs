@@ -502,7 +502,7 @@ impl Core {
     fn start_failed(&self, why: Failure) {
         self.feed
             .log(Level::Error, format!("cannot start the network: {why}"));
-        self.sink.note_error(Some(why));
+        self.sink.update(|s| s.start_error = Some(why));
         self.sink.send(Event::Network {
             state: NetState::Offline,
             port: None,

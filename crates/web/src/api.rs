@@ -318,18 +318,33 @@ async fn status(State(ctx): Shared) -> Response {
 /// The peers as the trackers (and the LAN, the DHT) list them now: asked
 /// afresh, waited for at most [`PEERS_PATIENCE`] (then the last list).
 async fn peers(State(ctx): Shared) -> Response {
+    send_and_wait(&ctx, Command::RefreshPeers, PEERS_PATIENCE, |n| {
+        n == shoal_service::Notice::Peers
+    })
+    .await;
+    Json(views::peers(&ctx)).into_response()
+}
+
+/// Sends `c`, then waits (at most `patience`) for the first notice that
+/// `answers` it.
+async fn send_and_wait(
+    ctx: &Ctx,
+    c: Command,
+    patience: std::time::Duration,
+    answers: impl Fn(shoal_service::Notice) -> bool,
+) {
     let mut notices = ctx.service.subscribe();
-    ctx.service.send(Command::RefreshPeers);
-    let _ = tokio::time::timeout(PEERS_PATIENCE, async {
+    ctx.service.send(c);
+    let _ = tokio::time::timeout(patience, async {
         loop {
             match notices.recv().await {
-                Ok(shoal_service::Notice::Peers) | Err(_) => return,
-                Ok(_) => {}
+                Ok(n) if answers(n) => return,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                _ => {}
             }
         }
     })
     .await;
-    Json(views::peers(&ctx)).into_response()
 }
 
 /// Longest `GET /api/v1/peers` waits for the fresh list.
@@ -426,22 +441,15 @@ async fn open(State(ctx): Shared, Path(id): Path<u64>, Json(body): Json<Passphra
         },
         None => Err(no_transfer(id)),
     })?;
-    let mut notices = ctx.service.subscribe();
-    ctx.service.send(Command::Open {
+    // The decryption answers with the transfer's new state (done, or
+    // waiting again after a wrong passphrase).
+    let open = Command::Open {
         id,
         path: waiting,
         passphrase: body.passphrase.into(),
-    });
-    // The decryption answers with the transfer's new state (done, or
-    // waiting again after a wrong passphrase).
-    let _ = tokio::time::timeout(OPEN_PATIENCE, async {
-        loop {
-            match notices.recv().await {
-                Ok(shoal_service::Notice::Transfer(t)) if t == id => return,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                _ => {}
-            }
-        }
+    };
+    send_and_wait(&ctx, open, OPEN_PATIENCE, |n| {
+        n == shoal_service::Notice::Transfer(id)
     })
     .await;
     let t = views::transfer(&ctx, id).ok_or_else(|| no_transfer(id))?;
