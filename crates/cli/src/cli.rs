@@ -83,6 +83,9 @@ pub enum Command {
         #[arg(long, default_value = "0.0.0.0:6881", value_name = "ADDR")]
         listen: SocketAddr,
     },
+    /// Run a relay: pipes bytes between peers that cannot reach each
+    /// other, seeing only their TLS.
+    Relay(RelayArgs),
     /// Run a node that shares folders with other peers.
     Node(NodeArgs),
     /// Print this data dir's peer id.
@@ -246,6 +249,29 @@ pub struct TrackerArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// Advertise this relay (`relay://HOST:PORT`) to nodes it finds
+    /// unreachable; repeatable.
+    #[arg(long = "relay", value_name = "URL", value_delimiter = ',')]
+    pub relays: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:7100", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Most pipes open at once with one peer at either end.
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10000))]
+    pub pipes_per_peer: u64,
+    /// Pipe at most this fast for one peer, e.g. `10MiB` (per second).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub rate_per_peer: Option<u64>,
+    /// Pipe at most this fast in all, e.g. `100MiB` (per second).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub rate_total: Option<u64>,
+    /// Most connections open at once, in all.
+    #[arg(long, default_value_t = 16384, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -312,6 +338,16 @@ pub struct NodeArgs {
     /// The private key (PEM) of --web-cert.
     #[arg(long, value_name = "FILE", requires = "web_cert")]
     pub web_key: Option<PathBuf>,
+    /// Ask the router to forward this node's port (UPnP-IGD, PCP or
+    /// NAT-PMP), renewed while the node runs and removed when it stops
+    /// (off unless asked, or `port_mapping = true` in config.toml).
+    #[arg(long)]
+    pub port_mapping: bool,
+    /// A relay (`relay://HOST:PORT`, a `shoal relay`) to be reached
+    /// through when the tracker finds this node unreachable; repeatable
+    /// [default: `relays` in config.toml, and the tracker's own].
+    #[arg(long = "relay", value_name = "URL", value_delimiter = ',')]
+    pub relays: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -321,4 +357,10 @@ pub struct UpArgs {
     /// Address the tracker listens on.
     #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR")]
     pub tracker_listen: SocketAddr,
+    /// Address the relay listens on (the tracker advertises it).
+    #[arg(long, default_value = "0.0.0.0:7100", value_name = "ADDR")]
+    pub relay_listen: SocketAddr,
+    /// Run no relay.
+    #[arg(long)]
+    pub no_relay: bool,
 }

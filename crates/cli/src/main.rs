@@ -41,7 +41,11 @@ fn main() -> ExitCode {
     };
     let server = matches!(
         cli.command,
-        Command::Up(_) | Command::Tracker(_) | Command::Node(_) | Command::Dht { .. }
+        Command::Up(_)
+            | Command::Tracker(_)
+            | Command::Relay(_)
+            | Command::Node(_)
+            | Command::Dht { .. }
     );
     if let Command::Gui { start, get } = cli.command {
         // The window runs on this thread; the app has its own runtime.
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => serve::up(&ctx, args, feed).await,
             Command::Tracker(args) => serve::tracker(args).await,
+            Command::Relay(args) => serve::relay(args).await,
             Command::Node(args) => serve::node(&ctx, args, feed).await,
             Command::Dht { listen } => serve::dht(&ctx, listen).await,
             Command::Id { ssh } => client::id(&ctx, ssh),

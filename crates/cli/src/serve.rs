@@ -10,7 +10,7 @@ use shoal_node::tracker_client::TrackerClient;
 use shoal_tracker::TrackerConfig;
 use tokio::net::TcpListener;
 
-use crate::cli::{NodeArgs, TrackerArgs, UpArgs};
+use crate::cli::{NodeArgs, RelayArgs, TrackerArgs, UpArgs};
 use crate::context::Context as Ctx;
 
 /// Prints a line on stdout at once (scripts and tests wait for these).
@@ -46,6 +46,8 @@ pub async fn tracker(mut args: TrackerArgs) -> Result<()> {
     let config = TrackerConfig {
         max_ttl: std::time::Duration::from_secs(args.ttl),
         token: args.token,
+        relays: checked_relays(&args.relays)?,
+        prober: Some(dialback()?),
     };
     match args.legacy_listen {
         None => shoal_tracker::run(listener, config, shutdown_signal()).await?,
@@ -71,6 +73,82 @@ pub async fn tracker(mut args: TrackerArgs) -> Result<()> {
     }
     tracing::info!("tracker stopped");
     Ok(())
+}
+
+/// Relay URLs as given, each checked: `relay://HOST:PORT` or `HOST:PORT`.
+fn checked_relays(relays: &[String]) -> Result<Vec<String>> {
+    relays
+        .iter()
+        .map(|r| {
+            let url = shoal_node::reach::relay_url(r.trim());
+            let rest = shoal_relay::client::host_port(&url);
+            shoal_core::wire::HostPort::parse(rest).map_err(|e| {
+                crate::client::UsageError(format!(
+                    "--relay {}: {e}; give it as relay://HOST:PORT",
+                    shoal_core::text::bounded(r, 100)
+                ))
+            })?;
+            Ok(url)
+        })
+        .collect()
+}
+
+/// How a tracker dials peers back: a TLS handshake, as a throwaway
+/// identity, that must prove the registered peer's key.
+struct Dialback(shoal_node::peer_client::PeerClient);
+
+impl shoal_tracker::probe::Prober for Dialback {
+    fn probe<'a>(
+        &'a self,
+        peer: shoal_core::PeerId,
+        addr: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move { self.0.identify(addr).await.is_ok_and(|id| id == peer) })
+    }
+}
+
+fn dialback() -> Result<std::sync::Arc<dyn shoal_tracker::probe::Prober>> {
+    let me = shoal_core::Identity::generate()?;
+    let client = shoal_node::peer_client::PeerClient::new(
+        std::sync::Arc::new(me),
+        shoal_core::config::RetryConfig::default(),
+    );
+    Ok(std::sync::Arc::new(Dialback(client)))
+}
+
+/// `shoal relay`: pipes bytes between peers until Ctrl-C.
+pub async fn relay(args: RelayArgs) -> Result<()> {
+    shoal_net::raise_open_file_limit();
+    let listener = TcpListener::bind(args.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {}; is another relay running there? choose another address with --listen",
+            args.listen
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    announce(&format!("listening on {}", shoal_relay::url_of(addr)));
+    tracing::info!(%addr, "relay started");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(shoal_relay::serve(
+        listener,
+        relay_config(&args),
+        stop.clone(),
+    ));
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    stop.cancel();
+    let _ = task.await;
+    Ok(())
+}
+
+fn relay_config(args: &RelayArgs) -> shoal_relay::RelayConfig {
+    shoal_relay::RelayConfig {
+        max_connections: args.max_connections as usize,
+        pipes_per_peer: args.pipes_per_peer as usize,
+        rate_per_peer: args.rate_per_peer,
+        rate_total: args.rate_total,
+        ..Default::default()
+    }
 }
 
 /// The node config.toml describes, with the command line's flags over it.
@@ -111,6 +189,10 @@ fn node_config(
             ));
         }
         cfg.compat = Some((addr, token.clone()));
+    }
+    cfg.port_mapping |= args.port_mapping;
+    if !args.relays.is_empty() {
+        cfg.relays = checked_relays(&args.relays)?;
     }
     Ok(cfg)
 }
@@ -309,9 +391,41 @@ pub async fn up(ctx: &Ctx, args: UpArgs, feed: shoal_service::activity::LogFeed)
         taddr
     };
     announce(&format!("tracker listening on http://{taddr}"));
+    let mut relays = Vec::new();
+    let relay_stop = tokio_util::sync::CancellationToken::new();
+    let mut relay_task = None;
+    if !args.no_relay {
+        let l = TcpListener::bind(args.relay_listen).await.with_context(|| {
+            format!(
+                "cannot listen on {} for the relay; choose another --relay-listen, or --no-relay",
+                args.relay_listen
+            )
+        })?;
+        let raddr = l.local_addr()?;
+        announce(&format!(
+            "relay listening on {}",
+            shoal_relay::url_of(raddr)
+        ));
+        // Advertised with the host the node reached the tracker on.
+        relays.push(format!("relay://:{}", raddr.port()));
+        let defaults = RelayArgs {
+            listen: raddr,
+            pipes_per_peer: 32,
+            rate_per_peer: None,
+            rate_total: None,
+            max_connections: 16384,
+        };
+        relay_task = Some(tokio::spawn(shoal_relay::serve(
+            l,
+            relay_config(&defaults),
+            relay_stop.clone(),
+        )));
+    }
     let tracker_config = TrackerConfig {
         max_ttl: std::time::Duration::from_secs(args.node.ttl.max(60)),
         token: checked_token(ctx.tracker_token.clone())?,
+        relays,
+        prober: Some(dialback()?),
     };
     let tracker_task = tokio::spawn(shoal_tracker::run(
         listener,
@@ -354,6 +468,10 @@ pub async fn up(ctx: &Ctx, args: UpArgs, feed: shoal_service::activity::LogFeed)
         tracker_task.abort();
     }
     let _ = tracker_task.await;
+    relay_stop.cancel();
+    if let Some(t) = relay_task {
+        let _ = t.await;
+    }
     result
 }
 

@@ -98,6 +98,14 @@ pub struct Config {
     /// Use the public Mainline DHT; off by default.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dht: bool,
+    /// Ask the router to forward the node's port (UPnP, PCP, NAT-PMP);
+    /// off by default.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub port_mapping: bool,
+    /// Relays to be reached through when the node is not reachable
+    /// (`relay://HOST:PORT`), besides those the tracker advertises.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<String>,
     /// Nodes of a private DHT to join (`HOST:PORT`); implies a DHT.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dht_bootstrap: Vec<String>,

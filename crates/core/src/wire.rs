@@ -145,7 +145,7 @@ impl Registration {
             return Err(format!("between 1 and {MAX_ADDRS} addresses are needed"));
         }
         for a in &self.addrs {
-            HostPort::parse(a)?;
+            PeerAddr::parse(a)?;
         }
         if self.ttl == 0 || self.ttl > MAX_TTL_SECS {
             return Err(format!("ttl must be between 1 and {MAX_TTL_SECS} seconds"));
@@ -290,6 +290,9 @@ pub struct PeerRecord {
     pub addrs: Vec<String>,
     /// Seconds left before the record expires.
     pub expires_in: u64,
+    /// How it can be reached, when the tracker has dialled it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach: Option<Reach>,
 }
 
 /// One page of `GET /v1/peers?after=ID&limit=N`.
@@ -387,10 +390,117 @@ impl PeerRecord {
                 self.name = format!("peer-{}", self.peer_id.short());
             }
         }
-        self.addrs.retain(|a| HostPort::parse(a).is_ok());
+        self.addrs.retain(|a| PeerAddr::parse(a).is_ok());
         self.addrs.truncate(MAX_ADDRS);
         self
     }
+}
+
+/// The scheme of a relay address: `relay://HOST:PORT` is "reach me
+/// through the relay there".
+pub const RELAY_SCHEME: &str = "relay://";
+
+/// One address of a peer: `HOST:PORT` to dial directly, or
+/// `relay://HOST:PORT`, a relay that pipes bytes to the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAddr {
+    /// Dialled over TCP.
+    Direct(HostPort),
+    /// A relay the peer keeps a connection to; its host is never
+    /// unspecified.
+    Relay(HostPort),
+}
+
+impl PeerAddr {
+    /// Parses `host:port` (as [`HostPort::parse`]) or `relay://host:port`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.strip_prefix(RELAY_SCHEME) {
+            Some(rest) => {
+                let hp = HostPort::parse(rest)?;
+                if hp.is_unspecified() {
+                    return Err(format!(
+                        "`{}`: a relay address needs its host",
+                        crate::text::bounded(s, 80)
+                    ));
+                }
+                Ok(Self::Relay(hp))
+            }
+            None => Ok(Self::Direct(HostPort::parse(s)?)),
+        }
+    }
+
+    /// Whether it is reached through a relay.
+    pub fn is_relay(&self) -> bool {
+        matches!(self, Self::Relay(_))
+    }
+
+    /// The host and port dialled (the relay's, for a relay address).
+    pub fn host_port(&self) -> &HostPort {
+        match self {
+            Self::Direct(h) | Self::Relay(h) => h,
+        }
+    }
+
+    /// The same, mutably.
+    pub fn host_port_mut(&mut self) -> &mut HostPort {
+        match self {
+            Self::Direct(h) | Self::Relay(h) => h,
+        }
+    }
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Direct(h) => h.fmt(f),
+            Self::Relay(h) => write!(f, "{RELAY_SCHEME}{h}"),
+        }
+    }
+}
+
+/// How a peer can be reached, as a tracker found out by dialling it back
+/// (`POST /v1/peers/{id}/probe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reach {
+    /// One of its direct addresses answered from outside.
+    Direct,
+    /// None did, but it keeps a relay address.
+    Relayed,
+    /// Nothing the tracker tried reached it.
+    Unreachable,
+}
+
+impl Reach {
+    /// The word shown for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Relayed => "relayed",
+            Self::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// The tracker's answer to `POST /v1/peers/{id}/probe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    /// What the dial-back found.
+    pub reach: Reach,
+    /// Each direct address tried, and whether the peer answered there.
+    pub addrs: Vec<ProbedAddr>,
+    /// Relays the tracker advertises (`relay://HOST:PORT`).
+    #[serde(default)]
+    pub relays: Vec<String>,
+}
+
+/// One address a probe tried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbedAddr {
+    /// The address.
+    pub addr: String,
+    /// Whether the peer answered there, proving its key.
+    pub reachable: bool,
 }
 
 /// A parsed `host:port` address. The host is empty when unspecified.
@@ -548,5 +658,31 @@ mod tests {
         assert!(HostPort::parse(":7").unwrap().is_unspecified());
         assert!(HostPort::parse("[::]:7").unwrap().is_unspecified());
         assert_eq!(HostPort::parse("[::1]:8").unwrap().to_string(), "[::1]:8");
+    }
+
+    #[test]
+    fn peer_addresses_are_direct_or_through_a_relay() {
+        let r = PeerAddr::parse("relay://10.0.0.1:7100").unwrap();
+        assert!(r.is_relay());
+        assert_eq!(r.to_string(), "relay://10.0.0.1:7100");
+        let d = PeerAddr::parse(":7000").unwrap();
+        assert!(!d.is_relay() && d.host_port().is_unspecified());
+        for bad in [
+            "relay://:7100",
+            "relay://0.0.0.0:1",
+            "relay://x",
+            "quic://1.2.3.4:5",
+        ] {
+            assert!(PeerAddr::parse(bad).is_err(), "{bad}");
+        }
+        let id = Identity::from_seed([3; 32]);
+        let reg = Registration::new(
+            &id,
+            "alice",
+            vec!["10.0.0.2:7000".into(), "relay://10.0.0.1:7100".into()],
+            60,
+            1,
+        );
+        assert!(reg.validate().is_ok());
     }
 }

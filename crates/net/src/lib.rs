@@ -26,6 +26,7 @@
 
 mod body;
 mod io;
+pub mod rate;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 pub use body::MinRateBody;
 pub use io::Guarded;
+pub use rate::RateLimit;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

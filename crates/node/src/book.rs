@@ -415,6 +415,7 @@ mod tests {
             name: name.into(),
             addrs: vec![],
             expires_in: 1,
+            reach: None,
         }
     }
 

@@ -148,6 +148,7 @@ impl DhtBackend {
                     name: id.short(),
                     addrs: vec![addr],
                     expires_in: 0,
+                    reach: None,
                 }),
                 Err(e) => {
                     tracing::debug!(error = %e, "a provider the DHT named does not answer");
@@ -194,6 +195,7 @@ impl Backend for DhtBackend {
                 name: f.name,
                 addrs: f.addrs,
                 expires_in: 0,
+                reach: None,
             }))
         })
     }
@@ -222,6 +224,7 @@ impl LanBackend {
                 name: p.name,
                 addrs: p.addrs.iter().map(ToString::to_string).collect(),
                 expires_in: shoal_lan::LIFETIME.as_secs(),
+                reach: None,
             })
             .collect()
     }

@@ -65,6 +65,7 @@ mod node;
 pub mod peer_client;
 pub mod pieces;
 pub mod rate;
+pub mod reach;
 pub mod reputation;
 mod retry;
 pub mod send;

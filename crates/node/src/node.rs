@@ -53,6 +53,13 @@ pub struct NodeConfig {
     pub dht: Option<shoal_dht::Dht>,
     /// The LAN to announce this node on (`None`: no mDNS, no multicast).
     pub lan: Option<Arc<shoal_lan::Lan>>,
+    /// Ask the router to forward the port (UPnP, PCP, NAT-PMP); off
+    /// unless asked (see [`crate::reach`]).
+    pub port_mapping: bool,
+    /// Relays to keep a connection to when the node is not reachable
+    /// (`relay://HOST:PORT` or `HOST:PORT`), besides those the trackers
+    /// advertise.
+    pub relays: Vec<String>,
 }
 
 impl NodeConfig {
@@ -72,6 +79,8 @@ impl NodeConfig {
             compat: None,
             dht: None,
             lan: None,
+            port_mapping: false,
+            relays: Vec::new(),
         }
     }
 }
@@ -95,6 +104,8 @@ impl NodeConfig {
         };
         let mut cfg = NodeConfig::new(data_dir, listen, config.peer_name(me));
         cfg.shares = config.shares.clone();
+        cfg.port_mapping = config.port_mapping;
+        cfg.relays = config.relays.clone();
         cfg.max_upload_rate = config.max_upload_rate;
         if let Some(dir) = &config.inbox {
             cfg.inbox.dir = dir.clone();
@@ -134,6 +145,10 @@ pub struct Node {
     tasks: Vec<JoinHandle<()>>,
     data_dir: std::path::PathBuf,
     listening: crate::listening::Listening,
+    reach: tokio::sync::watch::Receiver<crate::reach::Reachability>,
+    /// Stops port mapping and the relay, after the heartbeats.
+    reach_stop: CancellationToken,
+    reach_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Node {
@@ -199,12 +214,38 @@ impl Node {
                 shutdown.clone(),
             )));
         }
+        let conns = crate::server::Conns::new(tls.clone(), app.clone(), shutdown.clone());
         let mut tasks = vec![tokio::spawn(crate::server::serve(
             listener,
             tls,
             app,
             shutdown.clone(),
         ))];
+        let (reach_tx, reach) = tokio::sync::watch::channel(crate::reach::Reachability::default());
+        // Stopped after the heartbeats deregistered (see `shutdown`).
+        let reach_stop = CancellationToken::new();
+        let mut reach_tasks = Vec::new();
+        if config.port_mapping {
+            reach_tasks.push(tokio::spawn(crate::reach::keep_mapped(
+                local_addr.port(),
+                reach_tx.clone(),
+                reach_stop.clone(),
+            )));
+        }
+        let (registered_tx, registered) = tokio::sync::watch::channel(Vec::new());
+        if !config.trackers.is_empty() || !config.relays.is_empty() {
+            reach_tasks.push(tokio::spawn(crate::reach::keep_reachable(
+                crate::reach::Reaching {
+                    identity: identity.clone(),
+                    trackers: config.trackers.clone(),
+                    relays: config.relays.clone(),
+                    state: reach_tx.clone(),
+                    registered,
+                    conns,
+                },
+                reach_stop.clone(),
+            )));
+        }
         tasks.extend(compat_task);
         tasks.push(tokio::spawn(watch_shares(
             index.clone(),
@@ -268,6 +309,8 @@ impl Node {
                 addrs: vec![addr],
                 compat,
                 ttl: config.ttl,
+                reach: reach.clone(),
+                registered: Arc::new(registered_tx),
             };
             for (i, tracker) in config.trackers.iter().enumerate() {
                 tasks.push(tokio::spawn(heartbeat(
@@ -297,6 +340,9 @@ impl Node {
             tasks,
             data_dir: config.data_dir.clone(),
             listening,
+            reach,
+            reach_stop,
+            reach_tasks,
         })
     }
 
@@ -356,10 +402,20 @@ impl Node {
         self.uploads.sent.load(Ordering::Relaxed)
     }
 
-    /// Stops serving, deregisters from the tracker and waits for the tasks.
+    /// How others can reach this node (port mapping, probe, relay).
+    pub fn reachability(&self) -> tokio::sync::watch::Receiver<crate::reach::Reachability> {
+        self.reach.clone()
+    }
+
+    /// Stops serving, deregisters from the tracker, removes the port
+    /// mapping, leaves the relay, and waits for the tasks.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
+        self.reach_stop.cancel();
+        for t in std::mem::take(&mut self.reach_tasks) {
             let _ = t.await;
         }
     }
@@ -368,6 +424,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        self.reach_stop.cancel();
         crate::listening::Listening::remove(&self.data_dir);
     }
 }
@@ -580,6 +637,10 @@ struct Me {
     addrs: Vec<String>,
     compat: Option<String>,
     ttl: u64,
+    /// Mapped and relay addresses, registered with `addrs`.
+    reach: tokio::sync::watch::Receiver<crate::reach::Reachability>,
+    /// Where each successful registration tells what it registered.
+    registered: Arc<tokio::sync::watch::Sender<Vec<String>>>,
 }
 
 /// Registers, re-registers every third of the TTL, announces content ids
@@ -596,9 +657,11 @@ async fn heartbeat(
     let Me {
         identity,
         name,
-        addrs,
+        addrs: own,
         compat,
         ttl,
+        mut reach,
+        registered,
     } = me;
     let clock = AtomicU64::new(0);
     let mut changes = offers.index.subscribe();
@@ -612,6 +675,7 @@ async fn heartbeat(
     retry.max_ms = retry.max_ms.min(default_wait.as_millis() as u64 / 2);
     let tracker = tracker.with_retry(retry);
     loop {
+        let addrs = reach.borrow_and_update().addrs(&own);
         let reg = Registration::with_compat(
             &identity,
             &name,
@@ -626,6 +690,13 @@ async fn heartbeat(
         };
         let wait = match register {
             Ok(r) => {
+                registered.send_if_modified(|v| {
+                    let changed = *v != r.addrs;
+                    if changed {
+                        v.clone_from(&r.addrs);
+                    }
+                    changed
+                });
                 if state.get() != TrackerState::Online {
                     tracing::info!(tracker = tracker.url(), addrs = ?r.addrs, ttl = r.ttl, "registered with the tracker");
                     state.set(TrackerState::Online);
@@ -658,6 +729,10 @@ async fn heartbeat(
             () = tokio::time::sleep(wait) => {}
             r = changes.changed() => { if r.is_err() { break; } }
             r = partial_changes.changed() => { if r.is_err() { break; } }
+            r = reach.changed() => {
+                // A mapping or relay came or went: register it now.
+                if r.is_err() { break; }
+            }
             () = shutdown.cancelled() => break,
         }
     }

@@ -17,7 +17,7 @@ use shoal_core::config::RetryConfig;
 use shoal_core::wire::{FileEntry, PeerRecord, PieceMap};
 use shoal_core::{ContentId, Identity, PeerId};
 
-use crate::dial::{Dialer, Direct};
+use crate::dial::{Dialer, Direct, Relayed};
 use crate::error::{NodeError, PeerError, Result};
 use crate::rate::RateLimit;
 use crate::retry::with_retry;
@@ -92,6 +92,16 @@ pub struct PeerClient {
     tls: Mutex<HashMap<PeerId, (Arc<rustls::ClientConfig>, MismatchSlot)>>,
     idle: Idle,
     dialers: Vec<Arc<dyn Dialer>>,
+    routes: Mutex<HashMap<PeerId, Route>>,
+}
+
+/// How a peer was last reached: which dialer, at which address.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Route {
+    /// `direct` or `relay`.
+    pub via: &'static str,
+    /// The address dialled (`host:port`, or `relay://host:port`).
+    pub addr: String,
 }
 
 /// An answer from a peer: its status and headers, and its body read chunk
@@ -296,16 +306,26 @@ impl Failure {
 
 impl PeerClient {
     /// A client that presents `identity` to the peers it calls, reaching
-    /// them directly over TCP.
+    /// them directly over TCP, or through the relays their addresses name.
     pub fn new(identity: Arc<Identity>, retry: RetryConfig) -> Self {
         Self {
+            dialers: vec![Arc::new(Relayed::new(identity.clone())), Arc::new(Direct)],
             identity,
             retry,
             download: RateLimit::unlimited(),
             tls: Mutex::new(HashMap::new()),
             idle: Idle::default(),
-            dialers: vec![Arc::new(Direct)],
+            routes: Mutex::default(),
         }
+    }
+
+    /// How `peer` was last reached, if it was.
+    pub fn route(&self, peer: PeerId) -> Option<Route> {
+        self.routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer)
+            .cloned()
     }
 
     /// The same client, receiving at most this fast in all.
@@ -363,6 +383,7 @@ impl PeerClient {
     /// key, HTTP/1.1 on top.
     async fn connect(
         &self,
+        peer: PeerId,
         addr: &str,
         tls: Arc<rustls::ClientConfig>,
     ) -> std::result::Result<SendRequest<RequestBody>, AttemptError> {
@@ -374,7 +395,7 @@ impl PeerClient {
             )))
         })?;
         let open = async {
-            let io = dialer.dial(addr).await.map_err(failed)?;
+            let io = dialer.dial(Some(peer), addr).await.map_err(failed)?;
             let name = rustls::pki_types::ServerName::try_from(SERVER_NAME)
                 .map_err(|e| AttemptError::Failed(Failure::of(e)))?;
             let tls = tokio_rustls::TlsConnector::from(tls)
@@ -389,7 +410,17 @@ impl PeerClient {
             tokio::spawn(async move {
                 let _ = conn.await;
             });
-            tracing::trace!(addr, dialer = dialer.kind(), "connected to a peer");
+            tracing::debug!(addr, via = dialer.kind(), "connected to a peer");
+            self.routes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    peer,
+                    Route {
+                        via: dialer.kind(),
+                        addr: addr.to_owned(),
+                    },
+                );
             Ok(sender)
         };
         tokio::time::timeout(CONNECT_TIMEOUT, open)
@@ -418,7 +449,7 @@ impl PeerClient {
             .dialer_for(addr)
             .ok_or_else(|| unreachable("no way to reach this address".into(), None))?;
         let open = async {
-            let io = dialer.dial(addr).await?;
+            let io = dialer.dial(None, addr).await?;
             let name = rustls::pki_types::ServerName::try_from(SERVER_NAME)
                 .map_err(std::io::Error::other)?;
             tokio_rustls::TlsConnector::from(Arc::new(cfg))
@@ -478,7 +509,7 @@ impl PeerClient {
     ) -> std::result::Result<PeerResponse, AttemptError> {
         let deadline = total.map(|t| tokio::time::Instant::now() + t);
         let head = total.unwrap_or(READ_TIMEOUT).min(READ_TIMEOUT);
-        let sender = self.connect(addr, tls).await?;
+        let sender = self.connect(peer, addr, tls).await?;
         let req = ask
             .build(addr, ask.body())
             .map_err(|e| AttemptError::Failed(Failure::of(e)))?;
@@ -537,12 +568,14 @@ impl PeerClient {
                 return Ok(resp);
             }
         }
-        let addrs: Vec<&str> = peer
+        // Direct addresses first, then relays.
+        let mut addrs: Vec<&str> = peer
             .addrs
             .iter()
             .take(MAX_ADDRS)
             .map(String::as_str)
             .collect();
+        addrs.sort_by_key(|a| a.starts_with(shoal_core::wire::RELAY_SCHEME));
         if addrs.is_empty() {
             return Err(NodeError::unreachable(peer, "it has no addresses"));
         }
@@ -633,20 +666,35 @@ impl PeerClient {
         };
         let deadline = Some(tokio::time::Instant::now() + UPLOAD_DEADLINE);
         let wrong = || slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let addr = peer
-            .addrs
+        // Direct addresses first, then relays; the first that connects.
+        let mut addrs: Vec<&String> = peer.addrs.iter().take(MAX_ADDRS).collect();
+        addrs.sort_by_key(|a| a.starts_with(shoal_core::wire::RELAY_SCHEME));
+        let addr = *addrs
             .first()
             .ok_or_else(|| NodeError::unreachable(peer, "it has no addresses"))?;
         let sender = match self.take_idle(peer.peer_id) {
             Some(s) => s,
-            None => match self.connect(addr, tls).await {
-                Ok(s) => s,
-                Err(AttemptError::Failed(e)) => {
-                    return Err(
-                        wrong().map_or_else(|| e.against(peer), |w| PeerError::WrongPeer(w).into())
-                    );
+            None => {
+                let mut last = None;
+                let mut found = None;
+                for a in &addrs {
+                    match self.connect(peer.peer_id, a, tls.clone()).await {
+                        Ok(s) => {
+                            found = Some(s);
+                            break;
+                        }
+                        Err(AttemptError::Failed(e)) => last = Some(e),
+                    }
                 }
-            },
+                match (found, last) {
+                    (Some(s), _) => s,
+                    (None, e) => {
+                        let e = e.unwrap_or_else(|| Failure::said("it has no addresses"));
+                        return Err(wrong()
+                            .map_or_else(|| e.against(peer), |w| PeerError::WrongPeer(w).into()));
+                    }
+                }
+            }
         };
         let req = ask.build(addr, body)?;
         match self

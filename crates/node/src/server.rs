@@ -732,43 +732,66 @@ pub async fn serve(
     app: Router,
     shutdown: CancellationToken,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
-    let stop = shutdown.clone();
+    let conns = Conns::new(tls, app, shutdown.clone());
     shoal_net::serve(listener, LIMITS, shutdown, move |tcp, remote| {
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let shutdown = stop.clone();
-        async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%remote, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%remote, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let Some(peer) = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| peer_id_of(c).ok())
-            else {
-                return;
-            };
-            let tag = move |ext: &mut axum::http::Extensions| {
-                ext.insert(RemotePeer(peer));
-                ext.insert(axum::extract::ConnectInfo(remote));
-            };
-            if let Err(e) = shoal_net::serve_http(tls, app, LIMITS, tag, shutdown).await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
-            }
-        }
+        conns.clone().serve(tcp, remote)
     })
     .await;
+}
+
+/// Serves the peer API on one stream at a time, from wherever it came:
+/// the listener, or a relay that piped a peer to us.
+#[derive(Clone)]
+pub struct Conns {
+    acceptor: TlsAcceptor,
+    app: Router,
+    shutdown: CancellationToken,
+}
+
+impl Conns {
+    /// Serves `app` over mutual TLS with `tls` until `shutdown`.
+    pub fn new(tls: Arc<rustls::ServerConfig>, app: Router, shutdown: CancellationToken) -> Self {
+        Self {
+            acceptor: TlsAcceptor::from(tls),
+            app,
+            shutdown,
+        }
+    }
+
+    /// Runs the TLS handshake on `io` (from `remote`), learns the caller's
+    /// PeerId, and serves its requests until it leaves.
+    pub async fn serve<I>(self, io: I, remote: std::net::SocketAddr)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(io)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%remote, error = %e, "TLS handshake refused");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%remote, "TLS handshake timed out");
+                return;
+            }
+        };
+        let Some(peer) = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|c| peer_id_of(c).ok())
+        else {
+            return;
+        };
+        let tag = move |ext: &mut axum::http::Extensions| {
+            ext.insert(RemotePeer(peer));
+            ext.insert(axum::extract::ConnectInfo(remote));
+        };
+        if let Err(e) = shoal_net::serve_http(tls, self.app, LIMITS, tag, self.shutdown).await {
+            tracing::debug!(%remote, error = %e, "connection ended with an error");
+        }
+    }
 }
 
 #[cfg(test)]

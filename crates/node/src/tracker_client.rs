@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use shoal_core::config::RetryConfig;
 use shoal_core::wire::{
-    Announce, Deregistration, PeerPage, PeerRecord, Providers, Registered, Registration,
+    Announce, Deregistration, PeerPage, PeerRecord, Probe, Providers, Registered, Registration,
 };
 use shoal_core::{ContentId, PeerId};
 
@@ -213,6 +213,16 @@ impl TrackerClient {
             Ok(_) | Err(NodeError::Tracker(TrackerError::Refused { status: 404, .. })) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Asks the tracker to dial `id` back at its registered addresses and
+    /// say whether it is reachable from outside.
+    pub async fn probe(&self, id: PeerId) -> Result<Probe> {
+        let path = format!("/v1/peers/{id}/probe");
+        let r = self
+            .call("reachability check", reqwest::Method::POST, &path, None)
+            .await?;
+        self.expect(r)
     }
 
     /// Replaces the set of content ids a peer offers.

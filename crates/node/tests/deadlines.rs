@@ -45,6 +45,7 @@ async fn dripping_peer(seed: u8) -> (PeerRecord, tokio_util::sync::DropGuard) {
         name: "drip".into(),
         addrs: vec![addr.to_string()],
         expires_in: 60,
+        reach: None,
     };
     (record, stop.drop_guard())
 }
@@ -87,6 +88,7 @@ async fn many_dead_addresses_cost_one_budget() {
         name: "many".into(),
         addrs: (0..200).map(|_| silent.to_string()).collect(),
         expires_in: 60,
+        reach: None,
     };
     let started = Instant::now();
     let err = client().files(&peer).await.unwrap_err();

@@ -140,6 +140,7 @@ async fn fake_peer(data: Arc<Vec<u8>>, fault: Fault) -> Peer {
             name: format!("{fault:?}"),
             addrs: vec![addr.to_string()],
             expires_in: 60,
+            reach: None,
         },
         entry: FileEntry {
             name: "file.bin".into(),
@@ -454,6 +455,7 @@ async fn fake_folder_peer(
         name: format!("folder-{fault:?}"),
         addrs: vec![addr.to_string()],
         expires_in: 60,
+        reach: None,
     };
     (record, listing, stop.drop_guard())
 }

@@ -35,6 +35,7 @@ async fn receiver(accept: Accept, max_size: Option<u64>) -> Receiver {
         name: "receiver".into(),
         addrs: vec![node.local_addr().to_string()],
         expires_in: 60,
+        reach: None,
     };
     Receiver {
         node,
@@ -387,6 +388,7 @@ async fn an_inbox_on_another_disk_takes_pushes() {
             name: "receiver".into(),
             addrs: vec![node.local_addr().to_string()],
             expires_in: 60,
+            reach: None,
         },
         node,
         inbox: inbox.clone(),

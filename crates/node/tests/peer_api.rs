@@ -44,6 +44,7 @@ async fn fixture() -> Fixture {
         name: "server".into(),
         addrs: vec![node.local_addr().to_string()],
         expires_in: 60,
+        reach: None,
     };
     Fixture {
         node,
@@ -338,6 +339,7 @@ async fn a_file_changed_in_place_is_not_served_under_its_old_id() {
         name: "server".into(),
         addrs: vec![node.local_addr().to_string()],
         expires_in: 60,
+        reach: None,
     };
     let c = client(13);
     let entry = c.files(&record).await.unwrap().remove(0);
@@ -411,6 +413,7 @@ async fn readers_that_never_read_give_their_upload_slots_back() {
             name: "server".into(),
             addrs: vec![node.local_addr().to_string()],
             expires_in: 60,
+            reach: None,
         },
         node,
         _dirs: vec![share, data],
@@ -485,6 +488,7 @@ async fn an_unreachable_peer_keeps_the_cause_in_its_error() {
         name: "gone".into(),
         addrs: vec![closed_port().to_string()],
         expires_in: 60,
+        reach: None,
     };
     let err = client(1).files(&gone).await.unwrap_err();
     assert!(err.says_its_cause(), "{err:?}");

@@ -58,6 +58,7 @@ async fn seeder(seed: u8, name: &str, bytes: &[u8], rate: Option<u64>) -> Seeder
         name: format!("seeder{seed}"),
         addrs: vec![node.local_addr().to_string()],
         expires_in: 60,
+        reach: None,
     };
     let entry = node
         .index()

@@ -8,12 +8,12 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, Req
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use shoal_core::wire::{
-    Announce, Deregistration, ErrorBody, HostPort, PeerPage, PeerRecord, Providers, Registered,
-    Registration, Signed,
+    Announce, Deregistration, ErrorBody, HostPort, PeerAddr, PeerPage, PeerRecord, Probe,
+    Providers, Registered, Registration, Signed,
 };
 use shoal_core::{ContentId, PeerId};
 use subtle::ConstantTimeEq;
@@ -56,17 +56,36 @@ impl Conn {
             return rec;
         };
         for a in &mut rec.addrs {
-            if let Ok(mut hp) = HostPort::parse(a)
-                && hp
+            if let Ok(mut pa) = PeerAddr::parse(a)
+                && pa
+                    .host_port()
                     .host
                     .parse::<std::net::IpAddr>()
                     .is_ok_and(|ip| ip.is_loopback())
             {
-                hp.host = local.ip().to_canonical().to_string();
-                *a = hp.to_string();
+                pa.host_port_mut().host = local.ip().to_canonical().to_string();
+                *a = pa.to_string();
             }
         }
         rec
+    }
+
+    /// A relay this tracker advertises, as this caller can dial it: an
+    /// unspecified host is the address the caller reached the tracker on
+    /// (so is a loopback one, for a caller on another machine).
+    fn relay_for(&self, relay: &str) -> Option<String> {
+        let rest = relay
+            .strip_prefix(shoal_core::wire::RELAY_SCHEME)
+            .unwrap_or(relay);
+        let mut hp = HostPort::parse(rest).ok()?;
+        let loopback = hp
+            .host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+        if hp.is_unspecified() || (loopback && !self.remote.ip().to_canonical().is_loopback()) {
+            hp.host = self.local?.ip().to_canonical().to_string();
+        }
+        Some(format!("{}{hp}", shoal_core::wire::RELAY_SCHEME))
     }
 }
 
@@ -74,6 +93,15 @@ struct AppState<S> {
     config: TrackerConfig,
     store: Arc<S>,
     metrics: Metrics,
+    probes: crate::probe::Probes,
+}
+
+impl<S> AppState<S> {
+    /// The record as `conn` sees it, with what the last probe found.
+    fn shown(&self, conn: &Conn, mut rec: PeerRecord) -> PeerRecord {
+        rec.reach = self.probes.reach(rec.peer_id, &rec.addrs);
+        conn.localize(rec)
+    }
 }
 
 type Shared<S> = Arc<AppState<S>>;
@@ -137,6 +165,7 @@ type ApiResult<T> = Result<T, ApiError>;
 /// The tracker's routes over `store`.
 pub fn router<S: Store>(config: TrackerConfig, store: Arc<S>) -> Router {
     let state = Arc::new(AppState {
+        probes: crate::probe::Probes::new(config.prober.clone()),
         config,
         store,
         metrics: Metrics::new(),
@@ -150,6 +179,7 @@ pub fn router<S: Store>(config: TrackerConfig, store: Arc<S>) -> Router {
                 .layer(DefaultBodyLimit::max(SMALL_BODY)),
         )
         .route("/v1/peers", get(list_peers::<S>))
+        .route("/v1/peers/{peer_id}/probe", post(probe_peer::<S>))
         .route(
             "/v1/providers",
             put(put_providers::<S>).layer(DefaultBodyLimit::max(ANNOUNCE_BODY)),
@@ -261,7 +291,11 @@ async fn put_peer<S: Store>(
             hp.to_string()
         })
     };
-    let addrs: Vec<String> = reg.addrs.iter().filter_map(fill).collect();
+    let fill_addr = |a: &String| match PeerAddr::parse(a) {
+        Ok(PeerAddr::Relay(_)) => Some(a.clone()),
+        _ => fill(a),
+    };
+    let addrs: Vec<String> = reg.addrs.iter().filter_map(fill_addr).collect();
     let compat = reg.compat.as_ref().and_then(fill);
     let now = Instant::now();
     let providing = st
@@ -296,12 +330,51 @@ async fn get_peer<S: Store>(
     let id = parse_peer(&path?.0)?;
     let now = Instant::now();
     match st.store.get_peer(id, now).await {
-        Some(p) => Ok(Json(conn.localize(p.record(now))).into_response()),
+        Some(p) => Ok(Json(st.shown(&conn, p.record(now))).into_response()),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("peer {id} is not registered"),
         )),
     }
+}
+
+/// Dials a registered peer back at its direct addresses (see
+/// [`crate::probe`]).
+async fn probe_peer<S: Store>(
+    State(st): State<Shared<S>>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Probe>> {
+    let id = parse_peer(&path?.0)?;
+    let now = Instant::now();
+    let Some(p) = st.store.get_peer(id, now).await else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("peer {id} is not registered; register first, then ask for a probe"),
+        ));
+    };
+    let (reach, addrs) = st.probes.probe(id, &p.addrs).await.map_err(|e| match e {
+        crate::probe::ProbeError::Unsupported => ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "this tracker does not dial peers back".into(),
+        ),
+        crate::probe::ProbeError::Busy => ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many reachability checks at once; try again shortly".into(),
+        ),
+    })?;
+    tracing::debug!(peer = %id.short(), reach = reach.as_str(), "probed");
+    let relays = st
+        .config
+        .relays
+        .iter()
+        .filter_map(|r| conn.relay_for(r))
+        .collect();
+    Ok(Json(Probe {
+        reach,
+        addrs,
+        relays,
+    }))
 }
 
 async fn delete_peer<S: Store>(
@@ -345,7 +418,10 @@ async fn list_peers<S: Store>(
         None
     };
     Ok(Json(PeerPage {
-        peers: peers.iter().map(|p| conn.localize(p.record(now))).collect(),
+        peers: peers
+            .iter()
+            .map(|p| st.shown(&conn, p.record(now)))
+            .collect(),
         next,
     }))
 }
@@ -383,7 +459,10 @@ async fn get_providers<S: Store>(
     let peers = st.store.providers(cid, 200, now).await;
     Ok(Json(Providers {
         content_id: cid,
-        peers: peers.iter().map(|p| conn.localize(p.record(now))).collect(),
+        peers: peers
+            .iter()
+            .map(|p| st.shown(&conn, p.record(now)))
+            .collect(),
     }))
 }
 
@@ -410,6 +489,7 @@ mod tests {
             name: "n".into(),
             addrs: vec!["127.0.0.1:7000".into(), "192.168.1.9:7001".into()],
             expires_in: 5,
+            reach: None,
         };
         let remote = Conn {
             remote: "192.168.1.20:40000".parse().unwrap(),

@@ -18,6 +18,7 @@
 //! | `DELETE /v1/peers/{peer_id}` | [`Deregistration`](shoal_core::wire::Deregistration) | 204 |
 //! | `PUT /v1/providers` | [`Announce`](shoal_core::wire::Announce) | 200 `{"providing": N}` |
 //! | `GET /v1/providers/{content_id}` | | 200 [`Providers`](shoal_core::wire::Providers) |
+//! | `POST /v1/peers/{peer_id}/probe` | | 200 [`Probe`](shoal_core::wire::Probe) / 404 / 501 / 503 |
 //! | `GET /healthz` | | 200 `ok` |
 //! | `GET /metrics` | | 200 Prometheus text |
 //!
@@ -31,6 +32,11 @@
 //! callers from other machines as the tracker address they connected to.
 //! When the tracker was started with `--token`, every `/v1` request needs
 //! `Authorization: Bearer TOKEN`.
+//!
+//! A probe dials the peer back at its direct addresses (see [`probe`]) and
+//! says whether it answered there, proving its key; listings then carry
+//! `reach` (`direct`, `relayed`, `unreachable`) for a peer probed lately,
+//! and the answer names the relays this tracker advertises (`--relay`).
 //!
 //! Errors are `{"error": "..."}` with 400 (malformed), 401 (token), 403
 //! (signature), 404, 409 (replayed or stale message), 413 (body too large).
@@ -49,6 +55,7 @@
 mod api;
 pub mod legacy;
 mod metrics;
+pub mod probe;
 pub mod store;
 
 use std::future::Future;
@@ -60,12 +67,28 @@ use store::{MemoryStore, Store};
 use tokio::net::TcpListener;
 
 /// How a tracker behaves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TrackerConfig {
     /// Longest TTL granted to a registration.
     pub max_ttl: Duration,
     /// Bearer token required on `/v1` (a private network), if any.
     pub token: Option<String>,
+    /// Relays advertised to peers that cannot be reached
+    /// (`relay://HOST:PORT`; an unspecified host is the tracker's own).
+    pub relays: Vec<String>,
+    /// How peers are dialled back on a probe (`None`: probes get 501).
+    pub prober: Option<Arc<dyn probe::Prober>>,
+}
+
+impl std::fmt::Debug for TrackerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackerConfig")
+            .field("max_ttl", &self.max_ttl)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .field("relays", &self.relays)
+            .field("prober", &self.prober.is_some())
+            .finish()
+    }
 }
 
 impl Default for TrackerConfig {
@@ -73,6 +96,8 @@ impl Default for TrackerConfig {
         Self {
             max_ttl: Duration::from_secs(60),
             token: None,
+            relays: Vec::new(),
+            prober: None,
         }
     }
 }

@@ -46,6 +46,7 @@ impl StoredPeer {
             name: self.name.clone(),
             addrs: self.addrs.clone(),
             expires_in: self.expires_at.saturating_duration_since(now).as_secs(),
+            reach: None,
         }
     }
 }

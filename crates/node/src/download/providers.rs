@@ -78,6 +78,7 @@ impl FromLink {
                 name: link.peer.short(),
                 addrs: link.addrs.clone(),
                 expires_in: 0,
+                reach: None,
             },
         }
     }
