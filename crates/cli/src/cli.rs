@@ -141,6 +141,10 @@ pub enum Command {
         /// Keep an encrypted file as it is, without decrypting it.
         #[arg(long)]
         no_decrypt: bool,
+        /// When done, print where the file was saved and which providers
+        /// served it, and how each was reached (direct or relay), as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Encrypt a file (age format) with a passphrase or to peers' keys.
     Encrypt {

@@ -115,18 +115,19 @@ pub async fn peers(ctx: &Context, json: bool) -> Result<()> {
         .max(4);
     writeln!(
         out,
-        "{:w$}  {:52}  {:9}  {:11}  ADDRESSES",
-        "NAME", "PEER ID", "STANDING", "FOUND BY"
+        "{:w$}  {:52}  {:9}  {:11}  {:11}  ADDRESSES",
+        "NAME", "PEER ID", "STANDING", "REACH", "FOUND BY"
     )?;
     for v in &views {
         let p = &v.listed.record;
         let found: Vec<&str> = v.listed.sources.iter().map(|o| o.as_str()).collect();
         writeln!(
             out,
-            "{:w$}  {}  {:9}  {:11}  {}",
+            "{:w$}  {}  {:9}  {:11}  {:11}  {}",
             escape(&p.name),
             p.peer_id,
             v.reputation.verdict,
+            p.reach.map_or("-", |r| r.as_str()),
             found.join(","),
             escape(&p.addrs.join(", "))
         )?;
@@ -161,6 +162,8 @@ pub async fn ls(ctx: &Context, peer: &str, json: bool) -> Result<()> {
 
 /// How `get` behaves beyond what to fetch.
 pub struct GetOptions {
+    /// Print the outcome as JSON.
+    pub json: bool,
     pub max_download_rate: Option<u64>,
     pub max_upload_rate: Option<u64>,
     /// Offer verified pieces to other peers while downloading.
@@ -192,7 +195,7 @@ pub async fn get(
             })?;
     // A node runs on this data dir: it downloads (and seeds afterwards).
     if opts.seed
-        && crate::remote::get(
+        && let Some(got) = crate::remote::get(
             ctx,
             given,
             out_dir,
@@ -200,8 +203,10 @@ pub async fn get(
             opts.decrypt,
         )
         .await?
-        .is_some()
     {
+        if opts.json {
+            print_json(&got)?;
+        }
         return Ok(());
     }
     let book = ctx.book().await?;
@@ -257,10 +262,47 @@ pub async fn get(
         node.shutdown().await;
     }
     let path = result?;
-    if opened?.is_some() {
+    let opened = opened?;
+    if opened.is_some() {
         let _ = std::fs::remove_file(&path);
     }
+    if opts.json {
+        let saved = opened.unwrap_or(path);
+        print_json(&GetOutcome {
+            saved: std::path::absolute(&saved).unwrap_or(saved),
+            sources: handle
+                .sources()
+                .into_iter()
+                .map(|s| SourceView {
+                    peer_id: s.peer_id.to_string(),
+                    name: s.name,
+                    via: s.via.to_owned(),
+                    addr: s.addr,
+                })
+                .collect(),
+        })?;
+    }
     Ok(())
+}
+
+/// What `get --json` prints.
+#[derive(serde::Serialize)]
+pub struct GetOutcome {
+    /// Where the file is now.
+    pub saved: std::path::PathBuf,
+    /// The providers that served it.
+    pub sources: Vec<SourceView>,
+}
+
+/// A provider of a download, and how it was reached.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+pub struct SourceView {
+    pub peer_id: String,
+    pub name: String,
+    /// `direct` or `relay`.
+    pub via: String,
+    /// The address dialled.
+    pub addr: String,
 }
 
 pub async fn send(ctx: &Context, peer: &str, files: &[std::path::PathBuf]) -> Result<()> {

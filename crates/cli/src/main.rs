@@ -115,8 +115,10 @@ fn main() -> ExitCode {
                 no_seed,
                 passphrase_file,
                 no_decrypt,
+                json,
             } => {
                 let opts = client::GetOptions {
+                    json,
                     max_download_rate: max_download_rate.or(ctx.config.max_download_rate),
                     max_upload_rate: max_upload_rate.or(ctx.config.max_upload_rate),
                     seed: !no_seed,

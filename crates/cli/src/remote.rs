@@ -70,6 +70,9 @@ pub struct Transfer {
     pub speed: u64,
     #[serde(default)]
     pub sources: usize,
+    /// How each provider was reached.
+    #[serde(default)]
+    pub routes: Vec<crate::client::SourceView>,
 }
 
 #[derive(Deserialize)]
@@ -325,13 +328,21 @@ fn trusting(path: &Path) -> Result<rustls::ClientConfig> {
 
 /// `get` through the running node: it downloads `target` into `dir` and
 /// seeds it afterwards; `None` if no node with a web UI runs here.
+/// What `get --json` prints for a download the node made.
+fn outcome(saved: PathBuf, t: Transfer) -> crate::client::GetOutcome {
+    crate::client::GetOutcome {
+        saved,
+        sources: t.routes,
+    }
+}
+
 pub async fn get(
     ctx: &Context,
     target: &str,
     dir: &Path,
     passphrase_file: Option<&Path>,
     decrypt: bool,
-) -> Result<Option<()>> {
+) -> Result<Option<crate::client::GetOutcome>> {
     let Some(remote) = Remote::of(ctx)? else {
         return Ok(None);
     };
@@ -358,27 +369,24 @@ pub async fn get(
                     shoal_crypt::encrypted_download(Path::new(p)).is_some()
                 }) =>
         {
-            let path = PathBuf::from(t.path.unwrap_or_default());
+            let path = PathBuf::from(t.path.clone().unwrap_or_default());
             let opened = crate::crypt::open_download(ctx, &path, passphrase_file).await?;
+            let mut saved = path.clone();
             if let Some(plain) = opened {
                 let _ = std::fs::remove_file(&path);
                 if !ctx.quiet {
                     eprintln!("saved {} (decrypted)", plain.display());
                 }
+                saved = plain;
             }
-            Ok(Some(()))
+            Ok(Some(outcome(saved, t)))
         }
-        "done" => {
+        "done" | "needs-passphrase" => {
             if !ctx.quiet {
                 eprintln!("saved {}", escape(t.path.as_deref().unwrap_or(&t.name)));
             }
-            Ok(Some(()))
-        }
-        "needs-passphrase" => {
-            if !ctx.quiet {
-                eprintln!("saved {}", escape(t.path.as_deref().unwrap_or(&t.name)));
-            }
-            Ok(Some(()))
+            let saved = PathBuf::from(t.path.clone().unwrap_or_else(|| t.name.clone()));
+            Ok(Some(outcome(saved, t)))
         }
         "cancelled" => Err(Failed(Failure::new(
             ErrorKind::Internal,

@@ -109,6 +109,8 @@ pub struct ShoalApp {
     local: Vec<FileEntry>,
     /// Where the node listens, for links (empty while it is stopped).
     reach: Vec<String>,
+    /// How others reach the node.
+    reachability: shoal_node::reach::Reachability,
     settings: SettingsForm,
     dialog: Option<Dialog>,
     /// Dropped files waiting for their share dialog.
@@ -176,6 +178,7 @@ impl ShoalApp {
             transfers: Vec::new(),
             local: Vec::new(),
             reach: Vec::new(),
+            reachability: Default::default(),
             dialog: None,
             drops: Default::default(),
             picker: FileDialog::new(),
@@ -307,6 +310,7 @@ impl ShoalApp {
                 }
                 Event::LocalFiles(files) => self.local = files,
                 Event::Reach(addrs) => self.reach = addrs,
+                Event::Reachability(r) => self.reachability = r,
                 Event::Saved(config) => {
                     self.config = *config;
                     self.settings = SettingsForm::from_config(&self.config, &self.data_dir);

@@ -105,7 +105,19 @@ impl NodeConfig {
         let mut cfg = NodeConfig::new(data_dir, listen, config.peer_name(me));
         cfg.shares = config.shares.clone();
         cfg.port_mapping = config.port_mapping;
-        cfg.relays = config.relays.clone();
+        for r in &config.relays {
+            let url = crate::reach::relay_url(r);
+            shoal_core::wire::PeerAddr::parse(&url)
+                .ok()
+                .filter(shoal_core::wire::PeerAddr::is_relay)
+                .ok_or_else(|| {
+                    NodeError::Settings(format!(
+                        "`relays` in config.toml: `{}` is not relay://HOST:PORT",
+                        shoal_core::text::bounded(r, 100)
+                    ))
+                })?;
+            cfg.relays.push(url);
+        }
         cfg.max_upload_rate = config.max_upload_rate;
         if let Some(dir) = &config.inbox {
             cfg.inbox.dir = dir.clone();

@@ -369,6 +369,9 @@ pub enum Event {
     /// Where the running node listens (empty once it stopped): what a
     /// `shoal:` link to a local file carries.
     Reach(Vec<String>),
+    /// How others reach the running node (port mapping, the tracker's
+    /// probe, a relay).
+    Reachability(shoal_node::reach::Reachability),
     /// config.toml was written; the app shows these settings now.
     Saved(Box<Config>),
 }
@@ -382,9 +385,39 @@ pub struct Meter {
     /// Every byte is in and the engine said it is naming the file.
     finishing: AtomicBool,
     waker: std::sync::OnceLock<Waker>,
+    /// How each provider that answered was reached.
+    routes: std::sync::Mutex<Vec<Route>>,
+}
+
+/// A provider of a transfer and how it was reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Its id.
+    pub peer_id: PeerId,
+    /// Its name, escaped.
+    pub name: String,
+    /// `direct` or `relay`.
+    pub via: &'static str,
+    /// The address dialled, escaped.
+    pub addr: String,
 }
 
 impl Meter {
+    /// The providers that answered, and how each was reached.
+    pub fn routes(&self) -> Vec<Route> {
+        self.routes.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A word for how the providers were reached: `direct`, `relay`, or
+    /// both (`direct+relay`); empty before any answered.
+    pub fn via(&self) -> String {
+        let routes = self.routes();
+        let mut kinds: Vec<&str> = routes.iter().map(|r| r.via).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        kinds.join("+")
+    }
+
     fn new(waker: Option<Waker>) -> Arc<Self> {
         let m = Meter::default();
         if let Some(w) = waker {
@@ -436,6 +469,25 @@ impl Progress for Meter {
     }
     fn sources(&self, n: usize) {
         self.sources.store(n, Ordering::Relaxed);
+    }
+    fn connected(
+        &self,
+        peer: &shoal_core::wire::PeerRecord,
+        route: &shoal_node::peer_client::Route,
+    ) {
+        let r = Route {
+            peer_id: peer.peer_id,
+            name: shoal_core::text::escape(&peer.name).into_owned(),
+            via: route.via,
+            addr: shoal_core::text::bounded(&route.addr, 300),
+        };
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        match routes.iter_mut().find(|x| x.peer_id == r.peer_id) {
+            Some(x) => *x = r,
+            None => routes.push(r),
+        }
+        drop(routes);
+        self.repaint();
     }
     fn finish(&self) {
         self.sources.store(0, Ordering::Relaxed);

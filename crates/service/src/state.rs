@@ -53,6 +53,8 @@ pub struct State {
     pub port: Option<u16>,
     /// Where the node listens (what links carry).
     pub reach: Vec<String>,
+    /// How others reach the running node (default while it is stopped).
+    pub reachability: shoal_node::reach::Reachability,
     /// Why the node last failed to start, until it starts.
     pub start_error: Option<crate::Failure>,
     /// The running node's URL (`https://ADDR`, what `listening on` says).
@@ -83,6 +85,7 @@ impl State {
             net: NetState::Offline,
             port: None,
             reach: Vec::new(),
+            reachability: Default::default(),
             start_error: None,
             node_url: None,
             compat: None,
@@ -117,6 +120,10 @@ impl State {
             }
             Event::Reach(addrs) => {
                 self.reach = addrs.clone();
+                Notice::Network
+            }
+            Event::Reachability(r) => {
+                self.reachability = r.clone();
                 Notice::Network
             }
             Event::Peers(rows) => {

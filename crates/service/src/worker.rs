@@ -493,6 +493,12 @@ impl Core {
             self.commands.clone(),
             cancel.clone(),
         ));
+        tokio::spawn(watch_reach(
+            node.reachability(),
+            self.feed.clone(),
+            self.sink.clone(),
+            cancel.clone(),
+        ));
         self.watch = Some(cancel.drop_guard());
         self.sink.send(Event::Reach(node.listening().addrs.clone()));
         self.node = Some(node);
@@ -541,6 +547,8 @@ impl Core {
         });
         self.sink.send(Event::LocalFiles(Vec::new()));
         self.sink.send(Event::Reach(Vec::new()));
+        self.sink
+            .send(Event::Reachability(shoal_node::reach::Reachability::default()));
     }
 
     fn refresh_peers(&self) {
@@ -1209,5 +1217,41 @@ fn remove_temporary(path: &Path) {
     let _ = std::fs::remove_file(path);
     if let Some(dir) = path.parent() {
         let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// Tells the app how others reach the node, and logs what changed.
+async fn watch_reach(
+    mut rx: tokio::sync::watch::Receiver<shoal_node::reach::Reachability>,
+    feed: LogFeed,
+    sink: Sink,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut last = shoal_node::reach::Reachability::default();
+    loop {
+        let now = rx.borrow_and_update().clone();
+        if now.mapped != last.mapped
+            && let Some(m) = &now.mapped
+        {
+            feed.log(Level::Success, format!("the router forwards {m} to this node"));
+        }
+        if now.relay != last.relay {
+            match &now.relay {
+                Some(r) => feed.log(Level::Info, format!("reachable through the relay {r}")),
+                None if last.relay.is_some() => feed.log(Level::Warning, "left the relay"),
+                None => {}
+            }
+        }
+        if now.reach() != last.reach()
+            && let Some(r) = now.reach()
+        {
+            feed.log(Level::Info, format!("others reach this node: {}", r.as_str()));
+        }
+        sink.send(Event::Reachability(now.clone()));
+        last = now;
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            () = cancel.cancelled() => return,
+        }
     }
 }

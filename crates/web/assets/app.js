@@ -101,7 +101,9 @@ function renderStatus() {
   const pill = $("net-state");
   pill.textContent = s.state.toUpperCase();
   pill.className = "pill " + s.state;
-  $("port").textContent = s.port ? "port " + s.port : "";
+  $("port").textContent = s.port
+    ? "port " + s.port + (s.reach ? " · " + s.reach + (s.relay ? " via " + s.relay : "") : "")
+    : "";
   $("start-stop").textContent = s.port ? "Stop network" : "Start network";
   document.title = `Shoal: ${s.name} (${s.state})`;
 }
@@ -146,6 +148,7 @@ function renderPeers() {
     li.append(el("span", "title", p.name));
     li.append(el("span", "meta mono", p.peer_id.slice(0, 12)));
     li.append(el("span", "badge " + (p.verdict || "new"), p.verdict || "new"));
+    if (p.reach) li.append(el("span", "badge reach-" + p.reach, p.reach));
     li.append(el("span", "meta", p.files == null ? "? files" : p.files + (p.files === 1 ? " file" : " files")));
     li.append(button("Browse", () => browse(p), "small"));
     list.append(li);
@@ -274,6 +277,7 @@ function updateNumbers(li, t) {
     if (left) parts.push(left);
     if (t.direction === "download") parts.push(t.sources + (t.sources === 1 ? " source" : " sources"));
   }
+  if (t.via && t.direction === "download") parts.push("via " + t.via);
   li.querySelector(".numbers").textContent = parts.join(" · ");
 }
 

@@ -883,6 +883,12 @@ pub mod views {
         state: &'static str,
         port: Option<u16>,
         addrs: Vec<String>,
+        /// `direct`, `relayed` or `unreachable`, once known.
+        reach: Option<&'static str>,
+        /// The address the router forwards, with port mapping.
+        mapped: Option<String>,
+        /// The relay this node keeps, if any.
+        relay: Option<String>,
         error: Option<String>,
         sharing: usize,
         version: &'static str,
@@ -896,6 +902,9 @@ pub mod views {
             state: s.net.name(),
             port: s.port,
             addrs: s.reach.clone(),
+            reach: s.reachability.reach().map(|r| r.as_str()),
+            mapped: s.reachability.mapped.clone(),
+            relay: s.reachability.relay.clone(),
             error: s.start_error.as_ref().map(|e| e.text.clone()),
             sharing: s.local.len(),
             version: env!("CARGO_PKG_VERSION"),
@@ -908,6 +917,9 @@ pub mod views {
         peer_id: String,
         name: String,
         addrs: Vec<String>,
+        /// `direct`, `relayed` or `unreachable`, as the tracker found.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reach: Option<&'static str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         verdict: Option<&'static str>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -920,6 +932,7 @@ pub mod views {
                 peer_id: r.peer_id.to_string(),
                 name: r.name.clone(),
                 addrs: r.addrs.clone(),
+                reach: r.reach.map(|r| r.as_str()),
                 verdict: None,
                 files: None,
             }
@@ -1005,6 +1018,20 @@ pub mod views {
         speed: u64,
         sources: usize,
         finishing: bool,
+        /// How the providers were reached: `direct`, `relay`, or both.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        via: String,
+        /// Each provider that answered, and how it was reached.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        routes: Vec<RouteView>,
+    }
+
+    #[derive(Serialize)]
+    pub struct RouteView {
+        peer_id: String,
+        name: String,
+        via: &'static str,
+        addr: String,
     }
 
     pub fn transfer(ctx: &Ctx, id: u64) -> Option<TransferView> {
@@ -1048,6 +1075,19 @@ pub mod views {
             },
             sources: t.info.meter.sources(),
             finishing: t.info.meter.is_finishing(),
+            via: t.info.meter.via(),
+            routes: t
+                .info
+                .meter
+                .routes()
+                .into_iter()
+                .map(|r| RouteView {
+                    peer_id: r.peer_id.to_string(),
+                    name: r.name,
+                    via: r.via,
+                    addr: r.addr,
+                })
+                .collect(),
         }
     }
 

@@ -37,13 +37,16 @@ pub struct Moved {
     pub speed: u64,
     /// Providers serving it.
     pub sources: usize,
+    /// How they were reached: `direct`, `relay`, or both.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub via: String,
 }
 
 struct Sample {
     at: Instant,
     done: u64,
     speed: f64,
-    sent: (u64, u64, usize),
+    sent: (u64, u64, usize, String),
 }
 
 /// The ticker's output, and the speeds it measured.
@@ -105,7 +108,7 @@ fn measure(service: &Service, speeds: &Mutex<HashMap<u64, Sample>>) -> Vec<Moved
             at: now,
             done,
             speed: 0.0,
-            sent: (u64::MAX, 0, 0),
+            sent: (u64::MAX, 0, 0, String::new()),
         });
         let dt = now.duration_since(s.at).as_secs_f64();
         if dt > 0.0 {
@@ -115,7 +118,8 @@ fn measure(service: &Service, speeds: &Mutex<HashMap<u64, Sample>>) -> Vec<Moved
             s.at = now;
             s.done = done;
         }
-        let now_sent = (done, total, sources);
+        let via = meter.via();
+        let now_sent = (done, total, sources, via.clone());
         if now_sent != s.sent {
             s.sent = now_sent;
             batch.push(Moved {
@@ -124,6 +128,7 @@ fn measure(service: &Service, speeds: &Mutex<HashMap<u64, Sample>>) -> Vec<Moved
                 total,
                 speed: s.speed as u64,
                 sources,
+                via,
             });
         }
     }

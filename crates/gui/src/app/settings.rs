@@ -19,6 +19,8 @@ pub(super) struct SettingsForm {
     pub(super) lan: bool,
     pub(super) dht: bool,
     pub(super) dht_bootstrap: String,
+    pub(super) port_mapping: bool,
+    pub(super) relays: String,
     pub(super) error: Option<String>,
 }
 
@@ -55,6 +57,8 @@ impl SettingsForm {
             lan: c.lan,
             dht: c.dht,
             dht_bootstrap: c.dht_bootstrap.join("\n"),
+            port_mapping: c.port_mapping,
+            relays: c.relays.join("\n"),
             error: None,
         }
     }
@@ -112,6 +116,18 @@ impl SettingsForm {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
+        c.port_mapping = self.port_mapping;
+        c.relays = self
+            .relays
+            .split(|ch: char| ch.is_whitespace() || ch == ',')
+            .filter(|s| !s.is_empty())
+            .map(shoal_node::reach::relay_url)
+            .collect();
+        for r in &c.relays {
+            let rest = r.strip_prefix(shoal_core::wire::RELAY_SCHEME).unwrap_or(r);
+            shoal_core::wire::HostPort::parse(rest)
+                .map_err(|e| format!("relay: {e}; give it as relay://HOST:PORT"))?;
+        }
         for node in &c.dht_bootstrap {
             let port = node
                 .rsplit_once(':')
@@ -252,6 +268,24 @@ impl ShoalApp {
                         .labelled_by(l.id);
                     });
                     ui.end_row();
+                    ui.label("Behind a router");
+                    ui.vertical(|ui| {
+                        ui.checkbox(
+                            &mut s.port_mapping,
+                            "Ask the router to forward my port (UPnP, PCP, NAT-PMP)",
+                        );
+                        let l = ui.label(
+                            RichText::new("Relays, relay://HOST:PORT (one per line)")
+                                .color(theme::MUTED),
+                        );
+                        ui.add(
+                            TextEdit::multiline(&mut s.relays)
+                                .desired_rows(2)
+                                .desired_width(420.0),
+                        )
+                        .labelled_by(l.id);
+                    });
+                    ui.end_row();
                 });
         });
         if let Some(p) = pick {
@@ -293,6 +327,7 @@ mod tests {
         on.dht_bootstrap = "127.0.0.1:6881\n10.0.0.2:7000".into();
         let back = on.to_config(&c).unwrap();
         assert!(back.lan && !back.dht);
+        assert!(!back.port_mapping && back.relays.is_empty());
         assert_eq!(back.dht_bootstrap, ["127.0.0.1:6881", "10.0.0.2:7000"]);
         let mut bad = form.clone();
         bad.dht_bootstrap = "no-port".into();

@@ -37,6 +37,18 @@ impl ShoalApp {
                         .port
                         .map_or_else(|| "port —".to_owned(), |p| format!("port {p}"));
                     ui.label(RichText::new(port).color(theme::MUTED));
+                    if self.port.is_some()
+                        && let Some(r) = self.reachability.reach()
+                    {
+                        let text = match &self.reachability.relay {
+                            Some(relay) if r == shoal_core::wire::Reach::Relayed => {
+                                format!("relayed via {}", shoal_core::text::escape(relay))
+                            }
+                            _ => r.as_str().to_owned(),
+                        };
+                        ui.label(RichText::new(text).color(theme::MUTED))
+                            .on_hover_text("How other peers reach this node");
+                    }
                     let (text, color) = match self.net {
                         NetState::Online => ("ONLINE", theme::GREEN),
                         NetState::Offline => ("OFFLINE", theme::RED),
@@ -150,6 +162,10 @@ impl ShoalApp {
                                 ui.label(
                                     RichText::new(row.verdict).color(verdict_color(row.verdict)),
                                 );
+                                if let Some(reach) = p.reach {
+                                    ui.label(RichText::new(reach.as_str()).color(theme::MUTED))
+                                        .on_hover_text("How this peer is reached");
+                                }
                             });
                             cell(ui, files, |ui| {
                                 ui.label(row.files.map_or("?".to_owned(), |n| n.to_string()));
@@ -299,6 +315,10 @@ impl ShoalApp {
                             t.info.meter.sources(),
                             if t.info.meter.sources() == 1 { "" } else { "s" }
                         );
+                    }
+                    let via = t.info.meter.via();
+                    if !via.is_empty() && t.info.direction == Direction::Download {
+                        facts += &format!(" · via {via}");
                     }
                     ui.label(RichText::new(facts).color(theme::MUTED));
                 });

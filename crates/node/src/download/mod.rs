@@ -77,6 +77,8 @@ pub trait Progress: Send + Sync {
     fn advance(&self, _n: u64) {}
     /// `n` peers are serving the transfer now.
     fn sources(&self, _n: usize) {}
+    /// A provider answered, reached as `route` says (direct or relayed).
+    fn connected(&self, _peer: &PeerRecord, _route: &crate::peer_client::Route) {}
     /// A provider failed and was dropped from the transfer.
     fn provider_dropped(&self, _peer: &PeerRecord, _error: &NodeError) {}
     /// Every byte is in; the file is being made durable and named.

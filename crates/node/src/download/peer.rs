@@ -144,6 +144,10 @@ pub(super) async fn worker(
         }
     };
     board.update(|b| b.picker.set_have(me, have.clone()));
+    if let Some(route) = ctx.client.route(peer.peer_id) {
+        tracing::info!(peer = %peer.name, via = route.via, addr = %route.addr, "fetching from a provider");
+        ctx.progress.connected(&peer, &route);
+    }
     let mut polled = std::time::Instant::now();
     let mut unheld_since: Option<std::time::Instant> = None;
     let mut idle_answers = 0u32;

@@ -211,6 +211,17 @@ pub enum Event {
         /// Providers serving it.
         sources: usize,
     },
+    /// A provider answered: how it was reached.
+    Connected {
+        /// Its name, escaped.
+        name: String,
+        /// Its id.
+        peer: shoal_core::PeerId,
+        /// `direct` or `relay`.
+        via: &'static str,
+        /// The address dialled, escaped.
+        addr: String,
+    },
     /// A provider failed and was dropped from this download.
     ProviderDropped {
         /// Its name, as its records give it.
@@ -435,6 +446,21 @@ struct Shared {
     done: AtomicU64,
     total: AtomicU64,
     sources: AtomicUsize,
+    /// How each provider that answered was reached.
+    routes: Mutex<Vec<Source>>,
+}
+
+/// A provider of a download and how it was reached.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Source {
+    /// Its id.
+    pub peer_id: shoal_core::PeerId,
+    /// Its name, escaped.
+    pub name: String,
+    /// `direct` or `relay`.
+    pub via: &'static str,
+    /// The address dialled, escaped.
+    pub addr: String,
 }
 
 impl Handle {
@@ -458,6 +484,7 @@ impl Handle {
                 done: AtomicU64::new(0),
                 total: AtomicU64::new(0),
                 sources: AtomicUsize::new(0),
+                routes: Mutex::default(),
             }),
         }
     }
@@ -476,6 +503,15 @@ impl Handle {
     pub fn name(&self) -> Option<String> {
         self.shared
             .name
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The providers that answered, and how each was reached.
+    pub fn sources(&self) -> Vec<Source> {
+        self.shared
+            .routes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -878,6 +914,31 @@ impl Progress for Reporter {
         let _ = self.shared.events.send(Event::SourcesChanged { count: n });
         if let Some(p) = self.extra() {
             p.sources(n);
+        }
+    }
+
+    fn connected(&self, peer: &PeerRecord, route: &crate::peer_client::Route) {
+        let source = Source {
+            peer_id: peer.peer_id,
+            name: shoal_core::text::escape(&peer.name).into_owned(),
+            via: route.via,
+            addr: shoal_core::text::bounded(&route.addr, 300),
+        };
+        {
+            let mut routes = self.shared.routes.lock().unwrap_or_else(|p| p.into_inner());
+            match routes.iter_mut().find(|s| s.peer_id == peer.peer_id) {
+                Some(s) => *s = source.clone(),
+                None => routes.push(source.clone()),
+            }
+        }
+        let _ = self.shared.events.send(Event::Connected {
+            name: source.name,
+            peer: source.peer_id,
+            via: source.via,
+            addr: source.addr,
+        });
+        if let Some(p) = self.extra() {
+            p.connected(peer, route);
         }
     }
 
