@@ -257,6 +257,10 @@ pub struct TrackerArgs {
     /// unreachable; repeatable.
     #[arg(long = "relay", value_name = "URL", value_delimiter = ',')]
     pub relays: Vec<String>,
+    /// Never dial nodes back to check their reachability (probes get
+    /// 501; nodes given a relay then use it).
+    #[arg(long)]
+    pub no_dial_back: bool,
 }
 
 #[derive(Debug, Clone, Args)]

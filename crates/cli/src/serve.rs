@@ -47,7 +47,11 @@ pub async fn tracker(mut args: TrackerArgs) -> Result<()> {
         max_ttl: std::time::Duration::from_secs(args.ttl),
         token: args.token,
         relays: checked_relays(&args.relays)?,
-        prober: Some(dialback()?),
+        prober: if args.no_dial_back {
+            None
+        } else {
+            Some(dialback()?)
+        },
     };
     match args.legacy_listen {
         None => shoal_tracker::run(listener, config, shutdown_signal()).await?,
@@ -450,7 +454,7 @@ pub async fn up(ctx: &Ctx, args: UpArgs, feed: shoal_service::activity::LogFeed)
     if !ctx.quiet {
         let name = &cfg.name;
         eprintln!(
-            "Shoal is up: a tracker on port {port} and a node named {name} sharing {shares}.\n\
+            "Shoal is up: a tracker on port {port}{relay} and a node named {name} sharing {shares}.\n\
              Try, from another terminal on this machine:\n\
              \x20 shoal peers                          # who is online\n\
              \x20 shoal ls {name}                # what this node shares\n\
@@ -460,6 +464,7 @@ pub async fn up(ctx: &Ctx, args: UpArgs, feed: shoal_service::activity::LogFeed)
              Other machines reach this network with --tracker http://<this host>:{port}.\n\
              Stop with Ctrl-C.",
             port = taddr.port(),
+            relay = if args.no_relay { "" } else { ", a relay" },
         );
     }
     let result = run_node(args.node, vec![client], ctx, feed).await;

@@ -106,10 +106,38 @@ impl Net {
             ip(&format!("-n {b} link set {b_if} up"));
         };
         let v = |x: &str| format!("sv{tag}{n}{x}");
-        link(&net.public, &v("p1"), &format!("{PUB1}/24"), &net.r1, &v("w1"), &format!("{R1}/24"));
-        link(&net.public, &v("p2"), &format!("{PUB2}/24"), &net.r2, &v("w2"), &format!("{R2}/24"));
-        link(&net.r1, &v("l1"), &format!("{HOME_GW}/24"), &net.h1, &v("h1"), &format!("{HOME_HOST}/24"));
-        link(&net.r2, &v("l2"), &format!("{HOME_GW}/24"), &net.h2, &v("h2"), &format!("{HOME_HOST}/24"));
+        link(
+            &net.public,
+            &v("p1"),
+            &format!("{PUB1}/24"),
+            &net.r1,
+            &v("w1"),
+            &format!("{R1}/24"),
+        );
+        link(
+            &net.public,
+            &v("p2"),
+            &format!("{PUB2}/24"),
+            &net.r2,
+            &v("w2"),
+            &format!("{R2}/24"),
+        );
+        link(
+            &net.r1,
+            &v("l1"),
+            &format!("{HOME_GW}/24"),
+            &net.h1,
+            &v("h1"),
+            &format!("{HOME_HOST}/24"),
+        );
+        link(
+            &net.r2,
+            &v("l2"),
+            &format!("{HOME_GW}/24"),
+            &net.h2,
+            &v("h2"),
+            &format!("{HOME_HOST}/24"),
+        );
         ip(&format!("-n {} route add default via {PUB1}", net.r1));
         ip(&format!("-n {} route add default via {PUB2}", net.r2));
         ip(&format!("-n {} route add default via {HOME_GW}", net.h1));
@@ -234,12 +262,7 @@ impl Net {
             let out = self.shoal(ns, data, tracker, &["peers", "--json"]);
             last = serde_json::from_slice::<serde_json::Value>(&out.stdout)
                 .ok()
-                .and_then(|v| {
-                    v.as_array()?
-                        .iter()
-                        .find(|p| p["name"] == "alice")
-                        .cloned()
-                })
+                .and_then(|v| v.as_array()?.iter().find(|p| p["name"] == "alice").cloned())
                 .unwrap_or(serde_json::Value::Null);
             ok(&last)
         });
@@ -308,7 +331,9 @@ fn a_node_behind_nat_is_reached_through_the_relay_which_sees_only_ciphertext() {
     // A capture on home 1's link to its router, during the download.
     let pcap = net.tmp.path().join("home1.pcap");
     let mut capture = Command::new("ip")
-        .args(["netns", "exec", &net.h1, "tcpdump", "-U", "-q", "-s", "0", "-B", "131072", "-i"])
+        .args([
+            "netns", "exec", &net.h1, "tcpdump", "-U", "-q", "-s", "0", "-B", "131072", "-i",
+        ])
         .arg(format!("sva{}h1", std::process::id() % 1000))
         .arg("-w")
         .arg(&pcap)
@@ -319,7 +344,10 @@ fn a_node_behind_nat_is_reached_through_the_relay_which_sees_only_ciphertext() {
     // It says "listening on" once the capture runs.
     let mut said = std::io::BufReader::new(capture.stderr.take().unwrap());
     let mut lines = Vec::new();
-    while !lines.last().is_some_and(|l: &String| l.contains("listening on")) {
+    while !lines
+        .last()
+        .is_some_and(|l: &String| l.contains("listening on"))
+    {
         let mut line = String::new();
         let n = std::io::BufRead::read_line(&mut said, &mut line).unwrap();
         assert!(n > 0 && lines.len() < 5, "tcpdump did not start: {lines:?}");
@@ -330,7 +358,14 @@ fn a_node_behind_nat_is_reached_through_the_relay_which_sees_only_ciphertext() {
         &net.h2,
         &bob,
         &tracker,
-        &["get", "--json", "--no-seed", "alice:notes.txt", "-o", out.to_str().unwrap()],
+        &[
+            "get",
+            "--json",
+            "--no-seed",
+            "alice:notes.txt",
+            "-o",
+            out.to_str().unwrap(),
+        ],
     ));
     let _ = Command::new("kill")
         .args(["-INT", &capture.id().to_string()])
@@ -338,10 +373,16 @@ fn a_node_behind_nat_is_reached_through_the_relay_which_sees_only_ciphertext() {
     let _ = capture.wait();
     assert_eq!(got["sources"][0]["via"], "relay", "{got}");
     assert_eq!(got["sources"][0]["addr"], relay_url.as_str(), "{got}");
-    assert_eq!(fs::read(out.join("notes.txt")).unwrap(), fs::read(&file).unwrap());
+    assert_eq!(
+        fs::read(out.join("notes.txt")).unwrap(),
+        fs::read(&file).unwrap()
+    );
     let captured = fs::read(&pcap).unwrap();
     let holds = |b: &[u8]| b.windows(MARKER.len()).any(|w| w == MARKER);
-    assert!(holds(&fs::read(&file).unwrap()), "the search finds the marker in the file");
+    assert!(
+        holds(&fs::read(&file).unwrap()),
+        "the search finds the marker in the file"
+    );
     // The transfer crossed the link while it was captured (the kernel may
     // drop some packets of a fast capture; the marker repeats every few
     // dozen bytes, so any plaintext caught would show).
@@ -373,7 +414,18 @@ fn reachability_is_unreachable_behind_nat_and_direct_on_the_public_side() {
         });
         assert_eq!(p["addrs"][0], format!("{R1}:7000"), "{p}");
         // And so a download has nothing to reach her by.
-        let out = net.shoal(&net.h2, &bob, &tracker, &["get", "--no-seed", "alice:a.txt", "-o", "/nonexistent-dir-never-made"]);
+        let out = net.shoal(
+            &net.h2,
+            &bob,
+            &tracker,
+            &[
+                "get",
+                "--no-seed",
+                "alice:a.txt",
+                "-o",
+                "/nonexistent-dir-never-made",
+            ],
+        );
         assert!(!out.status.success());
     }
     let _alice = net.node(&net.public, &net.dir("alice-public"), &share, &tracker, &[]);
@@ -438,28 +490,54 @@ fn with_port_mapping_the_download_is_direct_and_the_mapping_goes_when_the_node_s
     let (_tracker, tracker) = net.tracker(&[]);
     let share = net.dir("share");
     let file = marked_file(&share, 1);
-    let mut alice = net.node(&net.h1, &net.dir("alice"), &share, &tracker, &["--port-mapping"]);
+    let mut alice = net.node(
+        &net.h1,
+        &net.dir("alice"),
+        &share,
+        &tracker,
+        &["--port-mapping"],
+    );
     let bob = net.dir("bob");
-    let p = net.wait_for_alice(&net.h2, &bob, &tracker, "alice direct through the mapping", |p| {
-        p["reach"] == "direct"
-    });
+    let p = net.wait_for_alice(
+        &net.h2,
+        &bob,
+        &tracker,
+        "alice direct through the mapping",
+        |p| p["reach"] == "direct",
+    );
     assert_eq!(p["addrs"][0], format!("{R1}:7000"), "{p}");
     let listed = mappings(&net);
-    assert!(listed.contains("7000") && listed.contains("Shoal"), "upnpc -l:\n{listed}");
+    assert!(
+        listed.contains("7000") && listed.contains("Shoal"),
+        "upnpc -l:\n{listed}"
+    );
     let out = net.dir("out");
     let got = get_json(&net.shoal(
         &net.h2,
         &bob,
         &tracker,
-        &["get", "--json", "--no-seed", "alice:notes.txt", "-o", out.to_str().unwrap()],
+        &[
+            "get",
+            "--json",
+            "--no-seed",
+            "alice:notes.txt",
+            "-o",
+            out.to_str().unwrap(),
+        ],
     ));
     assert_eq!(got["sources"][0]["via"], "direct", "{got}");
     assert_eq!(got["sources"][0]["addr"], format!("{R1}:7000"), "{got}");
-    assert_eq!(fs::read(out.join("notes.txt")).unwrap(), fs::read(&file).unwrap());
+    assert_eq!(
+        fs::read(out.join("notes.txt")).unwrap(),
+        fs::read(&file).unwrap()
+    );
     // SIGTERM: the node removes its mapping before it exits.
     assert!(alice.terminate().success());
     let listed = mappings(&net);
-    assert!(!listed.contains("Shoal"), "the mapping outlived the node:\n{listed}");
+    assert!(
+        !listed.contains("Shoal"),
+        "the mapping outlived the node:\n{listed}"
+    );
 }
 
 #[test]
@@ -473,15 +551,31 @@ fn a_relay_killed_midway_the_download_resumes_when_it_returns() {
     let share = net.dir("share");
     let file = marked_file(&share, 48);
     // 8 MiB/s: six seconds in all, so the relay dies midway.
-    let _alice = net.node(&net.h1, &net.dir("alice"), &share, &tracker, &["--max-upload-rate", "8MiB"]);
+    let _alice = net.node(
+        &net.h1,
+        &net.dir("alice"),
+        &share,
+        &tracker,
+        &["--max-upload-rate", "8MiB"],
+    );
     let bob = net.dir("bob");
-    net.wait_for_alice(&net.h2, &bob, &tracker, "alice relayed", |p| p["reach"] == "relayed");
+    net.wait_for_alice(&net.h2, &bob, &tracker, "alice relayed", |p| {
+        p["reach"] == "relayed"
+    });
     let out = net.dir("out");
     let part = out.join("notes.txt.part");
     let get = Command::new("ip")
         .args(["netns", "exec", &net.h2, BIN, "--data-dir"])
         .arg(&bob)
-        .args(["--tracker", &tracker, "get", "--json", "--no-seed", "alice:notes.txt", "-o"])
+        .args([
+            "--tracker",
+            &tracker,
+            "get",
+            "--json",
+            "--no-seed",
+            "alice:notes.txt",
+            "-o",
+        ])
         .arg(&out)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -507,10 +601,20 @@ fn a_relay_killed_midway_the_download_resumes_when_it_returns() {
             &net.h2,
             &bob,
             &tracker,
-            &["get", "--json", "--no-seed", "alice:notes.txt", "-o", out.to_str().unwrap()],
+            &[
+                "get",
+                "--json",
+                "--no-seed",
+                "alice:notes.txt",
+                "-o",
+                out.to_str().unwrap(),
+            ],
         ))
     };
     assert_eq!(got["sources"][0]["via"], "relay", "{got}");
-    assert_eq!(fs::read(out.join("notes.txt")).unwrap(), fs::read(&file).unwrap());
+    assert_eq!(
+        fs::read(out.join("notes.txt")).unwrap(),
+        fs::read(&file).unwrap()
+    );
     assert!(!part.exists());
 }

@@ -34,6 +34,12 @@ impl<T> Guarded<T> {
         &self.inner
     }
 
+    /// The wrapped stream, unguarded (for a caller that bounds its
+    /// writes itself).
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+
     /// What a write (or flush) of the inner stream came to: done, clearing
     /// the stall timer, or pending, failing once it has waited too long.
     fn after<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {

@@ -349,3 +349,32 @@ async fn two_thousand_idle_connections_leave_the_relay_serving() {
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     drop(idle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_mixes_direct_and_relayed_providers() {
+    let (url, _stop) = relay().await;
+    let bytes = data(24 * 1024 * 1024, 9);
+    let a = seeder(8, &bytes, &url).await;
+    let b = seeder(9, &bytes, &url).await;
+    let c = client(105);
+    let mut direct = through(a.node.peer_id(), &url);
+    direct.addrs = vec![a.node.local_addr().to_string()];
+    let relayed = through(b.node.peer_id(), &url);
+    let out = tempfile::tempdir().unwrap();
+    let downloads = Downloads::new(c, None, Swarm::default());
+    let target = Target::Entry {
+        entry: a.entry.clone(),
+        peers: vec![direct, relayed],
+    };
+    let h = downloads.start(Request::new(target, out.path()));
+    let path = tokio::time::timeout(PATIENCE, h.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    let mut via: Vec<&str> = h.sources().iter().map(|s| s.via).collect();
+    via.sort_unstable();
+    assert_eq!(via, ["direct", "relay"], "{:?}", h.sources());
+    // Both served pieces.
+    assert!(a.node.bytes_served() > 0 && b.node.bytes_served() > 0);
+}

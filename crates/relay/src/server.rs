@@ -25,8 +25,13 @@ const LISTENER_SILENCE: Duration = Duration::from_secs(60);
 const ACCEPT_WAIT: Duration = Duration::from_secs(10);
 /// Invites waiting to be sent to one listener; more are refused as busy.
 const INVITES_QUEUED: usize = 16;
-/// Bytes read at once from each side of a pipe.
-const PIPE_BUF: usize = 64 * 1024;
+/// Bytes read at once from each side of a busy pipe.
+const PIPE_BUF: usize = 256 * 1024;
+/// What a pipe reads with until a read fills it (an idle pipe holds
+/// only this).
+const FIRST_BUF: usize = 16 * 1024;
+/// Longest a write into a pipe may wait for the other side to read.
+const WRITE_STALL: Duration = Duration::from_secs(30);
 
 /// What a relay allows.
 #[derive(Debug, Clone)]
@@ -482,8 +487,10 @@ impl Inner {
     /// Copies bytes both ways until both sides end, one fails, the pipe
     /// idles too long, or the relay stops.
     async fn pipe(&self, a: Conn, b: Conn, rates: [RateLimit; 2], shutdown: CancellationToken) {
-        let (ar, aw) = tokio::io::split(a);
-        let (br, bw) = tokio::io::split(b);
+        // Owned halves (no lock between the directions); writes are
+        // bounded by the pump instead of the guard.
+        let (ar, aw) = a.into_inner().into_split();
+        let (br, bw) = b.into_inner().into_split();
         let last = AtomicU64::new(self.now_ms());
         let limits = [&rates[0], &rates[1], &self.total];
         let up = self.pump(ar, bw, limits, &last);
@@ -508,7 +515,7 @@ impl Inner {
     ) -> std::io::Result<()> {
         let idle = self.config.idle_timeout;
         let tick = idle.min(Duration::from_secs(5));
-        let mut buf = vec![0u8; PIPE_BUF];
+        let mut buf = vec![0u8; FIRST_BUF];
         loop {
             let n = match tokio::time::timeout(tick, r.read(&mut buf)).await {
                 Ok(n) => n?,
@@ -527,9 +534,15 @@ impl Inner {
             for l in limits {
                 l.take(n).await;
             }
-            w.write_all(&buf[..n]).await?;
+            let full = n == buf.len();
+            tokio::time::timeout(WRITE_STALL, w.write_all(&buf[..n]))
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
             last.store(self.now_ms(), Ordering::Relaxed);
             self.metrics.bytes.inc_by(n as u64);
+            if full && buf.len() < PIPE_BUF {
+                buf = vec![0u8; PIPE_BUF];
+            }
         }
     }
 }

@@ -405,7 +405,10 @@ pub struct Route {
 impl Meter {
     /// The providers that answered, and how each was reached.
     pub fn routes(&self) -> Vec<Route> {
-        self.routes.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A word for how the providers were reached: `direct`, `relay`, or

@@ -547,8 +547,9 @@ impl Core {
         });
         self.sink.send(Event::LocalFiles(Vec::new()));
         self.sink.send(Event::Reach(Vec::new()));
-        self.sink
-            .send(Event::Reachability(shoal_node::reach::Reachability::default()));
+        self.sink.send(Event::Reachability(
+            shoal_node::reach::Reachability::default(),
+        ));
     }
 
     fn refresh_peers(&self) {
@@ -1233,7 +1234,10 @@ async fn watch_reach(
         if now.mapped != last.mapped
             && let Some(m) = &now.mapped
         {
-            feed.log(Level::Success, format!("the router forwards {m} to this node"));
+            feed.log(
+                Level::Success,
+                format!("the router forwards {m} to this node"),
+            );
         }
         if now.relay != last.relay {
             match &now.relay {
@@ -1245,7 +1249,10 @@ async fn watch_reach(
         if now.reach() != last.reach()
             && let Some(r) = now.reach()
         {
-            feed.log(Level::Info, format!("others reach this node: {}", r.as_str()));
+            feed.log(
+                Level::Info,
+                format!("others reach this node: {}", r.as_str()),
+            );
         }
         sink.send(Event::Reachability(now.clone()));
         last = now;
