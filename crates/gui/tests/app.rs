@@ -73,6 +73,7 @@ impl Net {
         let config = shoal_tracker::TrackerConfig {
             max_ttl: Duration::from_secs(2),
             token: None,
+            ..Default::default()
         };
         let task = self.rt.spawn(shoal_tracker::run(listener, config, async {
             let _ = rx.await;

@@ -373,6 +373,7 @@ impl shoal_node::dial::Dialer for FakeDialer {
     }
     fn dial<'a>(
         &'a self,
+        _peer: Option<shoal_core::PeerId>,
         addr: &'a str,
     ) -> BoxFuture<'a, std::io::Result<shoal_node::dial::BoxIo>> {
         self.dials.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

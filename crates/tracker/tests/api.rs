@@ -28,6 +28,7 @@ async fn start(token: Option<&str>) -> Server {
     let config = TrackerConfig {
         max_ttl: Duration::from_secs(30),
         token: token.map(str::to_owned),
+        ..Default::default()
     };
     tokio::spawn(shoal_tracker::run(listener, config, async {
         let _ = rx.await;

@@ -71,6 +71,7 @@ impl Net {
         let config = shoal_tracker::TrackerConfig {
             max_ttl: Duration::from_secs(5),
             token: None,
+            ..Default::default()
         };
         tokio::spawn(shoal_tracker::run(listener, config, async {
             let _ = rx.await;
