@@ -315,7 +315,8 @@ fn a_node_behind_nat_is_reached_through_the_relay_which_sees_only_ciphertext() {
     let (_tracker, tracker) = net.tracker(&[&relay_url]);
     let share = net.dir("share");
     let file = marked_file(&share, 4);
-    let _alice = net.node(&net.h1, &net.dir("alice"), &share, &tracker, &[]);
+    let alice = net.dir("alice");
+    let _alice = net.node(&net.h1, &alice, &share, &tracker, &[]);
     let bob = net.dir("bob");
     let listed = net.wait_for_alice(&net.h2, &bob, &tracker, "alice relayed", |p| {
         p["reach"] == "relayed"
@@ -375,6 +376,33 @@ fn a_node_behind_nat_is_reached_through_the_relay_which_sees_only_ciphertext() {
     assert_eq!(got["sources"][0]["addr"], relay_url.as_str(), "{got}");
     assert_eq!(
         fs::read(out.join("notes.txt")).unwrap(),
+        fs::read(&file).unwrap()
+    );
+    // A link from alice carries her relay: fetched with no tracker at all.
+    let link = net.shoal(&net.h1, &alice, &tracker, &["link", file.to_str().unwrap()]);
+    let link = String::from_utf8(link.stdout).unwrap().trim().to_owned();
+    assert!(
+        link.starts_with("shoal:") && link.contains(&format!("relay:%2F%2F{PUB1}:7100")),
+        "{link}"
+    );
+    let carol = net.dir("carol");
+    let out2 = net.dir("out2");
+    let got = get_json(&net.shoal(
+        &net.h2,
+        &carol,
+        "http://127.0.0.1:9",
+        &[
+            "get",
+            "--json",
+            "--no-seed",
+            &link,
+            "-o",
+            out2.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(got["sources"][0]["via"], "relay", "{got}");
+    assert_eq!(
+        fs::read(out2.join("notes.txt")).unwrap(),
         fs::read(&file).unwrap()
     );
     let captured = fs::read(&pcap).unwrap();

@@ -16,6 +16,7 @@
 //!   [`MAX_ADDRS`] times (`IP:PORT`, `[IPv6]:PORT` or `HOST:PORT`).
 //! - Values are percent-encoded (UTF-8); only `name` usually needs it.
 //!
+//! An `addr` may be `relay://HOST:PORT`, a relay the provider keeps.
 //! The addresses are hints, as a tracker's are: the TLS pin to `peer`
 //! decides who answers, and the content id decides what is kept. A link is
 //! at most [`MAX_LEN`] bytes.
@@ -131,6 +132,8 @@ impl fmt::Display for Link {
 }
 
 fn valid_addr(a: &str) -> bool {
+    // A relay the provider keeps (`relay://HOST:PORT`) is an address too.
+    let a = a.strip_prefix(crate::wire::RELAY_SCHEME).unwrap_or(a);
     let Some((host, port)) = a.rsplit_once(':') else {
         return false;
     };
@@ -256,6 +259,7 @@ mod tests {
                 "127.0.0.1:4000".into(),
                 "[::1]:4000".into(),
                 "nas.local:4000".into(),
+                "relay://relay.example:7100".into(),
             ],
         }
     }

@@ -271,6 +271,13 @@ impl Node {
         if let Err(e) = listening.write(&config.data_dir) {
             tracing::warn!(error = %e, "cannot record where this node listens; `shoal link` will not find it");
         }
+        // Links carry the mapped address and the relay too, once known.
+        tasks.push(tokio::spawn(keep_listening(
+            listening.clone(),
+            config.data_dir.clone(),
+            reach.clone(),
+            shutdown.clone(),
+        )));
         if let Some(lan) = &config.lan {
             if local_addr.ip().is_loopback() {
                 tracing::warn!(
@@ -438,6 +445,37 @@ impl Drop for Node {
         self.shutdown.cancel();
         self.reach_stop.cancel();
         crate::listening::Listening::remove(&self.data_dir);
+    }
+}
+
+/// Rewrites the node's `listening.json` whenever a port mapping or a
+/// relay comes or goes, so `shoal link` carries them.
+async fn keep_listening(
+    base: crate::listening::Listening,
+    data_dir: PathBuf,
+    mut reach: tokio::sync::watch::Receiver<crate::reach::Reachability>,
+    shutdown: CancellationToken,
+) {
+    let mut written = base.addrs.clone();
+    loop {
+        tokio::select! {
+            r = reach.changed() => if r.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+        let addrs = reach
+            .borrow_and_update()
+            .addrs(&base.addrs)
+            .into_iter()
+            .take(shoal_core::link::MAX_ADDRS)
+            .collect::<Vec<_>>();
+        if addrs != written {
+            let mut now = base.clone();
+            now.addrs = addrs.clone();
+            if let Err(e) = now.write(&data_dir) {
+                tracing::warn!(error = %e, "cannot record where this node listens; `shoal link` may carry old addresses");
+            }
+            written = addrs;
+        }
     }
 }
 

@@ -378,3 +378,75 @@ async fn a_download_mixes_direct_and_relayed_providers() {
     // Both served pieces.
     assert!(a.node.bytes_served() > 0 && b.node.bytes_served() > 0);
 }
+
+/// A relay with `config` on a free loopback port.
+async fn relay_with(config: shoal_relay::RelayConfig) -> (String, CancellationToken) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = shoal_relay::url_of(l.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    tokio::spawn(shoal_relay::serve(l, config, stop.clone()));
+    (url, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_caps_pipes_per_peer_and_closes_idle_ones() {
+    let (url, _stop) = relay_with(shoal_relay::RelayConfig {
+        pipes_per_peer: 2,
+        idle_timeout: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    // A listener that takes every pipe and then says nothing.
+    let target = Arc::new(Identity::from_seed([30; 32]));
+    let mut l = shoal_relay::client::listen(&url, &target).await.unwrap();
+    let (relay_url, who) = (url.clone(), target.clone());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok(token) = l.invite().await {
+            held.push(
+                shoal_relay::client::accept(&relay_url, &who, token)
+                    .await
+                    .unwrap(),
+            );
+        }
+    });
+    let me = Identity::from_seed([31; 32]);
+    let mut a = shoal_relay::client::connect(&url, &me, target.peer_id())
+        .await
+        .unwrap();
+    let _b = shoal_relay::client::connect(&url, &me, target.peer_id())
+        .await
+        .unwrap();
+    let e = shoal_relay::client::connect(&url, &me, target.peer_id())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("too many pipes"), "{e}");
+    // An idle pipe is closed by the relay (EOF), well before the deadline.
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read(&mut a, &mut buf),
+    )
+    .await
+    .expect("the idle pipe was not closed")
+    .unwrap_or(0);
+    assert_eq!(n, 0);
+    // Its place is free again.
+    until_async("a pipe slot to come back", || async {
+        shoal_relay::client::connect(&url, &me, target.peer_id())
+            .await
+            .is_ok()
+    })
+    .await;
+}
+
+async fn until_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut cond: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
