@@ -474,6 +474,8 @@ fn up_runs_a_whole_network_in_one_process() {
             share.to_str().unwrap(),
             "--tracker-listen",
             "127.0.0.1:0",
+            "--relay-listen",
+            "127.0.0.1:0",
             "--listen",
             "127.0.0.1:0",
             "--name",
@@ -482,6 +484,8 @@ fn up_runs_a_whole_network_in_one_process() {
         &[],
     );
     let tracker_url = up.wait_line("tracker listening on ");
+    let relay = up.wait_line("relay listening on ");
+    assert!(relay.starts_with("relay://127.0.0.1:"), "{relay}");
     up.wait_line("peer id ");
     let client = tmp.path().join("c");
     wait_for_peers(&client, &tracker_url, &["solo"], 20);
@@ -492,6 +496,10 @@ fn up_runs_a_whole_network_in_one_process() {
         &["get", "solo:hello.txt", "-o", out.to_str().unwrap()],
     ));
     assert_eq!(fs::read(out.join("hello.txt")).unwrap(), b"hello from up");
+    // The tracker dialled the node back: reached directly.
+    wait_until("the node reached directly", 20, || {
+        json(&shoal(&client, &tracker_url, &["peers", "--json"]))[0]["reach"] == "direct"
+    });
     assert!(up.terminate().success());
 }
 
