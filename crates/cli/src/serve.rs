@@ -412,16 +412,9 @@ pub async fn up(ctx: &Ctx, args: UpArgs, feed: shoal_service::activity::LogFeed)
         ));
         // Advertised with the host the node reached the tracker on.
         relays.push(format!("relay://:{}", raddr.port()));
-        let defaults = RelayArgs {
-            listen: raddr,
-            pipes_per_peer: 32,
-            rate_per_peer: None,
-            rate_total: None,
-            max_connections: 16384,
-        };
         relay_task = Some(tokio::spawn(shoal_relay::serve(
             l,
-            relay_config(&defaults),
+            shoal_relay::RelayConfig::default(),
             relay_stop.clone(),
         )));
     }

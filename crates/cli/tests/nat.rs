@@ -248,6 +248,23 @@ impl Net {
         p
     }
 
+    /// `get --json --no-seed TARGET -o OUT` in `ns`, as `data`.
+    fn get(&self, ns: &str, data: &Path, tracker: &str, target: &str, out: &Path) -> Output {
+        self.shoal(
+            ns,
+            data,
+            tracker,
+            &[
+                "get",
+                "--json",
+                "--no-seed",
+                target,
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        )
+    }
+
     /// alice as `peers --json` in `ns` lists her, once `ok` says so.
     fn wait_for_alice(
         &self,
@@ -355,19 +372,7 @@ fn a_node_behind_nat_is_reached_through_the_relay_which_sees_only_ciphertext() {
         lines.push(line);
     }
     let out = net.dir("out");
-    let got = get_json(&net.shoal(
-        &net.h2,
-        &bob,
-        &tracker,
-        &[
-            "get",
-            "--json",
-            "--no-seed",
-            "alice:notes.txt",
-            "-o",
-            out.to_str().unwrap(),
-        ],
-    ));
+    let got = get_json(&net.get(&net.h2, &bob, &tracker, "alice:notes.txt", &out));
     let _ = Command::new("kill")
         .args(["-INT", &capture.id().to_string()])
         .status();
@@ -387,19 +392,7 @@ fn a_node_behind_nat_is_reached_through_the_relay_which_sees_only_ciphertext() {
     );
     let carol = net.dir("carol");
     let out2 = net.dir("out2");
-    let got = get_json(&net.shoal(
-        &net.h2,
-        &carol,
-        "http://127.0.0.1:9",
-        &[
-            "get",
-            "--json",
-            "--no-seed",
-            &link,
-            "-o",
-            out2.to_str().unwrap(),
-        ],
-    ));
+    let got = get_json(&net.get(&net.h2, &carol, "http://127.0.0.1:9", &link, &out2));
     assert_eq!(got["sources"][0]["via"], "relay", "{got}");
     assert_eq!(
         fs::read(out2.join("notes.txt")).unwrap(),
@@ -540,19 +533,7 @@ fn with_port_mapping_the_download_is_direct_and_the_mapping_goes_when_the_node_s
         "upnpc -l:\n{listed}"
     );
     let out = net.dir("out");
-    let got = get_json(&net.shoal(
-        &net.h2,
-        &bob,
-        &tracker,
-        &[
-            "get",
-            "--json",
-            "--no-seed",
-            "alice:notes.txt",
-            "-o",
-            out.to_str().unwrap(),
-        ],
-    ));
+    let got = get_json(&net.get(&net.h2, &bob, &tracker, "alice:notes.txt", &out));
     assert_eq!(got["sources"][0]["via"], "direct", "{got}");
     assert_eq!(got["sources"][0]["addr"], format!("{R1}:7000"), "{got}");
     assert_eq!(
@@ -625,19 +606,7 @@ fn a_relay_killed_midway_the_download_resumes_when_it_returns() {
         // resumes from the pieces it kept.
         eprintln!("the download gave up while the relay was gone; resuming");
         assert!(part.exists(), "the .part is gone");
-        get_json(&net.shoal(
-            &net.h2,
-            &bob,
-            &tracker,
-            &[
-                "get",
-                "--json",
-                "--no-seed",
-                "alice:notes.txt",
-                "-o",
-                out.to_str().unwrap(),
-            ],
-        ))
+        get_json(&net.get(&net.h2, &bob, &tracker, "alice:notes.txt", &out))
     };
     assert_eq!(got["sources"][0]["via"], "relay", "{got}");
     assert_eq!(

@@ -105,6 +105,24 @@ fn client(seed: u8) -> Arc<PeerClient> {
     ))
 }
 
+/// Downloads `entry` from `peers` with `c` into `out`; where it was saved.
+async fn download(
+    c: Arc<PeerClient>,
+    entry: &FileEntry,
+    peers: Vec<PeerRecord>,
+    out: &std::path::Path,
+) -> std::path::PathBuf {
+    let downloads = Downloads::new(c, None, Swarm::default());
+    let target = Target::Entry {
+        entry: entry.clone(),
+        peers,
+    };
+    tokio::time::timeout(PATIENCE, downloads.start(Request::new(target, out)).wait())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 fn through(peer: shoal_core::PeerId, relay: &str) -> PeerRecord {
     PeerRecord {
         peer_id: peer,
@@ -127,18 +145,7 @@ async fn a_download_through_the_relay_is_byte_identical_and_says_so() {
     assert_eq!(c.route(s.node.peer_id()).unwrap().via, "relay");
 
     let out = tempfile::tempdir().unwrap();
-    let downloads = Downloads::new(c.clone(), None, Swarm::default());
-    let target = Target::Entry {
-        entry: s.entry.clone(),
-        peers: vec![rec],
-    };
-    let path = tokio::time::timeout(
-        PATIENCE,
-        downloads.start(Request::new(target, out.path())).wait(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let path = download(c.clone(), &s.entry, vec![rec], out.path()).await;
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     assert_eq!(
         ContentId::of(&std::fs::read(&path).unwrap()),
@@ -334,18 +341,7 @@ async fn two_thousand_idle_connections_leave_the_relay_serving() {
     let c = client(104);
     let rec = through(s.node.peer_id(), &url);
     let out = tempfile::tempdir().unwrap();
-    let downloads = Downloads::new(c.clone(), None, Swarm::default());
-    let target = Target::Entry {
-        entry: s.entry.clone(),
-        peers: vec![rec],
-    };
-    let path = tokio::time::timeout(
-        PATIENCE,
-        downloads.start(Request::new(target, out.path())).wait(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let path = download(c.clone(), &s.entry, vec![rec], out.path()).await;
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     drop(idle);
 }
