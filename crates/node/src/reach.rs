@@ -30,6 +30,8 @@ const MAPPING_RETRY: Duration = Duration::from_secs(300);
 /// How long a node waits for a tracker to take its registration before
 /// it uses a relay it was given without a probe.
 const UNDECIDED_WAIT: Duration = Duration::from_secs(10);
+/// Relays taken from one tracker's answer.
+const MAX_ADVERTISED: usize = 4;
 /// Pipes from a relay served at once.
 const MAX_RELAYED: usize = 128;
 
@@ -164,7 +166,7 @@ pub(crate) async fn keep_reachable(r: Reaching, shutdown: CancellationToken) {
         mut registered,
         conns,
     } = r;
-    let mut relay: Option<(CancellationToken, tokio::task::JoinHandle<()>, Vec<String>)> = None;
+    let mut relay: Option<RelayTask> = None;
     let direct = |a: &Vec<String>| -> Vec<String> {
         a.iter()
             .filter(|a| !a.starts_with(RELAY_SCHEME))
@@ -181,7 +183,11 @@ pub(crate) async fn keep_reachable(r: Reaching, shutdown: CancellationToken) {
         if trackers.is_empty() {
             // No tracker to ask: a relay, if given, is the safe way.
         } else if !now.is_empty() {
-            if let Some((p, t)) = probe(&trackers, identity.peer_id()).await {
+            let probed = tokio::select! {
+                p = probe(&trackers, identity.peer_id()) => p,
+                () = shutdown.cancelled() => return leave(&mut relay).await,
+            };
+            if let Some((p, t)) = probed {
                 tracing::info!(
                     tracker = t,
                     reach = p.reach.as_str(),
@@ -192,9 +198,15 @@ pub(crate) async fn keep_reachable(r: Reaching, shutdown: CancellationToken) {
                 } else {
                     Reach::Unreachable
                 });
-                for r in p.relays {
-                    if !candidates.contains(&r) {
-                        candidates.push(r);
+                // What a tracker advertises is checked like any address
+                // it sends: a relay address, at most a few.
+                let advertised = p
+                    .relays
+                    .iter()
+                    .filter(|r| shoal_core::wire::PeerAddr::parse(r).is_ok_and(|a| a.is_relay()));
+                for r in advertised.take(MAX_ADVERTISED) {
+                    if !candidates.contains(r) {
+                        candidates.push(r.clone());
                     }
                 }
             }
@@ -214,10 +226,7 @@ pub(crate) async fn keep_reachable(r: Reaching, shutdown: CancellationToken) {
             _ if !decided => {}
             (Some((_, _, list)), true) if *list == candidates => {}
             (_, true) => {
-                if let Some((stop, task, _)) = relay.take() {
-                    stop.cancel();
-                    let _ = task.await;
-                }
+                leave(&mut relay).await;
                 let stop = shutdown.child_token();
                 let task = tokio::spawn(keep_relay(
                     candidates.clone(),
@@ -229,11 +238,8 @@ pub(crate) async fn keep_reachable(r: Reaching, shutdown: CancellationToken) {
                 relay = Some((stop, task, candidates));
             }
             (Some(_), false) => {
-                if let Some((stop, task, _)) = relay.take() {
-                    tracing::info!("reachable directly; leaving the relay");
-                    stop.cancel();
-                    let _ = task.await;
-                }
+                tracing::info!("reachable directly; leaving the relay");
+                leave(&mut relay).await;
             }
             (None, false) => {}
         }
@@ -252,15 +258,20 @@ pub(crate) async fn keep_reachable(r: Reaching, shutdown: CancellationToken) {
                     if probed_for.as_ref() != Some(&direct(&registered.borrow())) { break; }
                 }
                 () = tokio::time::sleep_until(until) => break,
-                () = shutdown.cancelled() => {
-                    if let Some((stop, task, _)) = relay.take() {
-                        stop.cancel();
-                        let _ = task.await;
-                    }
-                    return;
-                }
+                () = shutdown.cancelled() => return leave(&mut relay).await,
             }
         }
+    }
+}
+
+/// The task keeping a relay: what stops it, and the relays it was given.
+type RelayTask = (CancellationToken, tokio::task::JoinHandle<()>, Vec<String>);
+
+/// Stops the relay task, if one runs, and waits for it.
+async fn leave(relay: &mut Option<RelayTask>) {
+    if let Some((stop, task, _)) = relay.take() {
+        stop.cancel();
+        let _ = task.await;
     }
 }
 
