@@ -443,3 +443,123 @@ async fn a_registration_replayed_after_leaving_is_refused() {
     let fresh = reg(&alice, "alice", "127.0.0.1:7001", now_ms() + 2);
     assert_eq!(s.put_reg(&fresh).await.status(), StatusCode::OK);
 }
+
+/// Answers a dial-back: a peer answers at `addr` only.
+struct AnswersAt(String);
+
+impl shoal_tracker::probe::Prober for AnswersAt {
+    fn probe<'a>(
+        &'a self,
+        _peer: shoal_core::PeerId,
+        addr: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        let ok = addr == self.0;
+        Box::pin(async move { ok })
+    }
+}
+
+async fn start_with(config: TrackerConfig) -> Server {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(shoal_tracker::run(listener, config, async {
+        let _ = rx.await;
+    }));
+    Server {
+        base: format!("http://{addr}"),
+        addr,
+        _stop: tx,
+        http: reqwest::Client::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_probe_dials_direct_addresses_and_listings_say_how_a_peer_is_reached() {
+    let s = start_with(TrackerConfig {
+        relays: vec!["relay://:7100".into()],
+        prober: Some(std::sync::Arc::new(AnswersAt("10.0.0.2:7000".into()))),
+        ..Default::default()
+    })
+    .await;
+    let probe = |id: shoal_core::PeerId| {
+        let url = format!("{}/v1/peers/{id}/probe", s.base);
+        let http = s.http.clone();
+        async move { http.post(url).send().await.unwrap() }
+    };
+    // Not registered: nothing to dial.
+    let stranger = Identity::from_seed([40; 32]);
+    assert_eq!(
+        probe(stranger.peer_id()).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Behind NAT, with a relay address: relayed.
+    let a = Identity::from_seed([41; 32]);
+    let reg = Registration::new(
+        &a,
+        "a",
+        vec!["10.0.0.9:7000".into(), "relay://10.0.0.1:7100".into()],
+        30,
+        now_ms(),
+    );
+    assert_eq!(s.put_reg(&reg).await.status(), StatusCode::OK);
+    let p: shoal_core::wire::Probe = probe(a.peer_id()).await.json().await.unwrap();
+    assert_eq!(p.reach, shoal_core::wire::Reach::Relayed);
+    assert_eq!(
+        p.addrs.len(),
+        1,
+        "only the direct address is dialled: {p:?}"
+    );
+    assert!(!p.addrs[0].reachable);
+    // The advertised relay, with the host this caller reached the tracker on.
+    assert_eq!(p.relays, ["relay://127.0.0.1:7100"]);
+    let rec: PeerRecord = s
+        .get(&format!("/v1/peers/{}", a.peer_id()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rec.reach, Some(shoal_core::wire::Reach::Relayed));
+    assert_eq!(rec.addrs[1], "relay://10.0.0.1:7100");
+
+    // Answers at its address: direct, in the page of peers too.
+    let b = Identity::from_seed([42; 32]);
+    let reg = Registration::new(&b, "b", vec!["10.0.0.2:7000".into()], 30, now_ms());
+    assert_eq!(s.put_reg(&reg).await.status(), StatusCode::OK);
+    let p: shoal_core::wire::Probe = probe(b.peer_id()).await.json().await.unwrap();
+    assert_eq!(p.reach, shoal_core::wire::Reach::Direct);
+    let page: PeerPage = s.get("/v1/peers").await.json().await.unwrap();
+    let listed = page
+        .peers
+        .iter()
+        .find(|r| r.peer_id == b.peer_id())
+        .unwrap();
+    assert_eq!(listed.reach, Some(shoal_core::wire::Reach::Direct));
+    // New addresses: what was found no longer holds until probed again.
+    let reg = Registration::new(&b, "b", vec!["10.0.0.3:7000".into()], 30, now_ms() + 1);
+    assert_eq!(s.put_reg(&reg).await.status(), StatusCode::OK);
+    let rec: PeerRecord = s
+        .get(&format!("/v1/peers/{}", b.peer_id()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rec.reach, None);
+}
+
+#[tokio::test]
+async fn a_tracker_that_does_not_dial_back_says_so() {
+    let s = start(None).await;
+    let a = Identity::from_seed([43; 32]);
+    let reg = Registration::new(&a, "a", vec!["10.0.0.9:7000".into()], 30, now_ms());
+    assert_eq!(s.put_reg(&reg).await.status(), StatusCode::OK);
+    let r = s
+        .http
+        .post(format!("{}/v1/peers/{}/probe", s.base, a.peer_id()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_IMPLEMENTED);
+    assert!(r.text().await.unwrap().contains("does not dial peers back"));
+}
