@@ -243,7 +243,7 @@ impl Net {
             "alice",
         ];
         args.extend(extra);
-        let mut p = Proc::spawn_in(ns, &args, &[("RUST_LOG", "info")]);
+        let mut p = Proc::spawn_in(ns, &args, &[]);
         p.wait_line("peer id ");
         p
     }

@@ -1221,7 +1221,8 @@ fn remove_temporary(path: &Path) {
     }
 }
 
-/// Tells the app how others reach the node, and logs what changed.
+/// Tells the app how others reach the node, and logs it when that changes
+/// (the node logs its port mapping and relay itself, into the feed too).
 async fn watch_reach(
     mut rx: tokio::sync::watch::Receiver<shoal_node::reach::Reachability>,
     feed: LogFeed,
@@ -1231,21 +1232,6 @@ async fn watch_reach(
     let mut last = shoal_node::reach::Reachability::default();
     loop {
         let now = rx.borrow_and_update().clone();
-        if now.mapped != last.mapped
-            && let Some(m) = &now.mapped
-        {
-            feed.log(
-                Level::Success,
-                format!("the router forwards {m} to this node"),
-            );
-        }
-        if now.relay != last.relay {
-            match &now.relay {
-                Some(r) => feed.log(Level::Info, format!("reachable through the relay {r}")),
-                None if last.relay.is_some() => feed.log(Level::Warning, "left the relay"),
-                None => {}
-            }
-        }
         if now.reach() != last.reach()
             && let Some(r) = now.reach()
         {
