@@ -20,25 +20,12 @@ struct Server {
 }
 
 async fn start(token: Option<&str>) -> Server {
-    // reqwest is built without a default crypto provider; Shoal uses ring.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let config = TrackerConfig {
+    start_with(TrackerConfig {
         max_ttl: Duration::from_secs(30),
         token: token.map(str::to_owned),
         ..Default::default()
-    };
-    tokio::spawn(shoal_tracker::run(listener, config, async {
-        let _ = rx.await;
-    }));
-    Server {
-        base: format!("http://{addr}"),
-        addr,
-        _stop: tx,
-        http: reqwest::Client::new(),
-    }
+    })
+    .await
 }
 
 fn now_ms() -> u64 {
