@@ -261,6 +261,18 @@ pub struct TrackerArgs {
     /// 501; nodes given a relay then use it).
     #[arg(long)]
     pub no_dial_back: bool,
+    /// Where registrations live: `memory` (this process; lost on restart)
+    /// or `redis://[:PASSWORD@]HOST:PORT/DB` (`rediss://` for TLS), shared
+    /// by every tracker replica given the same URL.
+    #[arg(
+        long,
+        env = "SHOAL_TRACKER_STORE",
+        default_value = "memory",
+        value_name = "STORE",
+        hide_env_values = true,
+        hide_default_value = false
+    )]
+    pub store: String,
 }
 
 #[derive(Debug, Clone, Args)]

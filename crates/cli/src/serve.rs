@@ -37,12 +37,44 @@ fn checked_token(token: Option<String>) -> Result<Option<String>> {
     }
 }
 
+enum TrackerStore {
+    Memory,
+    Redis(std::sync::Arc<shoal_tracker::store::RedisStore>),
+}
+
+/// The `--store` a tracker was given, opened (a Redis store connects
+/// lazily: the tracker starts, and answers 503, while Redis is down).
+fn open_store(url: &str) -> Result<TrackerStore> {
+    let url = url.trim();
+    if url == "memory" {
+        return Ok(TrackerStore::Memory);
+    }
+    let store = shoal_tracker::store::RedisStore::open(url).map_err(|e| {
+        crate::client::UsageError(format!(
+            "--store (or SHOAL_TRACKER_STORE): {e}; `memory` is the default"
+        ))
+    })?;
+    Ok(TrackerStore::Redis(std::sync::Arc::new(store)))
+}
+
 pub async fn tracker(mut args: TrackerArgs) -> Result<()> {
     args.token = checked_token(args.token)?;
+    let store = open_store(&args.store)?;
     let listener = bind_tracker(args.listen).await?;
     let addr = listener.local_addr()?;
     announce(&format!("listening on http://{addr}"));
-    tracing::info!(%addr, ttl = args.ttl, private = args.token.is_some(), "tracker started");
+    let described = match &store {
+        TrackerStore::Memory => "memory".to_owned(),
+        TrackerStore::Redis(s) => {
+            use shoal_tracker::store::Store;
+            let d = s.describe();
+            if let Err(e) = s.health().await {
+                tracing::warn!(error = %e, "the store does not answer yet: lookups and registrations answer 503 until it does");
+            }
+            d
+        }
+    };
+    tracing::info!(%addr, ttl = args.ttl, private = args.token.is_some(), store = %described, "tracker started");
     let config = TrackerConfig {
         max_ttl: std::time::Duration::from_secs(args.ttl),
         token: args.token,
@@ -53,8 +85,8 @@ pub async fn tracker(mut args: TrackerArgs) -> Result<()> {
             Some(dialback()?)
         },
     };
-    match args.legacy_listen {
-        None => shoal_tracker::run(listener, config, shutdown_signal()).await?,
+    let legacy = match args.legacy_listen {
+        None => None,
         Some(l) => {
             let legacy = TcpListener::bind(l).await.with_context(|| {
                 format!(
@@ -72,7 +104,16 @@ pub async fn tracker(mut args: TrackerArgs) -> Result<()> {
                     "this tracker is private: its legacy listener lists only what legacy clients registered, never its nodes' addresses"
                 );
             }
-            shoal_tracker::run_with_legacy(listener, legacy, config, shutdown_signal()).await?
+            Some(legacy)
+        }
+    };
+    match store {
+        TrackerStore::Memory => {
+            let store = std::sync::Arc::new(shoal_tracker::store::MemoryStore::default());
+            shoal_tracker::run_full(listener, legacy, config, store, shutdown_signal()).await?
+        }
+        TrackerStore::Redis(store) => {
+            shoal_tracker::run_full(listener, legacy, config, store, shutdown_signal()).await?
         }
     }
     tracing::info!("tracker stopped");

@@ -156,6 +156,10 @@ impl From<StoreError> for ApiError {
                 "peer is not registered; register first".into(),
             ),
             StoreError::Quota(_) => Self(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+            StoreError::Unavailable(_) => Self(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{e}; try again shortly, or another tracker"),
+            ),
         }
     }
 }
@@ -191,7 +195,7 @@ pub fn router<S: Store>(config: TrackerConfig, store: Arc<S>) -> Router {
         ));
     Router::new()
         .merge(v1)
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz::<S>))
         .route("/metrics", get(metrics::<S>))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), count::<S>))
@@ -329,7 +333,7 @@ async fn get_peer<S: Store>(
 ) -> ApiResult<Response> {
     let id = parse_peer(&path?.0)?;
     let now = Instant::now();
-    match st.store.get_peer(id, now).await {
+    match st.store.get_peer(id, now).await? {
         Some(p) => Ok(Json(st.shown(&conn, p.record(now))).into_response()),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -347,7 +351,7 @@ async fn probe_peer<S: Store>(
 ) -> ApiResult<Json<Probe>> {
     let id = parse_peer(&path?.0)?;
     let now = Instant::now();
-    let Some(p) = st.store.get_peer(id, now).await else {
+    let Some(p) = st.store.get_peer(id, now).await? else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("peer {id} is not registered; register first, then ask for a probe"),
@@ -410,7 +414,7 @@ async fn list_peers<S: Store>(
     let after = q.after.as_deref().map(parse_peer).transpose()?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let now = Instant::now();
-    let mut peers = st.store.list_peers(after, limit + 1, now).await;
+    let mut peers = st.store.list_peers(after, limit + 1, now).await?;
     let next = if peers.len() > limit {
         peers.truncate(limit);
         peers.last().map(|p| p.peer_id)
@@ -456,7 +460,7 @@ async fn get_providers<S: Store>(
         .parse()
         .map_err(|e: shoal_core::ContentIdError| ApiError::bad(e.to_string()))?;
     let now = Instant::now();
-    let peers = st.store.providers(cid, 200, now).await;
+    let peers = st.store.providers(cid, 200, now).await?;
     Ok(Json(Providers {
         content_id: cid,
         peers: peers
@@ -466,10 +470,31 @@ async fn get_providers<S: Store>(
     }))
 }
 
+/// 200 `ok` while the store answers; 503 with the reason when it does not
+/// (a load balancer's check: send traffic to another replica).
+async fn healthz<S: Store>(State(st): State<Shared<S>>) -> Response {
+    match st.store.health().await {
+        Ok(()) => {
+            st.metrics.store_up.set(1);
+            "ok\n".into_response()
+        }
+        Err(e) => {
+            st.metrics.store_up.set(0);
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
+        }
+    }
+}
+
 async fn metrics<S: Store>(State(st): State<Shared<S>>) -> impl IntoResponse {
-    st.metrics
-        .live_peers
-        .set(st.store.live_peers(Instant::now()).await as i64);
+    match st.store.live_peers(Instant::now()).await {
+        Ok(n) => {
+            st.metrics.live_peers.set(n as i64);
+            st.metrics.store_up.set(1);
+        }
+        Err(_) => {
+            st.metrics.store_up.set(0);
+        }
+    }
     let mut h = HeaderMap::new();
     h.insert(
         header::CONTENT_TYPE,

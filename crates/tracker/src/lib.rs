@@ -112,20 +112,23 @@ pub async fn run(
     run_with_store(listener, config, Arc::new(MemoryStore::default()), shutdown).await
 }
 
-/// Serves the tracker on `listener` and the seed's discovery protocol on
-/// `legacy` (see [`legacy`]), with an in-memory store, until `shutdown`.
-pub async fn run_with_legacy(
+/// Serves the tracker on `listener` (and the seed's discovery protocol on
+/// `legacy`, if given) over `store` until `shutdown`.
+pub async fn run_full<S: Store>(
     listener: TcpListener,
-    legacy: TcpListener,
+    legacy: Option<TcpListener>,
     config: TrackerConfig,
+    store: Arc<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let Some(legacy) = legacy else {
+        return run_with_store(listener, config, store, shutdown).await;
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let book = Arc::new(legacy::LegacyBook::new(config.max_ttl));
-    let store = Arc::new(MemoryStore::default());
     // The legacy protocol has no authentication: a private tracker never
     // hands its nodes' addresses to it, only what legacy clients registered.
     let nodes = if config.token.is_some() {
@@ -154,9 +157,22 @@ pub async fn run_with_store<S: Store>(
         let store = store.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut down = false;
             loop {
                 tick.tick().await;
-                store.sweep(tokio::time::Instant::now()).await;
+                // Said once when the store goes and once when it returns,
+                // not every five seconds.
+                match store.sweep(tokio::time::Instant::now()).await {
+                    Ok(()) if down => {
+                        down = false;
+                        tracing::info!(store = %store.describe(), "the store answers again");
+                    }
+                    Err(e) if !down => {
+                        down = true;
+                        tracing::error!(error = %e, "the store is unavailable: lookups and registrations answer 503 until it returns");
+                    }
+                    _ => {}
+                }
             }
         })
     };

@@ -17,6 +17,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub live_peers: Gauge,
+    pub store_up: Gauge,
 }
 
 impl Metrics {
@@ -34,10 +35,17 @@ impl Metrics {
             "Peers with an unexpired registration",
             live_peers.clone(),
         );
+        let store_up = Gauge::default();
+        registry.register(
+            "store_up",
+            "1 while the store answered the last check (healthz, metrics), else 0",
+            store_up.clone(),
+        );
         Self {
             registry,
             requests,
             live_peers,
+            store_up,
         }
     }
 

@@ -1,0 +1,2 @@
+//! Helpers shared by the tracker's tests.
+pub mod redis_server;
