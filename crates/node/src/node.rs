@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::NodeDb;
-use crate::error::{NodeError, Result};
+use crate::error::{NodeError, Result, TrackerError};
 use crate::index::ShareIndex;
 use crate::rate::RateLimit;
 use crate::server::Uploads;
@@ -330,6 +330,7 @@ impl Node {
                 ttl: config.ttl,
                 reach: reach.clone(),
                 registered: Arc::new(registered_tx),
+                clock: Arc::new(AtomicU64::new(0)),
             };
             for (i, tracker) in config.trackers.iter().enumerate() {
                 tasks.push(tokio::spawn(heartbeat(
@@ -534,12 +535,12 @@ fn next_ts(last: &AtomicU64) -> u64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let prev = last.fetch_max(now, Ordering::SeqCst);
-    if prev >= now {
-        last.fetch_add(1, Ordering::SeqCst) + 1
-    } else {
-        now
-    }
+    // One atomic step, so heartbeats running at once never sign the same ts.
+    let next = |prev: u64| now.max(prev + 1);
+    let prev = last
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| Some(next(p)))
+        .unwrap_or_else(|p| p);
+    next(prev)
 }
 
 /// How the node stands with each of its trackers, and with all of them:
@@ -691,6 +692,9 @@ struct Me {
     reach: tokio::sync::watch::Receiver<crate::reach::Reachability>,
     /// Where each successful registration tells what it registered.
     registered: Arc<tokio::sync::watch::Sender<Vec<String>>>,
+    /// The last `ts` signed, shared by the heartbeats of every tracker:
+    /// replicas on one store see one strictly increasing sequence.
+    clock: Arc<AtomicU64>,
 }
 
 /// Registers, re-registers every third of the TTL, announces content ids
@@ -712,8 +716,8 @@ async fn heartbeat(
         ttl,
         mut reach,
         registered,
+        clock,
     } = me;
-    let clock = AtomicU64::new(0);
     let mut changes = offers.index.subscribe();
     let mut partial_changes = offers.partials.subscribe();
     let mut announced: Option<(u64, u64)> = None;
@@ -726,16 +730,28 @@ async fn heartbeat(
     let tracker = tracker.with_retry(retry);
     loop {
         let addrs = reach.borrow_and_update().addrs(&own);
-        let reg = Registration::with_compat(
-            &identity,
-            &name,
-            addrs.clone(),
-            compat.clone(),
-            ttl,
-            next_ts(&clock),
-        );
+        let sign = || {
+            Registration::with_compat(
+                &identity,
+                &name,
+                addrs.clone(),
+                compat.clone(),
+                ttl,
+                next_ts(&clock),
+            )
+        };
+        let register = async {
+            match tracker.register(&sign()).await {
+                // Another tracker on the same store took a newer message
+                // from this node first (replicas): sign again, newer still.
+                Err(NodeError::Tracker(TrackerError::Refused { status: 409, .. })) => {
+                    tracker.register(&sign()).await
+                }
+                r => r,
+            }
+        };
         let register = tokio::select! {
-            r = tracker.register(&reg) => r,
+            r = register => r,
             () = shutdown.cancelled() => break,
         };
         let wait = match register {
@@ -757,8 +773,15 @@ async fn heartbeat(
                 );
                 let ids = offers.content_ids();
                 if announced != Some(version) || r.providing != ids.len() as u64 {
-                    let a = Announce::new(&identity, ids, next_ts(&clock));
-                    match tracker.announce(&a).await {
+                    let a = Announce::new(&identity, ids.clone(), next_ts(&clock));
+                    let announce = match tracker.announce(&a).await {
+                        Err(NodeError::Tracker(TrackerError::Refused { status: 409, .. })) => {
+                            let a = Announce::new(&identity, ids, next_ts(&clock));
+                            tracker.announce(&a).await
+                        }
+                        r => r,
+                    };
+                    match announce {
                         Ok(()) => announced = Some(version),
                         Err(e) => {
                             tracing::warn!(error = %e, "announcing content to the tracker failed")

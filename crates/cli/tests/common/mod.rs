@@ -55,6 +55,7 @@ impl Proc {
             .env_remove("SHOAL_TRACKER")
             .env_remove("SHOAL_DATA_DIR")
             .env_remove("SHOAL_TRACKER_TOKEN")
+            .env_remove("SHOAL_TRACKER_STORE")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

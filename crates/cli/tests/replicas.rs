@@ -1,0 +1,105 @@
+//! Several `shoal tracker` processes on one real `redis-server`: one
+//! network. A node registered with both stays listed when one tracker
+//! dies, `get` goes through the other, and a Redis that dies and comes
+//! back empty is refilled by the node's next heartbeat.
+
+mod common;
+#[path = "../../tracker/tests/common/redis_server.rs"]
+mod redis_server;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis_server::{RedisServer, available};
+
+#[test]
+fn trackers_on_one_redis_serve_one_network_and_survive_each_others_and_redis_death() {
+    if !available("tracker replicas") {
+        return;
+    }
+    let mut redis = RedisServer::start();
+    let store = redis.url();
+    let mut a = tracker_at("127.0.0.1:0", 3, &["--store", &store]);
+    let b = tracker_at("127.0.0.1:0", 3, &["--store", &store]);
+    assert_eq!(http_get(&a.url, "/healthz"), "ok\n");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    std::fs::create_dir(&share).unwrap();
+    let content = bytes(300_000, 16);
+    std::fs::write(share.join("hello.bin"), &content).unwrap();
+    // Heartbeats every second (a third of the 3 s TTL), to both trackers.
+    let mut alice = node_with(
+        &a.url,
+        &tmp.path().join("alice"),
+        &share,
+        "alice",
+        3,
+        "127.0.0.1:0",
+        &["--tracker", &b.url, "--no-web"],
+    );
+    let client = tmp.path().join("client");
+    wait_for_peers(&client, &b.url, &["alice"], 10);
+    wait_for_peers(&client, &a.url, &["alice"], 10);
+
+    // One tracker dies: the node stays listed, `get` by name goes through
+    // the other (the dead one, named first, costs one refused connection).
+    a.proc.kill();
+    let out = tmp.path().join("got");
+    let got = shoal(
+        &client,
+        &a.url,
+        &[
+            "--tracker",
+            &b.url,
+            "get",
+            "alice:hello.bin",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    ok(&got);
+    assert_eq!(std::fs::read(out.join("hello.bin")).unwrap(), content);
+    // Beyond one TTL: still listed, by the heartbeats to the live one.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        assert_eq!(
+            names(&json(&shoal(&client, &b.url, &["peers", "--json"]))),
+            ["alice"]
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Redis dies: the tracker says so at once and keeps running; the node
+    // keeps running too.
+    redis.kill();
+    let t = Instant::now();
+    let health = http_get(&b.url, "/healthz");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(
+        health.starts_with("the tracker's store is unavailable: redis://127.0.0.1:"),
+        "{health}"
+    );
+    // Lookups get 503: what `peers` shows comes from its own cache.
+    let peers = shoal(&client, &b.url, &["peers", "--json"]);
+    let err = String::from_utf8_lossy(&peers.stderr);
+    assert!(err.contains("503"), "{err}");
+    assert_eq!(json(&peers)[0]["sources"], serde_json::json!(["cache"]));
+
+    // Back, empty: within one heartbeat (1 s, and its retries) the node is
+    // listed again.
+    redis.restart();
+    let back = Instant::now();
+    wait_until("healthz ok", 10, || http_get(&b.url, "/healthz") == "ok\n");
+    wait_for_peers(&client, &b.url, &["alice"], 5);
+    eprintln!("listed again {:?} after redis returned", back.elapsed());
+    assert!(
+        alice.proc.child.try_wait().unwrap().is_none(),
+        "the node kept running"
+    );
+    let mut b = b;
+    assert!(
+        b.proc.child.try_wait().unwrap().is_none(),
+        "the tracker kept running"
+    );
+}
