@@ -103,3 +103,85 @@ fn trackers_on_one_redis_serve_one_network_and_survive_each_others_and_redis_dea
         "the tracker kept running"
     );
 }
+
+#[test]
+fn a_tracker_speaks_tls_to_redis_and_checks_its_certificate() {
+    if !available("rediss") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A CA of the test's own, and a certificate for 127.0.0.1 it signs.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let (ca_pem, cert_pem, key_pem) = (
+        tmp.path().join("ca.pem"),
+        tmp.path().join("cert.pem"),
+        tmp.path().join("key.pem"),
+    );
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    let redis = RedisServer::start_tls(&cert_pem, &key_pem, &ca_pem, "hunter2");
+    // The password travels in the env, not on the command line.
+    let store = format!("rediss://:hunter2@127.0.0.1:{}/0", redis.port);
+
+    let mut trusted = Proc::spawn(
+        &["tracker", "--listen", "127.0.0.1:0", "--ttl", "3"],
+        &[
+            ("SHOAL_TRACKER_STORE", store.as_str()),
+            ("SSL_CERT_FILE", ca_pem.to_str().unwrap()),
+        ],
+    );
+    let url = trusted.wait_line("listening on ");
+    wait_until("healthz ok over TLS", 10, || {
+        http_get(&url, "/healthz") == "ok\n"
+    });
+    let share = tmp.path().join("share");
+    std::fs::create_dir(&share).unwrap();
+    let _bob = node(
+        &url,
+        &tmp.path().join("bob"),
+        &share,
+        "bob",
+        3,
+        "127.0.0.1:0",
+    );
+    wait_for_peers(&tmp.path().join("client"), &url, &["bob"], 10);
+
+    // The system's roots do not vouch for this Redis: 503, and why.
+    let mut untrusted = Proc::spawn(
+        &["tracker", "--listen", "127.0.0.1:0", "--store", &store],
+        &[],
+    );
+    let url = untrusted.wait_line("listening on ");
+    let health = http_get(&url, "/healthz");
+    assert!(
+        health.starts_with("the tracker's store is unavailable:") && health.contains("certificate"),
+        "{health}"
+    );
+    assert!(!health.contains("hunter2"), "{health}");
+
+    // A wrong password: 503, and why, and never the password.
+    let wrong = format!("rediss://:guess@127.0.0.1:{}/0", redis.port);
+    let mut refused = Proc::spawn(
+        &["tracker", "--listen", "127.0.0.1:0"],
+        &[
+            ("SHOAL_TRACKER_STORE", wrong.as_str()),
+            ("SSL_CERT_FILE", ca_pem.to_str().unwrap()),
+        ],
+    );
+    let url = refused.wait_line("listening on ");
+    let health = http_get(&url, "/healthz");
+    assert!(
+        health.starts_with("the tracker's store is unavailable: rediss://127.0.0.1:"),
+        "{health}"
+    );
+    assert!(!health.contains("guess"), "{health}");
+}

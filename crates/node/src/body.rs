@@ -80,7 +80,10 @@ pub(crate) async fn read_capped<R: Chunked>(
 pub(crate) async fn error_message<R: Chunked>(mut resp: R) -> String {
     match read_capped(&mut resp, MAX_SMALL).await {
         Ok(body) => serde_json::from_slice::<shoal_core::wire::ErrorBody>(&body)
-            .map_or_else(|_| "no explanation given".into(), |b| b.shown()),
-        Err(_) => "no explanation given".into(),
+            .map_or_else(|_| NO_EXPLANATION.into(), |b| b.shown()),
+        Err(_) => NO_EXPLANATION.into(),
     }
 }
+
+/// What [`error_message`] says of an answer without a Shoal error body.
+pub(crate) const NO_EXPLANATION: &str = "no explanation given";

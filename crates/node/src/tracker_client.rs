@@ -149,7 +149,14 @@ impl TrackerClient {
                 return Ok(None);
             }
             if status.is_server_error() {
-                return Err(self.unreachable(format!("server error {status}")));
+                // A Shoal tracker says why (its store is down, say);
+                // a proxy in front of it may not.
+                let why = crate::body::error_message(resp).await;
+                return Err(self.unreachable(if why == crate::body::NO_EXPLANATION {
+                    format!("server error {status}")
+                } else {
+                    format!("server error {status}: {why}")
+                }));
             }
             if status.is_redirection() {
                 // Not followed: a signed registration must never be re-sent

@@ -19,7 +19,7 @@
 //! | `PUT /v1/providers` | [`Announce`](shoal_core::wire::Announce) | 200 `{"providing": N}` |
 //! | `GET /v1/providers/{content_id}` | | 200 [`Providers`](shoal_core::wire::Providers) |
 //! | `POST /v1/peers/{peer_id}/probe` | | 200 [`Probe`](shoal_core::wire::Probe) / 404 / 501 / 503 |
-//! | `GET /healthz` | | 200 `ok` |
+//! | `GET /healthz` | | 200 `ok` / 503 why the store does not answer |
 //! | `GET /metrics` | | 200 Prometheus text |
 //!
 //! Signed messages carry `ts`, Unix **milliseconds**; the tracker accepts a
@@ -39,7 +39,12 @@
 //! and the answer names the relays this tracker advertises (`--relay`).
 //!
 //! Errors are `{"error": "..."}` with 400 (malformed), 401 (token), 403
-//! (signature), 404, 409 (replayed or stale message), 413 (body too large).
+//! (signature), 404, 409 (replayed or stale message), 413 (body too large),
+//! 503 (the store does not answer; see [`store`]).
+//!
+//! Replicas: trackers sharing one [`store::RedisStore`] are one tracker to
+//! their clients. `GET /v1/peers` pages follow the store's order (the
+//! `next` id is the cursor), which stays valid while peers come and go.
 //!
 //! ```text
 //! → PUT /v1/peers/mfrg…  {"peer_id":"mfrg…","name":"alice","addrs":[":7001"],"ttl":60,"ts":1764100000000,"sig":"…"}

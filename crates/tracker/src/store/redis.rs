@@ -361,11 +361,19 @@ impl RedisStore {
     ) -> StoreResult<T> {
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::Unavailable(format!(
-                "{}: {}",
-                self.shown,
-                shoal_core::text::bounded(&e.to_string(), 200)
-            ))),
+            Ok(Err(e)) => {
+                let text = e.to_string();
+                let hint = if text.contains("certificate") {
+                    " (rediss:// checks Redis's certificate against the system's roots, or those in the file SSL_CERT_FILE names)"
+                } else {
+                    ""
+                };
+                Err(StoreError::Unavailable(format!(
+                    "{}: {}{hint}",
+                    self.shown,
+                    shoal_core::text::bounded(&text, 200)
+                )))
+            }
             Err(_) => Err(StoreError::Unavailable(format!(
                 "{} did not answer within {} ms",
                 self.shown,

@@ -13,6 +13,8 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// TLS only, with these PEM files: certificate, key, CA; and a password.
+    tls: Option<([std::path::PathBuf; 3], String)>,
 }
 
 /// Whether `redis-server` can run here; says so loudly when it cannot.
@@ -46,12 +48,29 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts one, empty, without persistence, and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// One that speaks only TLS, with the certificate and key in these PEM
+    /// files (clients are not asked for certificates), and wants `password`.
+    pub fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+        password: &str,
+    ) -> Self {
+        let files = [cert.to_owned(), key.to_owned(), ca.to_owned()];
+        Self::start_with(Some((files, password.to_owned())))
+    }
+
+    fn start_with(tls: Option<([std::path::PathBuf; 3], String)>) -> Self {
         // A port can be taken between looking and binding: try a few.
         for _ in 0..5 {
             let mut s = Self {
                 child: None,
                 port: free_port(),
                 dir: tempfile::tempdir().expect("a temp dir"),
+                tls: tls.clone(),
             };
             if s.spawn() {
                 return s;
@@ -66,10 +85,21 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some(([cert, key, ca], password)) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(ca)
+                .args(["--tls-auth-clients", "no", "--requirepass", password]),
+        };
+        let child = cmd
             .args([
-                "--port",
-                &self.port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -101,11 +131,14 @@ impl RedisServer {
         false
     }
 
-    /// Whether it answers PING now.
+    /// Whether it answers PING now (a TLS one: whether it takes connections).
     pub fn pings(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
+        if self.tls.is_some() {
+            return true;
+        }
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
         if s.write_all(b"PING\r\n").is_err() {
             return false;
