@@ -62,8 +62,11 @@ pub fn init(
         Ok(a) => {
             let (w, g) = tracing_appender::non_blocking(a);
             let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // A tracker's requests are logged only when asked (-v): a
+                // busy one takes thousands a second.
+                let tracker = if verbose > 0 { "debug" } else { "info" };
                 EnvFilter::new(format!(
-                    "info,shoal=debug,shoal_node=debug,shoal_tracker=debug,{FILE_ONLY}=info"
+                    "info,shoal=debug,shoal_node=debug,shoal_tracker={tracker},{FILE_ONLY}=info"
                 ))
             });
             let layer = tracing_subscriber::fmt::layer()

@@ -202,16 +202,35 @@ pub fn router<S: Store>(config: TrackerConfig, store: Arc<S>) -> Router {
         .with_state(state)
 }
 
+/// The routes, as label values (known at compile time: counting a
+/// request allocates nothing).
+const ROUTES: &[&str] = &[
+    "/v1/peers/{peer_id}",
+    "/v1/peers",
+    "/v1/peers/{peer_id}/probe",
+    "/v1/providers",
+    "/v1/providers/{content_id}",
+    "/healthz",
+    "/metrics",
+];
+
 async fn count<S: Store>(State(st): State<Shared<S>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "other".to_owned(), |m| m.as_str().to_owned());
+        .and_then(|m| ROUTES.iter().find(|r| **r == m.as_str()).copied())
+        .unwrap_or("other");
     // Only methods the API knows become label values: made-up methods
     // must not mint new series.
     let method = match req.method().as_str() {
-        m @ ("GET" | "PUT" | "POST" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m.to_owned(),
-        _ => "other".to_owned(),
+        "GET" => "GET",
+        "PUT" => "PUT",
+        "POST" => "POST",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        _ => "other",
     };
     let resp = next.run(req).await;
     st.metrics
@@ -334,7 +353,7 @@ async fn get_peer<S: Store>(
     let id = parse_peer(&path?.0)?;
     let now = Instant::now();
     match st.store.get_peer(id, now).await? {
-        Some(p) => Ok(Json(st.shown(&conn, p.record(now))).into_response()),
+        Some(p) => Ok(Json(st.shown(&conn, p.into_record(now))).into_response()),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("peer {id} is not registered"),
@@ -423,8 +442,8 @@ async fn list_peers<S: Store>(
     };
     Ok(Json(PeerPage {
         peers: peers
-            .iter()
-            .map(|p| st.shown(&conn, p.record(now)))
+            .into_iter()
+            .map(|p| st.shown(&conn, p.into_record(now)))
             .collect(),
         next,
     }))
@@ -464,8 +483,8 @@ async fn get_providers<S: Store>(
     Ok(Json(Providers {
         content_id: cid,
         peers: peers
-            .iter()
-            .map(|p| st.shown(&conn, p.record(now)))
+            .into_iter()
+            .map(|p| st.shown(&conn, p.into_record(now)))
             .collect(),
     }))
 }

@@ -44,11 +44,11 @@ pub struct StoredPeer {
 
 impl StoredPeer {
     /// The public view of this record at `now`.
-    pub fn record(&self, now: Instant) -> PeerRecord {
+    pub fn into_record(self, now: Instant) -> PeerRecord {
         PeerRecord {
             peer_id: self.peer_id,
-            name: self.name.clone(),
-            addrs: self.addrs.clone(),
+            name: self.name,
+            addrs: self.addrs,
             expires_in: self.expires_at.saturating_duration_since(now).as_secs(),
             reach: None,
         }

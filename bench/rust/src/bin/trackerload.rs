@@ -20,7 +20,9 @@
 //! this one, ended by their PIDs when it ends. CPU seconds are read from
 //! `/proc` for every process, this one included: they share 2 cores.
 //!
-//!   trackerload SHOAL_BINARY [PEERS=1000000] [SECS=15] [REDIS_PEERS=100000]
+//!   trackerload SHOAL_BINARY [PEERS=1000000] [SECS=15] [REDIS_PEERS=100000] [PHASES=memory,opentracker,redis]
+//!
+//! (opentracker's rounds use the memory phase's tracker.)
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -489,6 +491,7 @@ async fn mixed(
     secs: u64,
     procs: &[(&str, u32)],
 ) -> (f64, f64) {
+    eprintln!("lookups start");
     let cpu = Cpu::start(procs);
     let start = Instant::now();
     let until = start + Duration::from_secs(secs);
@@ -625,11 +628,16 @@ async fn main() -> Result<()> {
     let peers: usize = args.get(2).map_or(Ok(1_000_000), |s| s.parse())?;
     let secs: u64 = args.get(3).map_or(Ok(15), |s| s.parse())?;
     let redis_peers: usize = args.get(4).map_or(Ok(100_000), |s| s.parse())?;
+    let phases = args
+        .get(5)
+        .map_or("memory,opentracker,redis", String::as_str);
+    let phase = |p: &str| phases.split(',').any(|q| q == p);
     let me = std::process::id();
     let tmp = tempfile::tempdir()?;
 
     println!("== memory store: {peers} peers");
     let (tracker, addr) = shoal_tracker(bin, &[])?;
+    eprintln!("memory tracker pid {}", tracker.pid());
     let procs = [("tracker", tracker.pid()), ("load generator", me)];
     let puts = sign(0..peers);
     let ids = Arc::new(ids_of(&puts));
@@ -642,11 +650,19 @@ async fn main() -> Result<()> {
         hwm as f64 / 1024.0,
         rss as f64 * 1024.0 / peers as f64
     );
-    let renewals = sign(0..peers.min(400_000));
-    let (look_rate, renew_rate) = mixed(&[addr], ids.clone(), renewals, secs, &procs).await;
+    let (look_rate, renew_rate) = if phase("memory") {
+        let renewals = sign(0..peers.min(400_000));
+        mixed(&[addr], ids.clone(), renewals, secs, &procs).await
+    } else {
+        (0.0, 0.0)
+    };
 
     println!("== side by side: Shoal registrations and opentracker announces, interleaved");
-    let ot = opentracker(tmp.path());
+    let ot = if phase("opentracker") {
+        opentracker(tmp.path())
+    } else {
+        Err(anyhow::anyhow!("not asked for"))
+    };
     let mut shoal_rounds = Vec::new();
     let mut ot_rounds = Vec::new();
     match &ot {
@@ -686,7 +702,13 @@ async fn main() -> Result<()> {
     drop(tracker);
 
     println!("== redis store: two trackers on one redis-server, {redis_peers} peers");
-    let redis = match redis_server(tmp.path()) {
+    let redis = match redis_server(tmp.path()).and_then(|r| {
+        if phase("redis") {
+            Ok(r)
+        } else {
+            Err(anyhow::anyhow!("not asked for"))
+        }
+    }) {
         Ok(r) => Some(r),
         Err(e) => {
             println!("  SKIPPED redis: {e:#}");
