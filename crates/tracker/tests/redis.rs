@@ -379,3 +379,39 @@ async fn a_peer_that_stops_heartbeating_expires_from_redis_replicas_as_from_memo
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_redis_that_hangs_means_503_within_a_second_not_a_hung_tracker() {
+    if !available("redis slow") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let a = on_redis(&redis.url(), 30).await;
+    let alice = Identity::from_seed([11; 32]);
+    assert_eq!(
+        register(&a, &reg(&alice, "alice", 30)).await,
+        StatusCode::OK
+    );
+    // Redis stops answering anyone for 3 s (it keeps the connections).
+    assert_eq!(redis.command("CLIENT PAUSE 3000 ALL"), "+OK");
+    let t = Instant::now();
+    let resp = get(&a, &format!("/v1/peers/{}", alice.peer_id())).await;
+    let took = t.elapsed();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("did not answer within 750 ms"), "{text}");
+    let t = Instant::now();
+    assert_eq!(
+        get(&a, "/healthz").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // Answering again: so is the tracker, by itself.
+    until(
+        "lookups to answer again",
+        Duration::from_secs(10),
+        || async { lookup(&a, alice.peer_id()).await == StatusCode::OK },
+    )
+    .await;
+}

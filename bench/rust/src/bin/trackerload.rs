@@ -733,9 +733,12 @@ async fn main() -> Result<()> {
             "  redis-server RSS with {redis_peers} peers: {:.0} MiB",
             status_kib(rp.pid(), "VmRSS:") as f64 / 1024.0
         );
+        println!("  lookups alone, through both replicas:");
+        let (alone, _) = mixed(&[a1, a2], ids.clone(), Vec::new(), secs, &procs).await;
+        println!("  lookups while renewals run:");
         let renewals = sign(0..redis_peers);
         let (l, r) = mixed(&[a1, a2], ids, renewals, secs, &procs).await;
-        redis_rates = Some((fill_rate, l, r));
+        redis_rates = Some((fill_rate, alone, l, r));
     }
 
     println!("== summary");
@@ -751,9 +754,9 @@ async fn main() -> Result<()> {
             median(&mut ot_rounds)
         );
     }
-    if let Some((f, l, r)) = redis_rates {
+    if let Some((f, alone, l, r)) = redis_rates {
         println!(
-            "redis store, two replicas: {f:.0} registrations/s (fill); {l:.0} lookups/s with {r:.0} renewals/s beside"
+            "redis store, two replicas: {f:.0} registrations/s (fill); {alone:.0} lookups/s alone; {l:.0} lookups/s with {r:.0} renewals/s beside"
         );
     }
     Ok(())
