@@ -354,8 +354,16 @@ impl RedisStore {
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> StoreResult<T> {
+        let late = || {
+            StoreError::Unavailable(format!(
+                "{} did not answer within {} ms",
+                self.shown,
+                CALL_TIMEOUT.as_millis()
+            ))
+        };
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if e.is_timeout() => Err(late()),
             Ok(Err(e)) => {
                 let text = e.to_string();
                 let hint = if text.contains("certificate") {
@@ -369,11 +377,7 @@ impl RedisStore {
                     shoal_core::text::bounded(&text, 200)
                 )))
             }
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "{} did not answer within {} ms",
-                self.shown,
-                CALL_TIMEOUT.as_millis()
-            ))),
+            Err(_) => Err(late()),
         }
     }
 
