@@ -155,15 +155,21 @@ pub trait Store: Send + Sync + 'static {
 
 /// At most `limit` of `live`: all if they fit, else the longest
 /// registered half and a random pick of the others.
-pub fn pick_providers(mut live: Vec<StoredPeer>, limit: usize) -> Vec<StoredPeer> {
+pub fn pick_providers(live: Vec<StoredPeer>, limit: usize) -> Vec<StoredPeer> {
+    pick(live, limit, |p| (p.since, p.peer_id))
+}
+
+/// [`pick_providers`] on anything that knows when it registered and who
+/// it is: `key` gives `(since, peer_id)`.
+pub fn pick<T>(mut live: Vec<T>, limit: usize, key: impl Fn(&T) -> (Instant, PeerId)) -> Vec<T> {
     if live.len() > limit {
-        live.sort_by_key(|p| (p.since, p.peer_id));
+        live.sort_by_key(&key);
         let senior = limit / 2;
         let mut rest = live.split_off(senior);
         fastrand::shuffle(&mut rest);
         rest.truncate(limit - senior);
         live.extend(rest);
     }
-    live.sort_by_key(|p| p.peer_id);
+    live.sort_by_key(|t| key(t).1);
     live
 }

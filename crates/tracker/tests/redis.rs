@@ -47,6 +47,17 @@ async fn on_redis(url: &str, ttl: u64) -> Replica {
     replica(Arc::new(RedisStore::open(url).unwrap()), ttl).await
 }
 
+/// A Redis and two replicas on it (`None`, said loudly, without Redis).
+async fn two_replicas(test: &str, ttl: u64) -> Option<(RedisServer, Replica, Replica)> {
+    if !available(test) {
+        return None;
+    }
+    let redis = RedisServer::start();
+    let a = on_redis(&redis.url(), ttl).await;
+    let b = on_redis(&redis.url(), ttl).await;
+    Some((redis, a, b))
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -106,14 +117,9 @@ async fn until<F: Future<Output = bool>>(
 
 #[tokio::test]
 async fn what_one_replica_accepts_the_other_answers_and_a_replay_is_refused_by_both() {
-    if !available("two replicas") {
+    let Some((_redis, a, b)) = two_replicas("two replicas", 30).await else {
         return;
-    }
-    let redis = RedisServer::start();
-    let (a, b) = (
-        on_redis(&redis.url(), 30).await,
-        on_redis(&redis.url(), 30).await,
-    );
+    };
     let alice = Identity::from_seed([1; 32]);
     let r = reg(&alice, "alice", 30);
     assert_eq!(register(&a, &r).await, StatusCode::OK);
@@ -188,14 +194,9 @@ async fn what_one_replica_accepts_the_other_answers_and_a_replay_is_refused_by_b
 
 #[tokio::test]
 async fn pages_visit_every_peer_that_stays_once_while_others_come_and_go() {
-    if !available("paging under churn") {
+    let Some((_redis, a, b)) = two_replicas("paging under churn", 30).await else {
         return;
-    }
-    let redis = RedisServer::start();
-    let (a, b) = (
-        on_redis(&redis.url(), 30).await,
-        on_redis(&redis.url(), 30).await,
-    );
+    };
     let seed = |i: u32, tag: u8| {
         let mut k = [tag; 32];
         k[..4].copy_from_slice(&i.to_le_bytes());

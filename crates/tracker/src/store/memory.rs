@@ -9,8 +9,7 @@ use shoal_core::{ContentId, PeerId};
 use tokio::time::Instant;
 
 use super::{
-    MAX_PROVIDED_PER_NET, Store, StoreError, StoreResult, StoredPeer, TOMBSTONE, network_of,
-    pick_providers,
+    MAX_PROVIDED_PER_NET, Store, StoreError, StoreResult, StoredPeer, TOMBSTONE, network_of, pick,
 };
 
 /// Most expired peers dropped under one hold of the lock: a sweep after a
@@ -267,12 +266,16 @@ impl Store for MemoryStore {
         let Some(set) = g.providers.get(&cid) else {
             return Ok(Vec::new());
         };
-        let live: Vec<StoredPeer> = set
+        // Picked by (since, id) first: only the chosen records are copied,
+        // however many provide it.
+        let live: Vec<(Instant, PeerId)> = set
             .iter()
-            .filter_map(|id| g.live(id, now))
-            .cloned()
+            .filter_map(|id| g.live(id, now).map(|p| (p.since, *id)))
             .collect();
-        Ok(pick_providers(live, limit))
+        Ok(pick(live, limit, |k| *k)
+            .into_iter()
+            .filter_map(|(_, id)| g.peers.get(&id).cloned())
+            .collect())
     }
 
     async fn live_peers(&self, now: Instant) -> StoreResult<usize> {
