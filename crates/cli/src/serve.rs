@@ -37,44 +37,38 @@ fn checked_token(token: Option<String>) -> Result<Option<String>> {
     }
 }
 
-enum TrackerStore {
-    Memory,
-    Redis(std::sync::Arc<shoal_tracker::store::RedisStore>),
-}
-
-/// The `--store` a tracker was given, opened (a Redis store connects
-/// lazily: the tracker starts, and answers 503, while Redis is down).
-fn open_store(url: &str) -> Result<TrackerStore> {
-    let url = url.trim();
-    if url == "memory" {
-        return Ok(TrackerStore::Memory);
+/// Serves the tracker over `store` (a Redis store connects lazily: the
+/// tracker starts, and answers 503, while Redis is down).
+async fn serve_tracker<S: shoal_tracker::store::Store>(
+    listener: TcpListener,
+    legacy: Option<TcpListener>,
+    config: TrackerConfig,
+    store: std::sync::Arc<S>,
+) -> Result<()> {
+    if let Err(e) = store.health().await {
+        tracing::warn!(error = %e, "the store does not answer yet: lookups and registrations answer 503 until it does");
     }
-    let store = shoal_tracker::store::RedisStore::open(url).map_err(|e| {
-        crate::client::UsageError(format!(
-            "--store (or SHOAL_TRACKER_STORE): {e}; `memory` is the default"
-        ))
-    })?;
-    Ok(TrackerStore::Redis(std::sync::Arc::new(store)))
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, ttl = config.max_ttl.as_secs(), private = config.token.is_some(), store = %store.describe(), "tracker started");
+    shoal_tracker::run_full(listener, legacy, config, store, shutdown_signal()).await?;
+    Ok(())
 }
 
 pub async fn tracker(mut args: TrackerArgs) -> Result<()> {
     args.token = checked_token(args.token)?;
-    let store = open_store(&args.store)?;
+    let store = args.store.trim();
+    let redis = if store == "memory" {
+        None
+    } else {
+        Some(shoal_tracker::store::RedisStore::open(store).map_err(|e| {
+            crate::client::UsageError(format!(
+                "--store (or SHOAL_TRACKER_STORE): {e}; `memory` is the default"
+            ))
+        })?)
+    };
     let listener = bind_tracker(args.listen).await?;
     let addr = listener.local_addr()?;
     announce(&format!("listening on http://{addr}"));
-    let described = match &store {
-        TrackerStore::Memory => "memory".to_owned(),
-        TrackerStore::Redis(s) => {
-            use shoal_tracker::store::Store;
-            let d = s.describe();
-            if let Err(e) = s.health().await {
-                tracing::warn!(error = %e, "the store does not answer yet: lookups and registrations answer 503 until it does");
-            }
-            d
-        }
-    };
-    tracing::info!(%addr, ttl = args.ttl, private = args.token.is_some(), store = %described, "tracker started");
     let config = TrackerConfig {
         max_ttl: std::time::Duration::from_secs(args.ttl),
         token: args.token,
@@ -107,14 +101,12 @@ pub async fn tracker(mut args: TrackerArgs) -> Result<()> {
             Some(legacy)
         }
     };
-    match store {
-        TrackerStore::Memory => {
+    match redis {
+        None => {
             let store = std::sync::Arc::new(shoal_tracker::store::MemoryStore::default());
-            shoal_tracker::run_full(listener, legacy, config, store, shutdown_signal()).await?
+            serve_tracker(listener, legacy, config, store).await?
         }
-        TrackerStore::Redis(store) => {
-            shoal_tracker::run_full(listener, legacy, config, store, shutdown_signal()).await?
-        }
+        Some(store) => serve_tracker(listener, legacy, config, std::sync::Arc::new(store)).await?,
     }
     tracing::info!("tracker stopped");
     Ok(())
